@@ -1,0 +1,36 @@
+"""Shared fixtures: run op tests on every backend that this machine can run."""
+import os
+from pathlib import Path
+
+import numpy
+import pytest
+
+import tinyres
+from tinyres import backend as backend_module
+
+SUBSET = Path(os.environ.get("TINYRES_CIFAR_SUBSET",
+                             Path(__file__).resolve().parents[1].parent / "shared" / "data"
+                             / "cifar10-subset"))
+
+
+@pytest.fixture(params=["numpy", "leakproof"])
+def backend(request):
+    """Run the test on NumPy and on the leak-proof device (arrays that refuse host numpy calls,
+    standing in for CuPy); yields the backend's array module."""
+    previous = tinyres.get_backend()
+    tinyres.set_backend(request.param)
+    yield backend_module.array_module()
+    tinyres.set_backend(previous)
+
+
+@pytest.fixture
+def rng():
+    return numpy.random.default_rng(0)
+
+
+@pytest.fixture
+def cifar_subset():
+    """The real CIFAR-10 subset from ../shared/data (skip where it is absent)."""
+    if not (SUBSET / "cifar-10-batches-py").is_dir():
+        pytest.skip(f"CIFAR-10 subset not found at {SUBSET} (set TINYRES_CIFAR_SUBSET)")
+    return SUBSET

@@ -1,0 +1,129 @@
+"""Floor 3: Function — one differentiable op, a node of the graph.
+
+Every op is a small subclass with two methods on plain backend arrays:
+
+    forward(*xs)   -> y or (y1, y2, ...)   compute the output, save what backward needs on self
+    backward(*gys) -> gx or (gx1, gx2, ...) given dL/dy, return dL/dx for each input
+                                           (None where an input needs no gradient)
+
+Calling a Function (``Mul()(a, b)``) wraps the inputs as Tensors, runs forward, and, when a
+gradient may be needed, links the outputs to the node and the node to its inputs. Under
+``no_grad()`` nothing is linked and nothing is saved: evaluation costs no graph memory.
+"""
+import contextlib
+import weakref
+
+from tinyres import backend
+from tinyres.tensor import Tensor
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Within this block ops record no graph (as ``torch.no_grad``)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+def as_tensor(value, like):
+    """An op's operand as a Tensor. Python scalars take the dtype and device of `like`
+    (so float32 * 2.0 stays float32); arrays and Tensors are taken as they are."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (int, float, bool)):
+        xp = backend.get_array_module(like.data)
+        return Tensor(xp.asarray(value, dtype=like.dtype))
+    if hasattr(value, "shape"):            # an array stays on its own device (mixing is checked)
+        return Tensor(value, device=backend.device_of(value))
+    return Tensor(value, device=like.device if like is not None else None)
+
+
+class Function:
+    """Base class of every differentiable op."""
+
+    released = False
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def __call__(self, *inputs):
+        tensors = [as_tensor(x, like=_first_tensor(inputs)) for x in inputs]
+        _check_same_device(self.name, tensors)
+        arrays = [t.data for t in tensors]
+        try:
+            ys = self.forward(*arrays)
+        except ValueError as err:              # name the op and the shapes it was given
+            shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
+            raise ValueError(f"{self.name} on inputs of shapes {shapes}: {err}") from None
+        ys = ys if isinstance(ys, tuple) else (ys,)
+        device = tensors[0].device if tensors else None
+        outputs = []
+        for y in ys:
+            if device is not None and backend.device_of(y) != device:
+                raise TypeError(f"{self.name}.forward returned a {type(y).__name__} on "
+                                f"'{backend.device_of(y)}' for inputs on '{device}': the op "
+                                "called a host numpy function on device data")
+            outputs.append(Tensor(y))
+
+        if _grad_enabled and any(t.requires_grad for t in tensors):
+            self.inputs = tensors
+            # weak references: the graph points backwards only, so a dropped output frees memory
+            self.outputs = [weakref.ref(out) for out in outputs]
+            self.generation = max((t.creator.generation + 1 if t.creator else 0)
+                                  for t in tensors)
+            for out in outputs:
+                out.requires_grad = True
+                out.creator = self
+        else:
+            self.release()
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def forward(self, *xs):
+        raise NotImplementedError(f"{self.name} must define forward()")
+
+    def backward(self, *gys):
+        raise NotImplementedError(f"{self.name} has no backward(): it is not differentiable")
+
+    def backward_with_missing(self, output_grads):
+        """Call backward, giving zeros for outputs that received no gradient."""
+        if any(g is None for g in output_grads):
+            refs = [ref() for ref in self.outputs]
+            output_grads = [g if g is not None else backend.get_array_module(out.data).zeros_like(
+                out.data) for g, out in zip(output_grads, refs)]
+        grads = self.backward(*output_grads)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        if len(grads) != len(self.inputs):
+            raise RuntimeError(f"{self.name}.backward returned {len(grads)} gradients for "
+                               f"{len(self.inputs)} inputs")
+        return grads
+
+    def release(self):
+        """Forget everything saved for backward (the graph's memory)."""
+        self.__dict__.clear()
+        self.released = True
+
+
+def _first_tensor(inputs):
+    for x in inputs:
+        if isinstance(x, Tensor):
+            return x
+    return None
+
+
+def _check_same_device(op_name, tensors):
+    devices = {t.device for t in tensors}
+    if len(devices) > 1:
+        listed = ", ".join(f"input {i}: {t.device} {tuple(t.shape)}"
+                           for i, t in enumerate(tensors))
+        raise RuntimeError(f"{op_name}: inputs are on different devices ({listed}); move them "
+                           "with Tensor.to(device) first")

@@ -1,0 +1,190 @@
+"""Floor 2: the Tensor — an array that remembers where it came from.
+
+A Tensor wraps one backend array (``.data``: a numpy or cupy ndarray). When it is the output of a
+differentiable op it also keeps ``.creator``, the Function node that made it, so the chain of ops
+that produced a loss is a graph we can walk backwards (define-by-run: the graph is recorded while
+the forward code runs, whatever Python control flow it takes).
+
+``loss.backward()`` walks that graph from the loss to the leaves in reverse topological order,
+calling each node's backward with the gradient of its outputs, and *adds* the gradients it returns
+into its inputs' gradients — adding, because a tensor used twice gets gradient from both uses.
+Leaves that ask for it (``requires_grad=True``, e.g. parameters) receive the sum in ``.grad``.
+
+The operators (+, *, @, indexing, ...) are installed by `tinyres.ops`, which defines each as a
+Function; this file is only the container and the walk.
+"""
+import heapq
+
+import numpy
+
+from tinyres import backend
+
+FLOAT_DTYPES = (numpy.float16, numpy.float32, numpy.float64)
+
+
+class Tensor:
+    """A backend array with an optional gradient and a link to the op that created it."""
+
+    # numpy_array + tensor should call Tensor.__radd__, not numpy's element-wise loop.
+    __array_priority__ = 1000
+
+    def __init__(self, data, requires_grad=False, dtype=None, device=None):
+        self.data = _as_backend_array(data, dtype, device)
+        self.grad = None
+        self.creator = None      # the Function whose output this is (None for a leaf)
+        self.name = None
+        self.requires_grad = requires_grad
+
+    # -- requires_grad: only floating point data can have a gradient -------------------------
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if flag and self.data.dtype.type not in FLOAT_DTYPES:
+            raise TypeError(f"requires_grad=True needs floating point data, got dtype "
+                            f"{self.data.dtype}; create the tensor with dtype=float32 or float64")
+        self._requires_grad = bool(flag)
+
+    # -- what a learner inspects --------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+    dtype = property(lambda self: self.data.dtype)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self.creator is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = str(backend.to_device(self.data, "cpu")).replace("\n", "\n       ")
+        extras = "" if self.device == "cpu" else f", device='{self.device}'"
+        extras += ", requires_grad=True" if self.requires_grad else ""
+        return f"tensor({body}, dtype={self.dtype}{extras})"
+
+    def numpy(self):
+        """The data as a host numpy array (a copy when it lives on a GPU)."""
+        return backend.to_device(self.data, "cpu")
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.reshape(-1)[0].item()
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device):
+        """A copy on 'cpu' or 'cuda' (itself when already there); the copy is a new leaf."""
+        if device == self.device:
+            return self
+        return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
+
+    def zero_grad(self):
+        self.grad = None
+
+    # -- the backward pass ----------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) * grad into ``leaf.grad`` for every leaf that requires grad.
+
+        ``grad`` is the gradient flowing into self; it may be omitted only for a scalar (then 1).
+        The arrays ops saved for backward are freed as the walk passes them, unless
+        ``retain_graph=True`` (needed to call backward through the same graph again).
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: no input of "
+                               "the ops that made it had requires_grad=True")
+        xp = backend.get_array_module(self.data)
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"backward() without a grad argument needs a scalar output, got "
+                                   f"shape {self.shape}; pass grad= with that shape (or reduce "
+                                   "the output with .sum() or .mean())")
+            grad = xp.ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward(): grad has shape {grad.shape}, expected {self.shape}")
+
+        if self.creator is None:               # a leaf: nothing to walk
+            _accumulate_leaf(self, grad)
+            return
+
+        # Pending gradients of non-leaf tensors, keyed by id, holding the tensor itself so it
+        # stays alive until its creator has used the gradient.
+        pending = {id(self): (self, grad)}
+        # Functions to visit, latest generation first: a node runs only after every node that
+        # consumes its outputs has run, so its output gradients are complete.
+        queue, seen = [], set()
+
+        def schedule(function):
+            if id(function) not in seen:
+                seen.add(id(function))
+                heapq.heappush(queue, (-function.generation, id(function), function))
+
+        schedule(self.creator)
+        while queue:
+            function = heapq.heappop(queue)[2]
+            if function.released:
+                raise RuntimeError(
+                    f"backward through {function.name} a second time: its saved arrays were freed "
+                    "by the first backward(); pass retain_graph=True to the first call")
+            output_grads = []
+            for out_ref in function.outputs:
+                out = out_ref()
+                entry = pending.pop(id(out), None) if out is not None else None
+                output_grads.append(entry[1] if entry is not None else None)
+            input_grads = function.backward_with_missing(output_grads)
+            inputs = function.inputs
+            if not retain_graph:
+                function.release()
+            for x, gx in zip(inputs, input_grads):
+                if gx is None or not x.requires_grad:
+                    continue
+                if x.creator is None:
+                    _accumulate_leaf(x, gx)
+                    continue
+                if id(x) in pending:
+                    pending[id(x)] = (x, pending[id(x)][1] + gx)
+                else:
+                    pending[id(x)] = (x, gx)
+                schedule(x.creator)
+
+
+def _accumulate_leaf(leaf, grad):
+    if grad.shape != leaf.shape:
+        raise RuntimeError(f"internal error: gradient of shape {grad.shape} for a leaf of shape "
+                           f"{leaf.shape}")
+    if leaf.grad is None:
+        leaf.grad = grad.astype(leaf.dtype, copy=True)   # own copy: later += must not alias
+    else:
+        leaf.grad += grad
+
+
+def _as_backend_array(data, dtype, device):
+    """Turn data (Tensor, array, list, scalar) into an array on `device`.
+
+    Dtype rules: Python floats become float32 (the deep-learning default); a numpy float64 array
+    stays float64 (the gradient checker needs float64 end to end); integers stay integers.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if device is None:   # device arrays stay where they are; host data goes to the backend's
+        on_device = hasattr(data, "shape") and backend.device_of(data) != "cpu"
+        device = backend.device_of(data) if on_device else backend.default_device()
+    if hasattr(data, "shape") and backend.device_of(data) != device:
+        data = backend.to_device(data, device)
+    xp = backend.array_module(device)
+    if dtype is None and not hasattr(data, "dtype"):
+        probe = numpy.asarray(data)
+        dtype = numpy.float32 if probe.dtype.kind == "f" else probe.dtype
+        data = probe
+    return xp.asarray(data, dtype=dtype)
+
+
+def tensor(data, requires_grad=False, dtype=None, device=None):
+    """Make a leaf Tensor, as ``torch.tensor``."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
