@@ -4,9 +4,16 @@ from pathlib import Path
 
 import numpy
 import pytest
+from hypothesis import HealthCheck, settings
 
 import tinyres
 from tinyres import backend as backend_module
+
+# The `backend` fixture is deliberately shared by all examples of a hypothesis test (it only
+# selects where arrays live), and gradient checks have no meaningful deadline.
+settings.register_profile("tinyres", deadline=None,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.load_profile("tinyres")
 
 SUBSET = Path(os.environ.get("TINYRES_CIFAR_SUBSET",
                              Path(__file__).resolve().parents[1].parent / "shared" / "data"

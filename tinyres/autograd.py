@@ -6,7 +6,8 @@ Every op is a small subclass with two methods on plain backend arrays:
     backward(*gys) -> gx or (gx1, gx2, ...) given dL/dy, return dL/dx for each input
                                            (None where an input needs no gradient)
 
-Calling a Function (``Mul()(a, b)``) wraps the inputs as Tensors, runs forward, and, when a
+A Function object is one node of one graph: make a new one per call. Calling it
+(``Mul()(a, b)``) wraps the inputs as Tensors, runs forward, and, when a
 gradient may be needed, links the outputs to the node and the node to its inputs. Under
 ``no_grad()`` nothing is linked and nothing is saved: evaluation costs no graph memory.
 """

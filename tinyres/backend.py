@@ -37,8 +37,10 @@ class DeviceArray(numpy.ndarray):
 
     Its own methods (``x.sum()``, ``x.reshape()``, ``x[...]``, arithmetic) work and keep it a
     DeviceArray. Host NumPy functions (``numpy.sum(x)``, ``numpy.pad(x)``) raise, as they do for a
-    CuPy array; so does mixing it with a plain ndarray in one ufunc. Use `leakproof` (the module
-    `get_array_module` returns for it) or ``.get()`` to copy back to the host.
+    CuPy array; so does mixing it with a plain ndarray in one ufunc. ``numpy.asarray(x)`` cannot
+    be refused (NumPy converts subclasses itself), but the host array it returns is caught where
+    it leaves an op: `Function` checks that outputs live on their inputs' device. Use `leakproof`
+    (the module `get_array_module` returns for it) or ``.get()`` to copy back to the host.
     """
 
     def __array_function__(self, func, types, args, kwargs):
@@ -69,10 +71,6 @@ class DeviceArray(numpy.ndarray):
         """Copy to a host ndarray (as ``cupy.ndarray.get``)."""
         return numpy.array(self.view(numpy.ndarray))
 
-    def __array__(self, dtype=None, copy=None):
-        # numpy.asarray(device_array) must fail as it does for CuPy: implicit copies hide bugs.
-        raise TypeError("implicit conversion of device data (DeviceArray) to a host ndarray; "
-                        "use .get() or Tensor.numpy()")
 
 
 def _to_host_view(a):

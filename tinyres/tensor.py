@@ -121,6 +121,10 @@ class Tensor:
         queue, seen = [], set()
 
         def schedule(function):
+            if function.released:
+                raise RuntimeError(
+                    f"backward through {function.name} a second time: its saved arrays were freed "
+                    "by the first backward(); pass retain_graph=True to the first call")
             if id(function) not in seen:
                 seen.add(id(function))
                 heapq.heappush(queue, (-function.generation, id(function), function))
@@ -128,10 +132,6 @@ class Tensor:
         schedule(self.creator)
         while queue:
             function = heapq.heappop(queue)[2]
-            if function.released:
-                raise RuntimeError(
-                    f"backward through {function.name} a second time: its saved arrays were freed "
-                    "by the first backward(); pass retain_graph=True to the first call")
             output_grads = []
             for out_ref in function.outputs:
                 out = out_ref()

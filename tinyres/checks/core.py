@@ -11,13 +11,13 @@ def _leaf(rng, *shape, positive=False):
     return Tensor(numpy.abs(data) + 0.5 if positive else data, requires_grad=True)
 
 
-@register("add / sub / mul / div (broadcast)")
+@register("add sub mul div (broadcast)")
 def arithmetic(rng):
     a, b = _leaf(rng, 3, 1, 4), _leaf(rng, 5, 1)
     return [("(3,1,4) op (5,1)", lambda a, b: (a + b) * (a - b) / (b * b + 1.0), [a, b])]
 
 
-@register("neg / pow / exp / log")
+@register("neg pow exp log")
 def elementwise(rng):
     x = _leaf(rng, 2, 3, positive=True)
     return [("(2,3)", lambda x: (-x) ** 3 + x.exp() * x.log() + x ** 0.5, [x])]
@@ -29,18 +29,18 @@ def matmul(rng):
             ("(4,) @ (4,5)", lambda a, b: a @ b, [_leaf(rng, 4), _leaf(rng, 4, 5)])]
 
 
-@register("sum / mean / max")
+@register("sum mean max")
 def reductions(rng):
     x = _leaf(rng, 2, 3, 4)
-    return [("(2,3,4) sum axis=1, mean axes (0,1), max axis=1 and all",
+    return [("(2,3,4): sum/max axis 1, mean axes (0,1), max all",
              lambda x: x.sum(axis=1) * x.mean(axis=(0, 1), keepdims=True).reshape(1, 4)
              + x.max(axis=1) + x.max(), [x])]
 
 
-@register("reshape / transpose / getitem / pad / concatenate")
+@register("reshape transpose getitem pad concat")
 def shapes(rng):
     x, y = _leaf(rng, 2, 3, 4, 5), _leaf(rng, 2, 3, 5, 4)
-    return [("strided slice, channel pad (option-A shortcut)",
+    return [("x[:, :, ::2, ::2] + channel pad (option A)",
              lambda x: ops.pad(x[:, :, ::2, ::2], ((0, 0), (1, 2), (0, 0), (0, 0))), [x]),
             ("permute, reshape, concatenate",
              lambda x, y: ops.concatenate([x.permute(0, 1, 3, 2), y], axis=1).reshape(4, -1),

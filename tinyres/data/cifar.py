@@ -29,6 +29,7 @@ Where the data comes from, in order:
 Safety: pickle can run code while loading, so batch files are read with an unpickler that only
 builds NumPy arrays; anything else in a file is refused.
 """
+import codecs
 import hashlib
 import http.client
 import os
@@ -225,6 +226,8 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in {("numpy", "ndarray"), ("numpy", "dtype")}:
             return getattr(numpy, name)
+        if (module, name) == ("_codecs", "encode"):   # how Python 3 writes bytes in protocol 2
+            return codecs.encode
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
             return _rebuild_array
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch file "

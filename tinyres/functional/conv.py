@@ -1,0 +1,224 @@
+"""Floor 4: convolution as one matrix product (im2col + GEMM).
+
+A 2-D convolution slides a (C, KH, KW) filter over the image and takes a dot product at every
+position. Written as loops that is six nested loops; written for a computer it is one matrix
+product, once every patch the filter will see has been copied out as a row of a matrix:
+
+    im2col:   x (N, C, H, W)           -> cols (N*OH*OW, C*KH*KW)     one row per output pixel
+    GEMM:     cols @ W.reshape(OC, -1).T  = (N*OH*OW, OC)              every filter on every patch
+    reshape:  (N*OH*OW, OC) -> (N, OH, OW, OC) -> transpose -> (N, OC, OH, OW)
+
+The backward pass is two more matrix products on the same `cols`, and `col2im`, the adjoint of
+im2col, which adds each patch's gradient back where the patch came from (overlapping patches add).
+See docs/conv.md for the math.
+
+The dimensions, named once and used everywhere below:
+
+    N  batch size            C  input channels          OC  output channels (filters)
+    H, W   input height, width           KH, KW  kernel height, width
+    SH, SW stride (rows, columns)        PH, PW  zero padding added on each side
+    OH = (H + 2*PH - KH) // SH + 1       OW = (W + 2*PW - KW) // SW + 1   output height, width
+"""
+import numbers
+
+from tinyres.autograd import Function
+from tinyres.backend import get_array_module
+from tinyres.dispatch import fast_twin
+from tinyres.tensor import FLOAT_DTYPES
+
+
+def as_pair(value, what, op="conv2d"):
+    """`value` (an int, or a pair of ints) as a (height, width) pair."""
+    def is_int(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    if is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{op}: {what} must be an int or a pair of ints (height, width), "
+                    f"got {value!r}")
+
+
+def output_size(size, kernel, stride, padding):
+    """How many positions a window of `kernel` takes on `size` (+ padding on both sides)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _geometry(x_shape, kernel_size, stride, padding):
+    """(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) for an im2col / col2im call."""
+    N, C, H, W = x_shape
+    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", "im2col"),
+                                    as_pair(stride, "stride", "im2col"),
+                                    as_pair(padding, "padding", "im2col"))
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    if SH < 1 or SW < 1 or PH < 0 or PW < 0 or OH < 1 or OW < 1:
+        raise ValueError(f"im2col: kernel {KH}x{KW}, stride ({SH}, {SW}), padding ({PH}, {PW}) "
+                         f"give no output positions on an input of shape {tuple(x_shape)}")
+    return (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW)
+
+
+# ----------------------------------------------------------------------------------------------
+# im2col and its adjoint col2im (array-level: backend arrays in, backend arrays out)
+# ----------------------------------------------------------------------------------------------
+@fast_twin("im2col")
+def im2col(x, kernel_size, stride=1, padding=0):
+    """Copy every patch a (KH, KW) window visits into one row of a matrix.
+
+    x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW)
+
+    Rows are ordered (n, oh, ow): the row of output pixel (oh, ow) of image n is
+    n*OH*OW + oh*OW + ow. Columns are ordered (c, kh, kw), the order of a weight of shape
+    (OC, C, KH, KW) flattened to (OC, C*KH*KW), so ``cols @ weight.reshape(OC, -1).T`` is the
+    convolution, as (N*OH*OW, OC).
+
+    One image, one channel, H = W = 3, a 2x2 kernel, stride 1, no padding (OH = OW = 2):
+
+        x               patch at (oh, ow)         cols      (kh,kw) = (0,0) (0,1) (1,0) (1,1)
+        a b c           (0, 0):  a b         ->   row 0:              a     b     d     e
+        d e f                    d e
+        g h i           (0, 1):  b c         ->   row 1:              b     c     e     f
+                                 e f
+                        (1, 0):  d e         ->   row 2:              d     e     g     h
+                                 g h
+                        (1, 1):  e f         ->   row 3:              e     f     h     i
+                                 h i
+
+    Instead of looping over the N*OH*OW patches, we loop over the KH*KW kernel offsets: the
+    element at offset (kh, kw) of every patch at once is the strided slice
+    ``x_padded[:, :, kh : kh + SH*OH : SH, kw : kw + SW*OW : SW]``, of shape (N, C, OH, OW).
+    """
+    xp = get_array_module(x)
+    (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry(
+        x.shape, kernel_size, stride, padding)
+    if PH or PW:                                                    # (N, C, H+2PH, W+2PW)
+        x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+    # Laid out as (N, OH, OW, C, KH, KW) so that the final reshape to rows and columns is free.
+    cols = xp.empty((N, OH, OW, C, KH, KW), dtype=x.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            window = x[:, :, kh:kh + SH * OH:SH, kw:kw + SW * OW:SW]    # (N, C, OH, OW)
+            cols[:, :, :, :, kh, kw] = window.transpose(0, 2, 3, 1)     # (N, OH, OW, C)
+    return cols.reshape(N * OH * OW, C * KH * KW)
+
+
+@fast_twin("col2im")
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
+    """The adjoint of im2col: add every row of `cols` back onto the patch it was copied from.
+
+    cols (N*OH*OW, C*KH*KW) -> (N, C, H, W)
+
+    Where patches overlap (stride < kernel) an input pixel was copied into several rows, so its
+    gradient is the *sum* of those rows' entries; padding positions are dropped at the end.
+    For any x and y:  <im2col(x), y> = <x, col2im(y)>.
+    """
+    xp = get_array_module(cols)
+    (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry(
+        x_shape, kernel_size, stride, padding)
+    cols = cols.reshape(N, OH, OW, C, KH, KW)
+    x = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=cols.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            # within one offset the strided slice hits each pixel at most once, so += is safe;
+            # the adding *across* offsets is what sums overlapping patches
+            x[:, :, kh:kh + SH * OH:SH, kw:kw + SW * OW:SW] += \
+                cols[:, :, :, :, kh, kw].transpose(0, 3, 1, 2)          # (N, C, OH, OW)
+    return x[:, :, PH:PH + H, PW:PW + W]                                # (N, C, H, W)
+
+
+# ----------------------------------------------------------------------------------------------
+# The differentiable op
+# ----------------------------------------------------------------------------------------------
+class Conv2d(Function):
+    """y[n, o, i, j] = b[o] + sum_{c, kh, kw} W[o, c, kh, kw] * x_pad[n, c, i*SH + kh, j*SW + kw]
+
+    With cols = im2col(x) (N*OH*OW, C*KH*KW), W2 = W.reshape(OC, C*KH*KW) and gY the output
+    gradient laid out as rows (N*OH*OW, OC), the forward is Y = cols W2^T + b and
+
+        dL/dW2   = gY^T cols            (OC, C*KH*KW)
+        dL/db    = sum of gY's rows     (OC,)
+        dL/dcols = gY W2                (N*OH*OW, C*KH*KW),   dL/dx = col2im(dL/dcols)
+    """
+
+    def __init__(self, stride=1, padding=0):
+        self.stride = as_pair(stride, "stride")                     # (SH, SW)
+        self.padding = as_pair(padding, "padding")                  # (PH, PW)
+
+    def forward(self, x, weight, bias=None):
+        N, _, H, W = x.shape
+        OC, C, KH, KW = weight.shape
+        (SH, SW), (PH, PW) = self.stride, self.padding
+        OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+        cols = im2col(x, (KH, KW), self.stride, self.padding)       # (N*OH*OW, C*KH*KW)
+        w2 = weight.reshape(OC, C * KH * KW)                        # (OC, C*KH*KW)
+        y = cols @ w2.T                                             # (N*OH*OW, OC)
+        if bias is not None:
+            y += bias                                               # every row gets b
+        self.cols, self.weight, self.x_shape = cols, weight, x.shape
+        # rows are (n, oh, ow), so the product is (N, OH, OW, OC), channels last; the transpose
+        # makes it NCHW, and the copy makes the memory NCHW too (what the next op expects)
+        y = y.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2)          # (N, OC, OH, OW)
+        return get_array_module(y).ascontiguousarray(y)
+
+    def backward(self, gy):
+        OC = self.weight.shape[0]
+        gy_rows = gy.transpose(0, 2, 3, 1).reshape(-1, OC)          # (N*OH*OW, OC)
+        gw = (gy_rows.T @ self.cols).reshape(self.weight.shape)     # (OC, C, KH, KW)
+        gx = None
+        if self.inputs[0].requires_grad:       # the first layer's image needs no gradient
+            gcols = gy_rows @ self.weight.reshape(OC, -1)           # (N*OH*OW, C*KH*KW)
+            gx = col2im(gcols, self.x_shape, self.weight.shape[2:],
+                        self.stride, self.padding)                  # (N, C, H, W)
+        if len(self.inputs) == 2:
+            return gx, gw
+        return gx, gw, gy_rows.sum(axis=0)                          # (OC,)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, *, name=None):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    x (N, C, H, W), weight (OC, C, KH, KW) as PyTorch, bias (OC,) or None
+    -> (N, OC, OH, OW). `stride` and `padding` are an int or a (height, width) pair; padding is
+    zeros. `name` (e.g. "layer1.0.conv1", passed by the nn layer) names the layer in errors.
+    """
+    op = name or "conv2d"
+    stride, padding = as_pair(stride, "stride", op), as_pair(padding, "padding", op)
+    _check_conv_args(op, x, weight, bias, stride, padding)
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d(stride, padding)(*inputs)
+
+
+def _check_conv_args(op, x, weight, bias, stride, padding):
+    """Raise a clear error (expected vs actual) for anything conv2d cannot compute."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D weight (out_channels, in_channels, KH, KW), got "
+                         f"shape {tuple(weight.shape)}")
+    if x.dtype.type not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: expected a floating point input (float32 or float64), got "
+                        f"dtype {x.dtype}")
+    if weight.dtype != x.dtype:
+        raise TypeError(f"{op}: weight has dtype {weight.dtype} but the input has dtype "
+                        f"{x.dtype}; convert one of them")
+    OC, C, KH, KW = weight.shape
+    if x.shape[1] != C:
+        raise ValueError(f"{op}: weight expects {C} input channels (weight shape "
+                         f"{tuple(weight.shape)}), got input with {x.shape[1]} channels, shape "
+                         f"{tuple(x.shape)}")
+    if bias is not None:
+        if tuple(bias.shape) != (OC,):
+            raise ValueError(f"{op}: expected a bias of shape ({OC},) (one per output channel), "
+                             f"got shape {tuple(bias.shape)}")
+        if bias.dtype != x.dtype:
+            raise TypeError(f"{op}: bias has dtype {bias.dtype} but the input has dtype "
+                            f"{x.dtype}")
+    if min(stride) < 1:
+        raise ValueError(f"{op}: stride must be positive, got {stride}")
+    if min(padding) < 0:
+        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
+    (SH, SW), (PH, PW) = stride, padding
+    padded = (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW)
+    if KH > padded[0] or KW > padded[1]:
+        raise ValueError(f"{op}: kernel {KH}x{KW} is larger than the padded input "
+                         f"{padded[0]}x{padded[1]} (input shape {tuple(x.shape)}, padding "
+                         f"{padding})")
