@@ -1,13 +1,16 @@
 """Floor 8: the `tinyres` command. Thin: each subcommand calls the public API a learner calls.
 
-    tinyres info                  versions, backend, kernels, GPU pieces
+    tinyres train                 train a model on CIFAR-10 with the paper's recipe
+    tinyres eval                  test accuracy and confusion table of a checkpoint
     tinyres gradcheck             every registered op against finite differences, as a table
+    tinyres info                  versions, backend, kernels, GPU pieces
 """
 import argparse
 import importlib
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy
 
@@ -84,10 +87,119 @@ def cmd_gradcheck(args):
     return 1 if failures else 0
 
 
+def _set_engine(args):
+    """Apply --backend and --kernels before anything makes a tensor."""
+    from tinyres import dispatch
+    if getattr(args, "backend", None):
+        tinyres.set_backend(args.backend)
+    if getattr(args, "kernels", None):
+        dispatch.set_kernels(args.kernels)
+
+
+def cmd_train(args):
+    from tinyres.models import list_models
+    from tinyres.train import TrainConfig, Trainer, TrainingDiverged
+
+    _set_engine(args)
+    out = args.out or f"runs/{args.model}"
+    if args.resume:
+        trainer = Trainer.resume(out, show_progress=not args.quiet)
+        print(f"resuming {out} at epoch {trainer.epochs_done}, iteration "
+              f"{trainer.iteration} (settings from its checkpoint)")
+    else:
+        if args.model not in list_models():
+            print(f"tinyres train: unknown model {args.model!r}; choose one of: "
+                  f"{', '.join(list_models())}", file=sys.stderr)
+            return 2
+        config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                             lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                             warmup_iterations=args.warmup, normalize=args.normalize,
+                             data=args.data, limit_train=args.limit_train, seed=args.seed,
+                             out=out)
+        trainer = Trainer(config, show_progress=not args.quiet)
+    try:
+        row = trainer.fit()
+    except KeyboardInterrupt:
+        return 130
+    except TrainingDiverged as err:
+        print(f"tinyres train: {err}", file=sys.stderr)
+        return 1
+    if row is not None:
+        print(f"done: test accuracy {row['test_accuracy']:.4f} after {int(row['epoch'])} epochs; "
+              f"metrics in {trainer.out / 'metrics.csv'}, curves in {trainer.out / 'curves.png'}")
+    return 0
+
+
+def cmd_eval(args):
+    from tinyres.data import DataLoader
+    from tinyres.train import Trainer, evaluate, load_cifar
+
+    _set_engine(args)
+    trainer = Trainer.resume(Path(args.checkpoint).parent if Path(args.checkpoint).is_file()
+                             else args.checkpoint, show_progress=False, log=lambda *a: None)
+    test_set = load_cifar(args.data if args.data else trainer.config.data, train=False)
+    loader = DataLoader(test_set, 500, transform=trainer.test_loader.transform)
+    result = evaluate(trainer.model, loader, trainer.device, num_classes=len(test_set.classes))
+    print(f"{trainer.config.model} from {args.checkpoint} on {test_set.source}")
+    print(f"test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}")
+    print(format_confusion(result["confusion"], test_set.classes))
+    return 0
+
+
+def format_confusion(confusion, classes):
+    """The confusion table: rows are true classes, columns predicted, with per-class accuracy."""
+    short = [name[:5] for name in classes]
+    lines = ["true \\ predicted " + " ".join(f"{s:>5}" for s in short) + "  accuracy"]
+    for name, row in zip(classes, confusion):
+        total = row.sum()
+        accuracy = row[classes.index(name)] / total if total else float("nan")
+        lines.append(f"{name:<17} " + " ".join(f"{v:>5d}" for v in row) + f"  {accuracy:8.3f}")
+    return "\n".join(lines)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tinyres", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tinyres {tinyres.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", help="train a model on CIFAR-10 with the paper's recipe",
+        description="Train on CIFAR-10 with the recipe of He et al. (2015) section 4.2, scaled "
+                    "to the epochs asked: SGD momentum 0.9, weight decay 1e-4, batch 128, lr "
+                    "0.1 divided by 10 at 50%% and 75%% of the iterations, pad-crop-flip "
+                    "augmentation. Without --data it uses the full CIFAR-10 from the cache "
+                    "($TINYRES_DATA or ~/.cache/tinyres) if present, else the small real sample "
+                    "bundled with tinyres (offline).")
+    train.add_argument("--model", default="resnet20", help="model name (default resnet20)")
+    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--momentum", type=float, default=0.9)
+    train.add_argument("--weight-decay", type=float, default=1e-4)
+    train.add_argument("--warmup", type=int, default=0, metavar="ITERATIONS",
+                       help="iterations at lr 0.01 first (the paper's ResNet-110 warm-up)")
+    train.add_argument("--normalize", choices=["channel", "pixel"], default="channel",
+                       help="per-channel mean/std, or the paper's per-pixel mean subtraction")
+    train.add_argument("--data", help="a CIFAR-10 folder (downloaded there if absent), or "
+                                      "'sample' for the bundled sample")
+    train.add_argument("--limit-train", type=int, metavar="N",
+                       help="train on the first N images only (quick runs)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", help="run directory (default runs/MODEL)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="test accuracy and confusion table of a run")
+    evaluate.add_argument("--checkpoint", required=True,
+                          help="a checkpoint.npz, or the run directory holding it")
+    evaluate.add_argument("--data", help="CIFAR-10 folder (default: the run's data)")
+    evaluate.set_defaults(run=cmd_eval)
+
+    for command in (train, evaluate):
+        command.add_argument("--backend", choices=tinyres.backend.BACKENDS)
+        command.add_argument("--kernels", choices=["fast", "reference"])
 
     info = commands.add_parser("info", help="versions, backend, kernels and GPU pieces")
     info.set_defaults(run=cmd_info)
