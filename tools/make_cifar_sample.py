@@ -1,4 +1,4 @@
-"""Build tinyres/data/sample/cifar10_sample.npz, the small real CIFAR-10 sample shipped with tinyres.
+"""Build tinyres/data/sample/cifar10_sample.npz, the small real CIFAR-10 sample in tinyres.
 
 Where the images come from: the official CIFAR-10 python archive (Krizhevsky, 2009;
 https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), through the project's real subset

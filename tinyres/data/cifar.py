@@ -66,7 +66,7 @@ class DatasetError(RuntimeError):
 
 def default_data_root():
     """Where data sets live when no root is given: ``$TINYRES_DATA``, else ``~/.cache/tinyres``."""
-    return Path(os.environ.get("TINYRES_DATA") or Path.home() / ".cache" / "tinyres")
+    return Path(os.environ.get("TINYRES_DATA") or Path.home() / ".cache" / "tinyres").expanduser()
 
 
 def _how_to_fix():
@@ -96,7 +96,8 @@ class CIFAR10:
             self.images, self.labels, self.classes = _load_sample(SAMPLE_PATH, split)
             self.source = f"bundled sample ({len(self.labels)} {split} images, {SAMPLE_PATH})"
             return
-        folder = _find_folder(Path(root) if root is not None else default_data_root(), download)
+        root = Path(root).expanduser() if root is not None else default_data_root()
+        folder = _find_folder(root, download)
         files = TRAIN_FILES if train else TEST_FILES
         self.classes = _read_class_names(folder / META_FILE)
         images, labels = zip(*(_read_batch(folder / name) for name in files))
@@ -120,10 +121,13 @@ def bundled_sample(train=True):
 # Finding the folder, or downloading it.
 # ----------------------------------------------------------------------------------------------
 def _find_folder(root, download):
-    """The ``cifar-10-batches-py`` folder under (or at) ``root``; downloads it if allowed."""
+    """The ``cifar-10-batches-py`` folder under (or at) ``root``; downloads it if allowed.
+
+    An existing but incomplete folder is an error, never overwritten by a download."""
     for folder in (root / FOLDER_NAME, root):
-        if (folder / META_FILE).is_file():
-            missing = [n for n in TRAIN_FILES + TEST_FILES if not (folder / n).is_file()]
+        if (folder / META_FILE).is_file() or (folder.name == FOLDER_NAME and folder.is_dir()):
+            expected = (META_FILE,) + TRAIN_FILES + TEST_FILES
+            missing = [name for name in expected if not (folder / name).is_file()]
             if missing:
                 raise DatasetError(f"CIFAR-10 folder {folder} is incomplete: missing "
                                    f"{', '.join(missing)}. {_how_to_fix()}")
@@ -198,7 +202,6 @@ def extract_safely(archive, target):
         if not (unpacked / META_FILE).is_file():
             raise DatasetError(f"{archive} holds no {FOLDER_NAME}/{META_FILE}; is it the "
                                f"CIFAR-10 python archive? {_how_to_fix()}")
-        shutil.rmtree(target / FOLDER_NAME, ignore_errors=True)
         unpacked.rename(target / FOLDER_NAME)
 
 
@@ -249,8 +252,9 @@ def _read_batch(path):
     """One batch file → images uint8 (N, 3, 32, 32), labels int64 (N,)."""
     batch = _unpickle(path)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        keys = list(batch) if isinstance(batch, dict) else "none"
         raise DatasetError(f"{path}: expected a dict with keys b'data' and b'labels', got "
-                           f"{type(batch).__name__} with keys {list(getattr(batch, 'keys', list)())}")
+                           f"{type(batch).__name__} with keys {keys}")
     data, labels = batch[b"data"], numpy.asarray(batch[b"labels"])
     pixels = int(numpy.prod(IMAGE_SHAPE))
     if not (isinstance(data, numpy.ndarray) and data.dtype == numpy.uint8
@@ -280,7 +284,7 @@ def _read_class_names(path):
 # The bundled sample.
 # ----------------------------------------------------------------------------------------------
 def content_sha256(images, labels):
-    """SHA-256 of the images' bytes (uint8, C order) followed by the labels' (little-endian int64)."""
+    """SHA-256 of the images' bytes (uint8, C order), then the labels' (little-endian int64)."""
     digest = hashlib.sha256(numpy.ascontiguousarray(images, dtype=numpy.uint8).tobytes())
     digest.update(numpy.ascontiguousarray(labels, dtype="<i8").tobytes())
     return digest.hexdigest()

@@ -26,8 +26,8 @@ _ORDER_STREAM, _AUGMENT_STREAM = 0, 1
 
 
 class DataLoader:
-    """Iterate over ``dataset`` (anything with uint8 ``images`` (N, C, H, W) and int ``labels`` (N,))
-    in batches of ``batch_size``; ``len(loader)`` is the number of batches per epoch."""
+    """Iterate over ``dataset`` (anything with uint8 ``images`` (N, C, H, W) and integer
+    ``labels`` (N,)) in batches of ``batch_size``; ``len(loader)`` is the batches per epoch."""
 
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, seed=0,
                  transform=None):
@@ -48,7 +48,8 @@ class DataLoader:
         self.batches_done = 0     # batches of that epoch already handed out
 
     def __len__(self):
-        """Batches per epoch: N // B with drop_last (the last, smaller batch is skipped), else ⌈N / B⌉."""
+        """Batches per epoch: N // B with drop_last (a last, smaller batch is skipped), else
+        ⌈N / B⌉."""
         full, rest = divmod(len(self.dataset.labels), self.batch_size)
         return full + (rest > 0 and not self.drop_last)
 

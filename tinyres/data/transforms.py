@@ -19,7 +19,7 @@ A random transform is two steps, kept apart so a test (or a learner) can see the
 Order, as torchvision's usual CIFAR recipe (pad + crop, flip on the raw image, then ToTensor's
 /255, then Normalize): the DataLoader turns uint8 into float32 in [0, 1] (``to_float32``), then
 
-    Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), Normalize(mean, std)])
 
 Padding is zero *before* normalisation, so padded pixels are black (raw value 0), exactly as
 torchvision pads the raw image. Dividing by 255 commutes with cropping and flipping, so doing it
@@ -33,12 +33,14 @@ which the PyTorch reference recipe of this project uses.
 import numpy
 from numpy.lib.stride_tricks import sliding_window_view
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)   # per-channel mean of the 50,000 training images, in [0, 1]
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)    # and their per-channel standard deviation
+# Per-channel mean and standard deviation of the 50,000 CIFAR-10 training images, in [0, 1].
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def to_float32(images):
-    """uint8 (N, C, H, W) in 0..255 → float32 (N, C, H, W) in [0, 1], as torchvision's ToTensor."""
+    """uint8 (N, C, H, W) in 0..255 → float32 (N, C, H, W) in [0, 1], as torchvision's
+    ToTensor: x / 255."""
     if images.dtype != numpy.uint8:
         raise TypeError(f"to_float32 expects uint8 images (0..255), got {images.dtype}")
     return images.astype(numpy.float32) / numpy.float32(255)
