@@ -1,7 +1,7 @@
 """Floor 4: convolution as one matrix product (im2col + GEMM).
 
 A 2-D convolution slides a (C, KH, KW) filter over the image and takes a dot product at every
-position. Written as loops that is six nested loops; written for a computer it is one matrix
+position. Written as loops that is seven nested loops; written for a computer it is one matrix
 product, once every patch the filter will see has been copied out as a row of a matrix:
 
     im2col:   x (N, C, H, W)           -> cols (N*OH*OW, C*KH*KW)     one row per output pixel
@@ -44,15 +44,15 @@ def output_size(size, kernel, stride, padding):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _geometry(x_shape, kernel_size, stride, padding):
+def _geometry(op, x_shape, kernel_size, stride, padding):
     """(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) for an im2col / col2im call."""
     N, C, H, W = x_shape
-    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", "im2col"),
-                                    as_pair(stride, "stride", "im2col"),
-                                    as_pair(padding, "padding", "im2col"))
+    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", op),
+                                    as_pair(stride, "stride", op),
+                                    as_pair(padding, "padding", op))
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
     if SH < 1 or SW < 1 or PH < 0 or PW < 0 or OH < 1 or OW < 1:
-        raise ValueError(f"im2col: kernel {KH}x{KW}, stride ({SH}, {SW}), padding ({PH}, {PW}) "
+        raise ValueError(f"{op}: kernel {KH}x{KW}, stride ({SH}, {SW}), padding ({PH}, {PW}) "
                          f"give no output positions on an input of shape {tuple(x_shape)}")
     return (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW)
 
@@ -89,7 +89,7 @@ def im2col(x, kernel_size, stride=1, padding=0):
     """
     xp = get_array_module(x)
     (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry(
-        x.shape, kernel_size, stride, padding)
+        "im2col", x.shape, kernel_size, stride, padding)
     if PH or PW:                                                    # (N, C, H+2PH, W+2PW)
         x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
     # Laid out as (N, OH, OW, C, KH, KW) so that the final reshape to rows and columns is free.
@@ -113,7 +113,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     """
     xp = get_array_module(cols)
     (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry(
-        x_shape, kernel_size, stride, padding)
+        "col2im", x_shape, kernel_size, stride, padding)
     cols = cols.reshape(N, OH, OW, C, KH, KW)
     x = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=cols.dtype)
     for kh in range(KH):

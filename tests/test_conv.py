@@ -1,0 +1,245 @@
+"""conv2d, im2col and col2im: layout, adjointness, a nested-loop reference, gradients, errors,
+and (where installed) PyTorch."""
+import re
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import tinyres
+from tinyres import Tensor, gradcheck
+from tinyres.backend import to_device
+from tinyres.functional.conv import col2im, conv2d, im2col
+
+# the `backend` fixture is set once per test and reused by every hypothesis example
+SETTINGS = settings(max_examples=20, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+# ----------------------------------------------------------------------------------------------
+# The definition, as loops: what im2col + GEMM must reproduce
+# ----------------------------------------------------------------------------------------------
+def conv2d_naive(x, w, b=None, stride=(1, 1), padding=(0, 0)):
+    """Direct convolution on host arrays: for every output element, the sum over the window."""
+    N, C, H, W = x.shape
+    OC, _, KH, KW = w.shape
+    (SH, SW), (PH, PW) = stride, padding
+    OH, OW = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+    y = numpy.zeros((N, OC, OH, OW), dtype=x.dtype)
+    for n in range(N):
+        for o in range(OC):
+            for i in range(OH):
+                for j in range(OW):
+                    total = 0.0 if b is None else b[o]
+                    for c in range(C):
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                h, v = i * SH + kh - PH, j * SW + kw - PW
+                                if 0 <= h < H and 0 <= v < W:      # outside: zero padding
+                                    total += x[n, c, h, v] * w[o, c, kh, kw]
+                    y[n, o, i, j] = total
+    return y
+
+
+@st.composite
+def conv_configs(draw):
+    """A valid conv2d configuration: the kernel fits the padded input; stride may exceed it."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    return dict(
+        n=draw(st.integers(1, 2)), c=draw(st.integers(1, 3)), oc=draw(st.integers(1, 3)),
+        h=draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 7)),
+        w=draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 7)),
+        kernel=kernel, stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        padding=padding, bias=draw(st.booleans()), noncontiguous=draw(st.booleans()))
+
+
+def on_device(xp, array, noncontiguous=False):
+    """A host `array` as an array of the current backend; optionally a non-contiguous view with
+    the same values (the H and W axes swapped in memory, then swapped back by a transpose)."""
+    if not noncontiguous or array.ndim != 4:
+        return xp.asarray(array)
+    swapped = xp.asarray(numpy.ascontiguousarray(array.transpose(0, 1, 3, 2)))
+    return swapped.transpose(0, 1, 3, 2)
+
+
+def leaf(xp, host_array, noncontiguous=False):
+    return Tensor(on_device(xp, host_array, noncontiguous), requires_grad=True)
+
+
+def host(array):
+    """A backend array as a host ndarray, for numpy.testing."""
+    return to_device(array, "cpu")
+
+
+def conv_inputs(xp, cfg, rng, dtype=numpy.float64):
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"])).astype(dtype)
+    w = rng.standard_normal((cfg["oc"], cfg["c"]) + cfg["kernel"]).astype(dtype)
+    b = rng.standard_normal(cfg["oc"]).astype(dtype) if cfg["bias"] else None
+    return x, w, b
+
+
+# ----------------------------------------------------------------------------------------------
+# im2col / col2im
+# ----------------------------------------------------------------------------------------------
+def test_im2col_layout_is_the_docstring_picture(backend):
+    x = backend.asarray(numpy.arange(9.0).reshape(1, 1, 3, 3))   # a..i = 0..8
+    cols = im2col(x, 2)
+    expected = [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]]
+    numpy.testing.assert_array_equal(host(cols), expected)
+
+
+def test_im2col_columns_follow_the_weight_layout(backend, rng):
+    """cols @ weight.reshape(OC, -1).T is the convolution, rows (n, oh, ow)."""
+    x, w = rng.standard_normal((2, 3, 5, 4)), rng.standard_normal((4, 3, 3, 2))
+    cols = im2col(backend.asarray(x), (3, 2), stride=(2, 1), padding=1)
+    y = (cols @ backend.asarray(w).reshape(4, -1).T).reshape(2, 3, 5, 4).transpose(0, 3, 1, 2)
+    expected = conv2d_naive(x, w, stride=(2, 1), padding=(1, 1))
+    numpy.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
+
+
+@SETTINGS
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16))
+def test_col2im_is_the_adjoint_of_im2col(backend, cfg, seed):
+    """<im2col(x), y> = <x, col2im(y)>: col2im adds every patch back where it came from."""
+    rng = numpy.random.default_rng(seed)
+    x_shape = (cfg["n"], cfg["c"], cfg["h"], cfg["w"])
+    x = on_device(backend, rng.standard_normal(x_shape), cfg["noncontiguous"])
+    args = (cfg["kernel"], cfg["stride"], cfg["padding"])
+    cols = im2col(x, *args)
+    (KH, KW), (SH, SW), (PH, PW) = args
+    OH, OW = (cfg["h"] + 2 * PH - KH) // SH + 1, (cfg["w"] + 2 * PW - KW) // SW + 1
+    assert cols.shape == (cfg["n"] * OH * OW, cfg["c"] * KH * KW)
+    y = backend.asarray(rng.standard_normal(cols.shape))
+    back = col2im(y, x_shape, *args)
+    assert back.shape == x_shape and type(back) is type(x)
+    assert (cols * y).sum().item() == pytest.approx((x * back).sum().item(), rel=1e-12, abs=1e-12)
+
+
+def test_col2im_adds_overlapping_patches(backend):
+    """With stride 1 and a 2x2 kernel on 3x3, the centre pixel is in all four patches."""
+    ones = backend.ones((4, 4))
+    counts = host(col2im(ones, (1, 1, 3, 3), 2))[0, 0]
+    numpy.testing.assert_array_equal(counts, [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+@pytest.mark.parametrize("args", [(3, 1, 1), ((3, 2), (2, 1), (1, 0)), (1, 2, 0), (2, 3, 1)])
+def test_routed_im2col_col2im_equal_the_reference(args, rng):
+    """Whatever twin the door picks (a Numba kernel once there is one) gives the reference's
+    result."""
+    x = rng.standard_normal((2, 3, 6, 5))
+    cols = im2col(x, *args)
+    numpy.testing.assert_allclose(cols, im2col.reference(x, *args), rtol=1e-12)
+    numpy.testing.assert_allclose(col2im(cols, x.shape, *args),
+                                  col2im.reference(cols, x.shape, *args), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# conv2d: forward, backward, dtype
+# ----------------------------------------------------------------------------------------------
+@SETTINGS
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16))
+def test_conv2d_matches_nested_loops(backend, cfg, seed):
+    x, w, b = conv_inputs(backend, cfg, numpy.random.default_rng(seed))
+    y = conv2d(Tensor(on_device(backend, x, cfg["noncontiguous"])), Tensor(backend.asarray(w)),
+               None if b is None else Tensor(backend.asarray(b)),
+               stride=cfg["stride"], padding=cfg["padding"])
+    expected = conv2d_naive(x, w, b, cfg["stride"], cfg["padding"])
+    assert y.shape == expected.shape and y.device == tinyres.backend.default_device()
+    numpy.testing.assert_allclose(y.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+@SETTINGS
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16))
+def test_conv2d_gradcheck(backend, cfg, seed):
+    x, w, b = conv_inputs(backend, cfg, numpy.random.default_rng(seed))
+    inputs = [leaf(backend, x, cfg["noncontiguous"]), leaf(backend, w, cfg["noncontiguous"])]
+    if b is not None:
+        inputs.append(leaf(backend, b))
+    gradcheck(lambda *t: conv2d(*t, stride=cfg["stride"], padding=cfg["padding"]), inputs)
+
+
+def test_conv2d_keeps_float32_and_returns_contiguous_nchw(backend, rng):
+    x = Tensor(backend.asarray(rng.standard_normal((2, 3, 6, 6)).astype(numpy.float32)),
+               requires_grad=True)
+    w = Tensor(backend.asarray(rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)),
+               requires_grad=True)
+    b = Tensor(backend.asarray(numpy.zeros(4, numpy.float32)), requires_grad=True)
+    y = conv2d(x, w, b, stride=2, padding=1)
+    assert y.dtype == numpy.float32 and y.shape == (2, 4, 3, 3) and y.data.flags.c_contiguous
+    (y * y).sum().backward()
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == numpy.float32
+
+
+def test_conv2d_skips_the_input_gradient_when_not_needed(backend, rng):
+    x = Tensor(backend.asarray(rng.standard_normal((1, 2, 4, 4))))          # an image
+    w = Tensor(backend.asarray(rng.standard_normal((3, 2, 3, 3))), requires_grad=True)
+    conv2d(x, w, padding=1).sum().backward()
+    assert x.grad is None and w.grad.shape == (3, 2, 3, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# errors: the op (or layer) name, what was expected, what was given
+# ----------------------------------------------------------------------------------------------
+def _t(*shape, dtype=numpy.float32):
+    return Tensor(numpy.zeros(shape, dtype=dtype))
+
+
+@pytest.mark.parametrize("make, kwargs, error, message", [
+    (lambda: (_t(3, 32, 32), _t(16, 3, 3, 3)), {}, ValueError,
+     "conv2d: expected a 4-D input (N, C, H, W), got shape (3, 32, 32)"),
+    (lambda: (_t(8, 3, 32, 32), _t(16, 3, 3)), {}, ValueError,
+     "conv2d: expected a 4-D weight (out_channels, in_channels, KH, KW), got shape (16, 3, 3)"),
+    (lambda: (_t(8, 3, 32, 32), _t(32, 16, 3, 3)), {}, ValueError,
+     "conv2d: weight expects 16 input channels (weight shape (32, 16, 3, 3)), got input with "
+     "3 channels, shape (8, 3, 32, 32)"),
+    (lambda: (_t(1, 3, 2, 2), _t(4, 3, 5, 5)), {"padding": 1}, ValueError,
+     "conv2d: kernel 5x5 is larger than the padded input 4x4"),
+    (lambda: (_t(1, 3, 8, 8), _t(4, 3, 3, 3)), {"stride": 0}, ValueError,
+     "conv2d: stride must be positive, got (0, 0)"),
+    (lambda: (_t(1, 3, 8, 8), _t(4, 3, 3, 3)), {"padding": (1, -1)}, ValueError,
+     "conv2d: padding must be non-negative, got (1, -1)"),
+    (lambda: (_t(1, 3, 8, 8), _t(4, 3, 3, 3), _t(3)), {}, ValueError,
+     "conv2d: expected a bias of shape (4,) (one per output channel), got shape (3,)"),
+    (lambda: (_t(1, 3, 8, 8, dtype=numpy.int64), _t(4, 3, 3, 3)), {}, TypeError,
+     "conv2d: expected a floating point input (float32 or float64), got dtype int64"),
+    (lambda: (_t(1, 3, 8, 8), _t(4, 3, 3, 3, dtype=numpy.float64)), {}, TypeError,
+     "conv2d: weight has dtype float64 but the input has dtype float32"),
+    (lambda: (_t(1, 3, 8, 8), _t(4, 3, 3, 3)), {"stride": (1, 2, 3)}, TypeError,
+     "conv2d: stride must be an int or a pair of ints (height, width), got (1, 2, 3)"),
+])
+def test_conv2d_errors_say_expected_and_actual(make, kwargs, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        conv2d(*make(), **kwargs)
+
+
+def test_conv2d_errors_name_the_layer():
+    with pytest.raises(ValueError, match=re.escape(
+            "layer1.0.conv1: weight expects 16 input channels (weight shape (16, 16, 3, 3)), "
+            "got input with 3 channels, shape (8, 3, 32, 32)")):
+        conv2d(_t(8, 3, 32, 32), _t(16, 16, 3, 3), name="layer1.0.conv1")
+
+
+# ----------------------------------------------------------------------------------------------
+# PyTorch as an outside oracle (float32)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.torch
+@pytest.mark.parametrize("stride, padding, bias", [
+    (1, 1, True), (2, 1, False), ((2, 1), (0, 1), True), (3, 0, True)])
+def test_conv2d_matches_torch(backend, rng, stride, padding, bias):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 9, 8)).astype(numpy.float32)
+    w = rng.standard_normal((5, 3, 3, 2)).astype(numpy.float32)
+    b = rng.standard_normal(5).astype(numpy.float32) if bias else None
+    tensors = [Tensor(backend.asarray(a), requires_grad=True) for a in (x, w, b) if a is not None]
+    y = conv2d(*tensors, stride=stride, padding=padding)
+    gy = rng.standard_normal(y.shape).astype(numpy.float32)
+    y.backward(Tensor(backend.asarray(gy)))
+
+    reference = [torch.tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+    ty = torch.nn.functional.conv2d(*reference, stride=stride, padding=padding)
+    ty.backward(torch.tensor(gy))
+    numpy.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for ours, theirs in zip(tensors, reference):
+        numpy.testing.assert_allclose(host(ours.grad), theirs.grad.numpy(),
+                                      rtol=1e-4, atol=1e-4)

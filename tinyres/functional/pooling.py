@@ -1,0 +1,218 @@
+"""Floor 4: pooling — max pool, average pool, global average pool.
+
+Pooling slides a (KH, KW) window over each channel on its own and reduces the window to one
+number: its maximum (max pool) or its mean (average pool). It has no weights; what there is to
+learn is how each backward pass sends the gradient back:
+
+    max pool   the whole gradient of an output goes to the ONE input that was the maximum
+               (remembered in forward as `argmax`); every other input of the window gets zero.
+    avg pool   every input of the window gets an equal share, gradient / (KH*KW).
+    global avg every pixel of a channel gets gradient / (H*W)  (ResNet's last pooling layer).
+
+Where windows overlap (stride < kernel, ResNet's 3x3 stride-2 max pool) an input can belong to
+several windows and receives the *sum* of what each sends it. See docs/pooling.md.
+
+Dimensions are named as in conv.py: N, C, H, W, KH, KW, SH, SW, PH, PW, and
+OH = (H + 2*PH - KH) // SH + 1, OW = (W + 2*PW - KW) // SW + 1 (floor mode, as PyTorch's default).
+"""
+from tinyres.autograd import Function
+from tinyres.backend import get_array_module
+from tinyres.dispatch import fast_twin
+from tinyres.functional.conv import as_pair, output_size
+from tinyres.tensor import FLOAT_DTYPES
+
+
+def _offset(kh, kw, stride, out_size):
+    """Index of the element at kernel offset (kh, kw) of every window at once: applied to a
+    padded (N, C, H+2PH, W+2PW) array it gives an (N, C, OH, OW) strided view."""
+    (SH, SW), (OH, OW) = stride, out_size
+    return (Ellipsis, slice(kh, kh + SH * OH, SH), slice(kw, kw + SW * OW, SW))
+
+
+def _out_size(x_shape, kernel, stride, padding):
+    return tuple(output_size(x_shape[2 + i], kernel[i], stride[i], padding[i]) for i in (0, 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Max pool: the array-level forward and backward (each has fast twins in kernels/)
+# ----------------------------------------------------------------------------------------------
+@fast_twin("max_pool2d_forward")
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    """y, argmax = the maximum of every window and where it is.
+
+    x (N, C, H, W) -> y (N, C, OH, OW) of x's dtype, argmax (N, C, OH, OW) int64: the flat
+    index h*W + w of the chosen element in its own unpadded (H, W) plane.
+
+    The padding is implicit -inf, so it never wins. Ties go to the FIRST maximum in window scan
+    order (kh, then kw), because we replace the running best only when strictly greater; a NaN
+    always wins, so NaNs propagate (both as PyTorch).
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", "max_pool2d"),
+                                    as_pair(stride, "stride", "max_pool2d"),
+                                    as_pair(padding, "padding", "max_pool2d"))
+    OH, OW = _out_size(x.shape, (KH, KW), (SH, SW), (PH, PW))
+    if PH or PW:                                                    # (N, C, H+2PH, W+2PW)
+        x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)), constant_values=float("-inf"))
+    top = xp.arange(OH, dtype=xp.int64)[:, None] * SH - PH          # (OH, 1) first row of window
+    left = xp.arange(OW, dtype=xp.int64)[None, :] * SW - PW         # (1, OW) first column
+    best = xp.full((N, C, OH, OW), float("-inf"), dtype=x.dtype)
+    # Start at each window's first real (unpadded) element, so that even a window of all -inf
+    # points at a real input.
+    argmax = xp.maximum(top, 0) * W + xp.maximum(left, 0)           # (OH, OW)
+    for kh in range(KH):
+        for kw in range(KW):
+            window = x[_offset(kh, kw, (SH, SW), (OH, OW))]         # (N, C, OH, OW)
+            index = (top + kh) * W + (left + kw)                    # (OH, OW) as h*W + w
+            better = (window > best) | xp.isnan(window)             # strictly: first max wins
+            best = xp.where(better, window, best)
+            argmax = xp.where(better, index, argmax)                # (N, C, OH, OW)
+    return best, argmax
+
+
+@fast_twin("max_pool2d_backward")
+def max_pool2d_backward(gy, argmax, x_shape):
+    """gx = zeros of x_shape, with each gy[n, c, i, j] added at argmax[n, c, i, j] of plane (n, c).
+
+    gy, argmax (N, C, OH, OW) -> gx (N, C, H, W). An input that was the maximum of several
+    overlapping windows receives the sum of their gradients: a scatter-*add* (``xp.add.at``;
+    plain ``gx[index] = gy`` would keep only one of them).
+    """
+    xp = get_array_module(gy)
+    N, C, H, W = x_shape
+    # argmax counts within one (H, W) plane; plane (n, c) starts at (n*C + c) * H*W in flat gx
+    plane_start = xp.arange(N * C, dtype=xp.int64).reshape(N, C, 1, 1) * (H * W)
+    gx = xp.zeros(N * C * H * W, dtype=gy.dtype)                    # (N*C*H*W,)
+    xp.add.at(gx, (plane_start + argmax).reshape(-1), gy.reshape(-1))
+    return gx.reshape(N, C, H, W)
+
+
+class MaxPool2d(Function):
+    """y = max over each window;   dL/dx = dL/dy routed to each window's argmax (summed)."""
+
+    def __init__(self, kernel_size, stride, padding):
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x):
+        y, self.argmax = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self.x_shape = x.shape
+        return y                                                    # (N, C, OH, OW)
+
+    def backward(self, gy):
+        return max_pool2d_backward(gy, self.argmax, self.x_shape)  # (N, C, H, W)
+
+
+# ----------------------------------------------------------------------------------------------
+# Average pools
+# ----------------------------------------------------------------------------------------------
+class AvgPool2d(Function):
+    """y[n, c, i, j] = 1/(KH*KW) * sum_{kh, kw} x_pad[n, c, i*SH + kh, j*SW + kw]
+
+    The zeros of the padding count in the mean (count_include_pad=True, PyTorch's default), so
+    every window divides by KH*KW, and every input of a window gets dL/dy / (KH*KW).
+    """
+
+    def __init__(self, kernel_size, stride, padding):
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        N, C, H, W = self.x_shape = x.shape
+        (KH, KW), (PH, PW) = self.kernel_size, self.padding
+        self.out_size = _out_size(x.shape, self.kernel_size, self.stride, self.padding)
+        if PH or PW:                                                # (N, C, H+2PH, W+2PW)
+            x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+        y = xp.zeros((N, C) + self.out_size, dtype=x.dtype)         # (N, C, OH, OW)
+        for kh in range(KH):
+            for kw in range(KW):
+                y += x[_offset(kh, kw, self.stride, self.out_size)]
+        y /= KH * KW
+        return y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C, H, W = self.x_shape
+        (KH, KW), (PH, PW) = self.kernel_size, self.padding
+        share = gy / (KH * KW)                                      # (N, C, OH, OW)
+        gx = xp.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=gy.dtype)
+        for kh in range(KH):
+            for kw in range(KW):
+                gx[_offset(kh, kw, self.stride, self.out_size)] += share
+        return gx[:, :, PH:PH + H, PW:PW + W]                       # (N, C, H, W)
+
+
+class GlobalAvgPool2d(Function):
+    """y[n, c] = mean of x[n, c] over all H*W pixels;   each pixel gets dL/dy[n, c] / (H*W)."""
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return x.mean(axis=(2, 3))                                  # (N, C)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        N, C, H, W = self.x_shape
+        share = gy.reshape(N, C, 1, 1) / (H * W)                    # (N, C, 1, 1)
+        return xp.broadcast_to(share, self.x_shape).copy()          # (N, C, H, W)
+
+
+# ----------------------------------------------------------------------------------------------
+# The public functions: check the arguments, then call the Function
+# ----------------------------------------------------------------------------------------------
+def max_pool2d(x, kernel_size, stride=None, padding=0, name=None):
+    """Max pooling: x (N, C, H, W) -> (N, C, OH, OW).
+
+    `stride` defaults to `kernel_size`; `padding` (at most half the kernel) is implicit -inf.
+    kernel_size, stride and padding are an int or a (height, width) pair. `name` (the layer's
+    path in its model) names the layer in errors.
+    """
+    args = _check_pool_args(name or "max_pool2d", x, kernel_size, stride, padding)
+    return MaxPool2d(*args)(x)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, name=None):
+    """Average pooling: x (N, C, H, W) -> (N, C, OH, OW), zero padding counted in the mean.
+
+    `stride` defaults to `kernel_size`; padding is at most half the kernel (as PyTorch).
+    """
+    args = _check_pool_args(name or "avg_pool2d", x, kernel_size, stride, padding)
+    return AvgPool2d(*args)(x)
+
+
+def global_avg_pool2d(x, name=None):
+    """Global average pooling: x (N, C, H, W) -> (N, C), the mean of each channel
+    (as ``adaptive_avg_pool2d(x, 1)`` followed by a flatten)."""
+    op = name or "global_avg_pool2d"
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.dtype.type not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: expected a floating point input (float32 or float64), got "
+                        f"dtype {x.dtype}")
+    return GlobalAvgPool2d()(x)
+
+
+def _check_pool_args(op, x, kernel_size, stride, padding):
+    """Validate a pooling call; return (kernel, stride, padding) as (height, width) pairs."""
+    kernel = as_pair(kernel_size, "kernel_size", op)
+    stride = kernel if stride is None else as_pair(stride, "stride", op)
+    padding = as_pair(padding, "padding", op)
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.dtype.type not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: expected a floating point input (float32 or float64), got "
+                        f"dtype {x.dtype}")
+    if min(kernel) < 1:
+        raise ValueError(f"{op}: kernel_size must be positive, got {kernel}")
+    if min(stride) < 1:
+        raise ValueError(f"{op}: stride must be positive, got {stride}")
+    if min(padding) < 0:
+        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
+    if 2 * padding[0] > kernel[0] or 2 * padding[1] > kernel[1]:
+        raise ValueError(f"{op}: padding {padding} must be at most half the kernel "
+                         f"{kernel[0]}x{kernel[1]} (else a window could hold only padding)")
+    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    if kernel[0] > padded[0] or kernel[1] > padded[1]:
+        raise ValueError(f"{op}: kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
+                         f"{padded[0]}x{padded[1]} (input shape {tuple(x.shape)}, padding "
+                         f"{padding})")
+    return kernel, stride, padding
