@@ -41,6 +41,11 @@ def _reduce_axes(x):
     return (0,) + tuple(range(2, x.ndim))
 
 
+def _values_per_channel(x):
+    """m: how many values each channel's statistics average, N (or N*H*W)."""
+    return x.shape[0] * math.prod(x.shape[2:])
+
+
 def _per_channel(v, ndim):
     """A (C,) vector shaped to broadcast against the input: (1, C) or (1, C, 1, 1)."""
     return v.reshape((1, -1) + (1,) * (ndim - 2))
@@ -78,7 +83,7 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
     caller drops it when there is no bias).
     """
     axes, ndim = _reduce_axes(x), x.ndim
-    m = x.size // x.shape[1]                                  # values per channel
+    m = _values_per_channel(x)
     x_hat = (x - _per_channel(mean, ndim)) * _per_channel(inv_std, ndim)   # (N, C, H, W)
     gbias = gy.sum(axis=axes)                                 # (C,)  sum dy
     gweight = (gy * x_hat).sum(axis=axes)                     # (C,)  sum dy*x_hat
@@ -121,7 +126,7 @@ class BatchNormTrain(_BatchNormBase):
         weight, bias = self._unpack(params)
         y, mean, var, inv_std = batch_norm_train_forward(x, weight, bias, self.eps)
         if self.running_mean is not None:                     # in place: the layer's own arrays
-            m = x.size // x.shape[1]
+            m = _values_per_channel(x)
             keep = 1.0 - self.momentum
             self.running_mean[...] = keep * self.running_mean + self.momentum * mean
             self.running_var[...] = keep * self.running_var + self.momentum * var * (m / (m - 1))
@@ -208,7 +213,7 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     running_mean, running_var = _array(running_mean), _array(running_var)
     params = [p for p in (weight, bias) if p is not None]
     if training:
-        if math.prod(x.shape) // max(channels, 1) <= 1:
+        if _values_per_channel(x) <= 1:
             raise ValueError(f"{layer}: expected more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
         fn = BatchNormTrain(weight is not None, bias is not None, eps, momentum, running_mean,
