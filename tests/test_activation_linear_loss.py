@@ -91,12 +91,12 @@ def test_linear_and_flatten_errors(backend):
     x = Tensor(backend.zeros((8, 32)))
     with pytest.raises(ValueError, match=r"Linear fc: expected input with 64 features \(N, 64\), "
                        r"got shape \(8, 32\)"):
-        linear(x, Tensor(backend.zeros((10, 64))), name="fc")
+        linear(x, Tensor(backend.zeros((10, 64))), name="Linear fc")
     with pytest.raises(ValueError, match=r"linear: weight must have shape \(out_features, "
                        r"in_features\), got shape \(32,\)"):
         linear(x, Tensor(backend.zeros(32)))
     with pytest.raises(ValueError, match=r"Linear fc: bias must have shape \(10,\)"):
-        linear(x, Tensor(backend.zeros((10, 32))), Tensor(backend.zeros(3)), name="fc")
+        linear(x, Tensor(backend.zeros((10, 32))), Tensor(backend.zeros(3)), name="Linear fc")
     with pytest.raises(TypeError, match="floating point input, got dtype int64"):
         linear(Tensor(backend.zeros((8, 32), dtype="int64")), Tensor(backend.zeros((10, 32))))
     with pytest.raises(ValueError, match=r"flatten: start_dim 2 is out of range for an input "

@@ -208,7 +208,7 @@ def test_errors_name_the_layer_and_the_shapes(backend):
     w16 = Tensor(backend.ones(16))
     with pytest.raises(ValueError, match=r"BatchNorm2d layer1\.0\.bn1: expected input with 16 "
                        r"channels \(N, 16, H, W\), got shape \(8, 3, 32, 32\)"):
-        batch_norm(x4, w16, None, None, None, True, name="layer1.0.bn1")
+        batch_norm(x4, w16, None, None, None, True, name="BatchNorm2d layer1.0.bn1")
     with pytest.raises(ValueError, match=r"batch_norm: expected input with 16 channels \(N, 16\)"
                        r", got shape \(8, 3\)"):
         batch_norm(Tensor(backend.zeros((8, 3))), None, None, backend.zeros(16),

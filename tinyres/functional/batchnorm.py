@@ -182,9 +182,9 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
 
     weight, bias: (C,) Tensors, or None for no affine part. running_mean, running_var: (C,)
     backend arrays or Tensors; in training they are updated in place (when not None), in eval
-    they normalise. `name` is the layer's path in its model, used in error messages.
+    they normalise. `name` is how errors name the layer (e.g. "BatchNorm2d layer1.0.bn1").
     """
-    layer = _layer_label(x, name)
+    layer = name or "batch_norm"
     if x.ndim not in (2, 4):
         raise ValueError(f"{layer}: expected a 2-D (N, C) or 4-D (N, C, H, W) input, got shape "
                          f"{tuple(x.shape)}")
@@ -225,11 +225,3 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
                              "batch statistics")
         fn = BatchNormEval(weight is not None, bias is not None, eps, running_mean, running_var)
     return fn(x, *params)
-
-
-def _layer_label(x, name):
-    """'BatchNorm2d layer1.0.bn1' when the layer has a name, else 'batch_norm'."""
-    if name is None:
-        return "batch_norm"
-    kind = {2: "1d", 4: "2d"}.get(x.ndim, "")
-    return f"BatchNorm{kind} {name}"

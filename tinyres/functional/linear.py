@@ -46,8 +46,8 @@ class Linear(Function):
 
 def linear(x, weight, bias=None, name=None):
     """y = x W^T + b, as ``torch.nn.functional.linear``: x (..., in), weight (out, in), bias
-    (out,) or None. `name` is the layer's path in its model, used in error messages."""
-    layer = f"Linear {name}" if name is not None else "linear"
+    (out,) or None. `name` is how errors name the layer (e.g. "Linear fc")."""
+    layer = name or "linear"
     if weight.ndim != 2:
         raise ValueError(f"{layer}: weight must have shape (out_features, in_features), got shape "
                          f"{tuple(weight.shape)}")

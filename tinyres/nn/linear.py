@@ -28,7 +28,7 @@ class Linear(Module):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"{self.label}: expected input with {self.in_features} features "
                              f"(N, {self.in_features}), got shape {tuple(x.shape)}")
-        return F.linear(x, self.weight, self.bias, name=self.path or None)
+        return F.linear(x, self.weight, self.bias, name=self.label)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

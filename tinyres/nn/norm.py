@@ -56,7 +56,7 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or self.running_mean is None
         return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
                             training=use_batch_stats, momentum=self.momentum, eps=self.eps,
-                            name=self.path or None)
+                            name=self.label)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
