@@ -12,3 +12,9 @@ from tinyres.autograd import Function, no_grad, is_grad_enabled
 from tinyres import ops
 from tinyres.ops import concatenate, exp, log, matmul, pad, reshape, transpose
 from tinyres.gradcheck import GradcheckError, gradcheck
+import tinyres.functional as functional
+from tinyres import nn
+from tinyres.nn.init import manual_seed
+from tinyres.serialization import save, load
+from tinyres import models
+from tinyres.models.summary import summary

@@ -4,6 +4,7 @@
     tinyres eval                  test accuracy and confusion table of a checkpoint
     tinyres gradcheck             every registered op against finite differences, as a table
     tinyres info                  versions, backend, kernels, GPU pieces
+    tinyres assignment            course copies (make A1..A4) and their autograder (grade)
 """
 import argparse
 import importlib
@@ -97,34 +98,54 @@ def _set_engine(args):
 
 
 def cmd_train(args):
+    """Train; under `mpiexec -n N` every rank runs this same function (tinyres.distributed)."""
+    from tinyres.distributed import DistributedError, abort_job, get_communicator
+    from tinyres.train import TrainingDiverged
+
+    try:
+        comm = get_communicator()           # one process: SingleProcess, and no mpi4py
+    except DistributedError as err:         # started by mpiexec, but no mpi4py
+        print(f"tinyres train: {err}", file=sys.stderr)
+        return 2
+    try:
+        return _train(args, comm)
+    except KeyboardInterrupt:
+        return 130
+    except (TrainingDiverged, DistributedError) as err:   # raised on every rank alike
+        if comm.rank == 0:
+            print(f"tinyres train: {err}", file=sys.stderr)
+        return 1 if isinstance(err, TrainingDiverged) else 2
+    except Exception as err:
+        if comm.size > 1:                   # maybe this rank alone failed: end the whole job,
+            abort_job(comm, err)            # or the others would wait for it forever
+        raise
+
+
+def _train(args, comm):
     from tinyres.models import list_models
-    from tinyres.train import TrainConfig, Trainer, TrainingDiverged
+    from tinyres.train import TrainConfig, Trainer
 
     _set_engine(args)
     out = args.out or f"runs/{args.model}"
     if args.resume:
         trainer = Trainer.resume(out, show_progress=not args.quiet)
-        print(f"resuming {out} at epoch {trainer.epochs_done}, iteration "
-              f"{trainer.iteration} (settings from its checkpoint)")
+        if comm.rank == 0:
+            print(f"resuming {out} at epoch {trainer.epochs_done}, iteration "
+                  f"{trainer.iteration} (settings from its checkpoint)")
     else:
         if args.model not in list_models():
-            print(f"tinyres train: unknown model {args.model!r}; choose one of: "
-                  f"{', '.join(list_models())}", file=sys.stderr)
+            if comm.rank == 0:
+                print(f"tinyres train: unknown model {args.model!r}; choose one of: "
+                      f"{', '.join(list_models())}", file=sys.stderr)
             return 2
         config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                              lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                              warmup_iterations=args.warmup, normalize=args.normalize,
                              data=args.data, limit_train=args.limit_train, seed=args.seed,
-                             out=out)
+                             out=out, sync_bn=args.sync_bn)
         trainer = Trainer(config, show_progress=not args.quiet)
-    try:
-        row = trainer.fit()
-    except KeyboardInterrupt:
-        return 130
-    except TrainingDiverged as err:
-        print(f"tinyres train: {err}", file=sys.stderr)
-        return 1
-    if row is not None:
+    row = trainer.fit()
+    if row is not None and comm.rank == 0:
         print(f"done: test accuracy {row['test_accuracy']:.4f} after {int(row['epoch'])} epochs; "
               f"metrics in {trainer.out / 'metrics.csv'}, curves in {trainer.out / 'curves.png'}")
     return 0
@@ -155,6 +176,24 @@ def format_confusion(confusion, classes):
         accuracy = row[classes.index(name)] / total if total else float("nan")
         lines.append(f"{name:<17} " + " ".join(f"{v:>5d}" for v in row) + f"  {accuracy:8.3f}")
     return "\n".join(lines)
+
+
+def cmd_assignment(args):
+    """tinyres assignment make / grade / list: course copies of tinyres and their autograder."""
+    from tinyres import assignment
+    try:
+        if args.action == "list":
+            print(assignment.format_tasks())
+            return 0
+        if args.action == "make":
+            assignment.make(args.assignment, args.out, solution=args.solution, force=args.force)
+            return 0
+        results = assignment.grade(args.directory, args.assignment and [args.assignment],
+                                   timeout=args.timeout)
+        return 0 if all(r["passed"] for r in results.values()) else 1
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
+        print(f"tinyres assignment {args.action}: {err}", file=sys.stderr)
+        return 2
 
 
 def build_parser():
@@ -189,6 +228,9 @@ def build_parser():
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--sync-bn", action="store_true",
+                       help="under mpiexec: batch norm with the statistics of the whole batch "
+                            "over all ranks (default: each rank's own slice)")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("eval", help="test accuracy and confusion table of a run")
@@ -209,6 +251,23 @@ def build_parser():
     check.add_argument("--backend", choices=tinyres.backend.BACKENDS)
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(run=cmd_gradcheck)
+
+    course = commands.add_parser("assignment", help="course assignments: student copies and "
+                                                     "their autograder")
+    course_actions = course.add_subparsers(dest="action", required=True)
+    make = course_actions.add_parser("make", help="write a student copy of an assignment")
+    make.add_argument("assignment", choices=["A1", "A2", "A3", "A4"])
+    make.add_argument("--out", required=True, help="folder for the copy (new or empty)")
+    make.add_argument("--solution", action="store_true",
+                      help="keep the reference solutions (a copy for course staff)")
+    make.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    grade = course_actions.add_parser("grade", help="grade a student copy; exit 1 on a failure")
+    grade.add_argument("directory", help="the folder `assignment make` wrote")
+    grade.add_argument("--assignment", choices=["A1", "A2", "A3", "A4"],
+                       help="which assignment (default: the one the copy was made for)")
+    grade.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+    course_actions.add_parser("list", help="the assignments, their functions and files")
+    course.set_defaults(run=cmd_assignment)
     return parser
 
 

@@ -52,7 +52,9 @@ class Mul(Function):
         return a * b
 
     def backward(self, gy):
+        # BEGIN SOLUTION A1 mul_backward
         return unbroadcast(gy * self.b, self.a.shape), unbroadcast(gy * self.a, self.b.shape)
+        # END SOLUTION
 
 
 class Div(Function):
@@ -122,6 +124,7 @@ class MatMul(Function):
         return a @ b
 
     def backward(self, gy):
+        # BEGIN SOLUTION A1 matmul_backward
         xp = get_array_module(gy)
         a = self.a if self.a.ndim > 1 else self.a[None, :]               # (..., M, K)
         b = self.b if self.b.ndim > 1 else self.b[:, None]               # (..., K, N)
@@ -132,6 +135,7 @@ class MatMul(Function):
         ga = unbroadcast(gy @ xp.swapaxes(b, -1, -2), a.shape)            # (..., M, K)
         gb = unbroadcast(xp.swapaxes(a, -1, -2) @ gy, b.shape)            # (..., K, N)
         return ga.reshape(self.a.shape), gb.reshape(self.b.shape)
+        # END SOLUTION
 
 
 # -- reductions ---------------------------------------------------------------------------------
@@ -156,10 +160,12 @@ class Sum(Function):
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
+        # BEGIN SOLUTION A1 sum_backward
         xp = get_array_module(gy)
         if not self.keepdims:
             gy = xp.expand_dims(gy, self.axes)
         return xp.broadcast_to(gy, self.x_shape).copy()
+        # END SOLUTION
 
 
 class Mean(Sum):

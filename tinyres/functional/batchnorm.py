@@ -32,6 +32,7 @@ import math
 from tinyres.autograd import Function
 from tinyres.backend import device_of, get_array_module
 from tinyres.dispatch import fast_twin
+from tinyres.functional.activation import relu as relu_op
 from tinyres.tensor import Tensor
 
 
@@ -82,6 +83,7 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
     Returns gx (x's shape), gweight (C,) (None when weight is None) and gbias (C,) (always: the
     caller drops it when there is no bias).
     """
+    # BEGIN SOLUTION A3 batch_norm_backward
     axes, ndim = _reduce_axes(x), x.ndim
     m = _values_per_channel(x)
     x_hat = (x - _per_channel(mean, ndim)) * _per_channel(inv_std, ndim)   # (N, C, H, W)
@@ -92,6 +94,27 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
     gx -= x_hat * _per_channel(gweight, ndim)
     gx *= _per_channel(scale, ndim)
     return gx, (None if weight is None else gweight), gbias
+    # END SOLUTION
+
+
+# -- training mode with the ReLU fused in: conv -> BN -> ReLU, the pattern of every ResNet block -
+@fast_twin("batch_norm_relu_train_forward")
+def batch_norm_relu_train_forward(x, weight, bias, eps):
+    """max(batch norm of x, 0): y (x's shape; the ReLU's output), mean, var, inv_std (C,).
+
+    The same as batch_norm_train_forward followed by a ReLU; as one op its fast twin writes the
+    ReLU's output directly, so the batch-norm output before it is never stored.
+    """
+    xp = get_array_module(x)
+    y, mean, var, inv_std = batch_norm_train_forward(x, weight, bias, eps)
+    return xp.maximum(y, 0), mean, var, inv_std
+
+
+@fast_twin("batch_norm_relu_train_backward")
+def batch_norm_relu_train_backward(gy, y, x, mean, inv_std, weight):
+    """The backward of `batch_norm_relu_train_forward`, y being its output: the ReLU passes gy
+    where it was open (y > 0), then batch norm's closed form. Returns gx, gweight, gbias."""
+    return batch_norm_train_backward(gy * (y > 0), x, mean, inv_std, weight)
 
 
 # -- the Functions -----------------------------------------------------------------------------
@@ -125,17 +148,35 @@ class BatchNormTrain(_BatchNormBase):
     def forward(self, x, *params):
         weight, bias = self._unpack(params)
         y, mean, var, inv_std = batch_norm_train_forward(x, weight, bias, self.eps)
+        self.update_running_stats(x, mean, var)
+        self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+        return y
+
+    def update_running_stats(self, x, mean, var):
         if self.running_mean is not None:                     # in place: the layer's own arrays
             m = _values_per_channel(x)
             keep = 1.0 - self.momentum
             self.running_mean[...] = keep * self.running_mean + self.momentum * mean
             self.running_var[...] = keep * self.running_var + self.momentum * var * (m / (m - 1))
-        self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
-        return y
 
     def backward(self, gy):
         return self._pack(*batch_norm_train_backward(gy, self.x, self.mean, self.inv_std,
                                                      self.weight))
+
+
+class BatchNormReLUTrain(BatchNormTrain):
+    """y = max(BatchNormTrain(x), 0) as one op; it keeps its output y for the ReLU's mask."""
+
+    def forward(self, x, *params):
+        weight, bias = self._unpack(params)
+        y, mean, var, inv_std = batch_norm_relu_train_forward(x, weight, bias, self.eps)
+        self.update_running_stats(x, mean, var)
+        self.x, self.y, self.mean, self.inv_std, self.weight = x, y, mean, inv_std, weight
+        return y
+
+    def backward(self, gy):
+        return self._pack(*batch_norm_relu_train_backward(gy, self.y, self.x, self.mean,
+                                                          self.inv_std, self.weight))
 
 
 class BatchNormEval(_BatchNormBase):
@@ -177,12 +218,14 @@ def _array(v):
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5,
-               name=None):
+               name=None, *, relu=False):
     """Batch normalisation of (N, C) or (N, C, H, W) input, as ``torch.nn.functional.batch_norm``.
 
     weight, bias: (C,) Tensors, or None for no affine part. running_mean, running_var: (C,)
     backend arrays or Tensors; in training they are updated in place (when not None), in eval
     they normalise. `name` is how errors name the layer (e.g. "BatchNorm2d layer1.0.bn1").
+    ``relu=True`` gives max(batch_norm(...), 0), the BN -> ReLU of a ResNet block, as one op in
+    training (`BatchNormReLUTrain`: its fast twin never stores the output before the ReLU).
     """
     layer = name or "batch_norm"
     if x.ndim not in (2, 4):
@@ -216,12 +259,14 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
         if _values_per_channel(x) <= 1:
             raise ValueError(f"{layer}: expected more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
-        fn = BatchNormTrain(weight is not None, bias is not None, eps, momentum, running_mean,
-                            running_var)
+        kind = BatchNormReLUTrain if relu else BatchNormTrain
+        fn = kind(weight is not None, bias is not None, eps, momentum, running_mean, running_var)
     else:
         if running_mean is None:
             raise ValueError(f"{layer}: eval mode (training=False) normalises with running_mean "
                              "and running_var, but they are None; pass training=True to use the "
                              "batch statistics")
         fn = BatchNormEval(weight is not None, bias is not None, eps, running_mean, running_var)
+        if relu:
+            return relu_op(fn(x, *params))
     return fn(x, *params)

@@ -87,6 +87,7 @@ def im2col(x, kernel_size, stride=1, padding=0):
     element at offset (kh, kw) of every patch at once is the strided slice
     ``x_padded[:, :, kh : kh + SH*OH : SH, kw : kw + SW*OW : SW]``, of shape (N, C, OH, OW).
     """
+    # BEGIN SOLUTION A2 im2col
     xp = get_array_module(x)
     (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry(
         "im2col", x.shape, kernel_size, stride, padding)
@@ -99,6 +100,7 @@ def im2col(x, kernel_size, stride=1, padding=0):
             window = x[:, :, kh:kh + SH * OH:SH, kw:kw + SW * OW:SW]    # (N, C, OH, OW)
             cols[:, :, :, :, kh, kw] = window.transpose(0, 2, 3, 1)     # (N, OH, OW, C)
     return cols.reshape(N * OH * OW, C * KH * KW)
+    # END SOLUTION
 
 
 @fast_twin("col2im")
@@ -111,6 +113,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     gradient is the *sum* of those rows' entries; padding positions are dropped at the end.
     For any x and y:  <im2col(x), y> = <x, col2im(y)>.
     """
+    # BEGIN SOLUTION A2 col2im
     xp = get_array_module(cols)
     (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry(
         "col2im", x_shape, kernel_size, stride, padding)
@@ -123,6 +126,53 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
             x[:, :, kh:kh + SH * OH:SH, kw:kw + SW * OW:SW] += \
                 cols[:, :, :, :, kh, kw].transpose(0, 3, 1, 2)          # (N, C, OH, OW)
     return x[:, :, PH:PH + H, PW:PW + W]                                # (N, C, H, W)
+    # END SOLUTION
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole convolution, array-level (each has a fast twin in kernels/: the same math in chunks
+# of images whose columns stay in the CPU's cache)
+# ----------------------------------------------------------------------------------------------
+@fast_twin("conv2d_forward")
+def conv2d_forward(x, weight, stride, padding):
+    """The convolution without its bias: im2col, then one matrix product.
+
+    x (N, C, H, W), weight (OC, C, KH, KW) -> y (N, OC, OH, OW), C-contiguous.
+    """
+    # BEGIN SOLUTION A2 conv2d_forward
+    xp = get_array_module(x)
+    N, _, H, W = x.shape
+    OC, C, KH, KW = weight.shape
+    (SH, SW), (PH, PW) = as_pair(stride, "stride"), as_pair(padding, "padding")
+    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    cols = im2col(x, (KH, KW), (SH, SW), (PH, PW))                 # (N*OH*OW, C*KH*KW)
+    y = cols @ weight.reshape(OC, C * KH * KW).T                    # (N*OH*OW, OC)
+    # rows are (n, oh, ow), so the product is (N, OH, OW, OC), channels last; the transpose
+    # makes it NCHW, and the copy makes the memory NCHW too (what the next op expects)
+    y = y.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2)              # (N, OC, OH, OW)
+    return xp.ascontiguousarray(y)
+    # END SOLUTION
+
+
+@fast_twin("conv2d_backward")
+def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
+    """The gradients of y = conv2d_forward(x, weight): (gx, gweight), gx None unless input_grad.
+
+    gy (N, OC, OH, OW), x (N, C, H, W), weight (OC, C, KH, KW).
+    The columns are made again from x rather than kept from the forward pass: they are KH*KW
+    times the size of x (75 MB for one layer of ResNet-20 at batch 128), x is kept anyway.
+    """
+    # BEGIN SOLUTION A2 conv2d_backward
+    OC = weight.shape[0]
+    cols = im2col(x, weight.shape[2:], stride, padding)           # (N*OH*OW, C*KH*KW)
+    gy_rows = gy.transpose(0, 2, 3, 1).reshape(-1, OC)            # (N*OH*OW, OC)
+    gweight = (gy_rows.T @ cols).reshape(weight.shape)            # (OC, C, KH, KW)
+    gx = None
+    if input_grad:
+        gcols = gy_rows @ weight.reshape(OC, -1)                  # (N*OH*OW, C*KH*KW)
+        gx = col2im(gcols, x.shape, weight.shape[2:], stride, padding)     # (N, C, H, W)
+    return gx, gweight
+    # END SOLUTION
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,33 +194,18 @@ class Conv2d(Function):
         self.padding = as_pair(padding, "padding")                  # (PH, PW)
 
     def forward(self, x, weight, bias=None):
-        N, _, H, W = x.shape
-        OC, C, KH, KW = weight.shape
-        (SH, SW), (PH, PW) = self.stride, self.padding
-        OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
-        cols = im2col(x, (KH, KW), self.stride, self.padding)       # (N*OH*OW, C*KH*KW)
-        w2 = weight.reshape(OC, C * KH * KW)                        # (OC, C*KH*KW)
-        y = cols @ w2.T                                             # (N*OH*OW, OC)
+        y = conv2d_forward(x, weight, self.stride, self.padding)   # (N, OC, OH, OW)
         if bias is not None:
-            y += bias                                               # every row gets b
-        self.cols, self.weight, self.x_shape = cols, weight, x.shape
-        # rows are (n, oh, ow), so the product is (N, OH, OW, OC), channels last; the transpose
-        # makes it NCHW, and the copy makes the memory NCHW too (what the next op expects)
-        y = y.reshape(N, OH, OW, OC).transpose(0, 3, 1, 2)          # (N, OC, OH, OW)
-        return get_array_module(y).ascontiguousarray(y)
+            y += bias.reshape(1, -1, 1, 1)                          # every pixel gets b
+        self.x, self.weight = x, weight
+        return y
 
     def backward(self, gy):
-        OC = self.weight.shape[0]
-        gy_rows = gy.transpose(0, 2, 3, 1).reshape(-1, OC)          # (N*OH*OW, OC)
-        gw = (gy_rows.T @ self.cols).reshape(self.weight.shape)     # (OC, C, KH, KW)
-        gx = None
-        if self.inputs[0].requires_grad:       # the first layer's image needs no gradient
-            gcols = gy_rows @ self.weight.reshape(OC, -1)           # (N*OH*OW, C*KH*KW)
-            gx = col2im(gcols, self.x_shape, self.weight.shape[2:],
-                        self.stride, self.padding)                  # (N, C, H, W)
+        input_grad = self.inputs[0].requires_grad   # the first layer's image needs no gradient
+        gx, gw = conv2d_backward(gy, self.x, self.weight, self.stride, self.padding, input_grad)
         if len(self.inputs) == 2:
             return gx, gw
-        return gx, gw, gy_rows.sum(axis=0)                          # (OC,)
+        return gx, gw, gy.sum(axis=(0, 2, 3))                       # (OC,)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, *, name=None):

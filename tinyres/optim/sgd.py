@@ -31,6 +31,7 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov))
 
     def step(self):
+        # BEGIN SOLUTION A4 sgd_momentum
         for group in self.param_groups:
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
             for p in group["params"]:
@@ -50,3 +51,4 @@ class SGD(Optimizer):
                     buffer = state["momentum_buffer"]
                     g = g + momentum * buffer if group["nesterov"] else buffer
                 p.data -= lr * g
+        # END SOLUTION

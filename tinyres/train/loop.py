@@ -27,23 +27,29 @@ def count_correct(logits, labels):
     return int((logits.data.argmax(axis=1) == labels.data).sum().item())
 
 
-def train_step(model, images, labels, optimizer):
-    """One SGD step on one batch; returns (loss as float, number correct)."""
+def train_step(model, images, labels, optimizer, parallel=None):
+    """One SGD step on one batch; returns (loss as float, number correct). With `parallel` (a
+    tinyres.distributed.DataParallel) the gradients are averaged over the MPI ranks between
+    backward and the update, so every rank takes the step of the whole global batch."""
     logits = model(images)
     loss = F.cross_entropy(logits, labels)
     optimizer.zero_grad()
     loss.backward()
+    if parallel is not None:
+        parallel.average_gradients()
     optimizer.step()
     return loss.item(), count_correct(logits, labels)
 
 
 def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
-                last_finite_loss=None, show_progress=True, on_step=None):
+                last_finite_loss=None, show_progress=True, on_step=None, parallel=None):
     """Train over the loader's remaining batches of this epoch.
 
     Returns a dict of the epoch's statistics. Raises TrainingDiverged naming the step and the last
     finite loss as soon as a loss is NaN or infinite. `on_step(iteration, loss)` is called after
     each complete step (the trainer uses it to stop cleanly on Ctrl-C, between two steps).
+    With `parallel` (data-parallel on MPI) the loader gives this rank's slice of each batch, and
+    the loss and accuracy reported are those of the whole global batch, on every rank.
     """
     model.train()
     total_loss = correct = seen = 0
@@ -53,17 +59,23 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
     for images, labels in bar:
         x = tinyres.tensor(images, device=device)
         y = tinyres.tensor(labels, device=device)
-        loss, batch_correct = train_step(model, x, y, optimizer)
+        loss, batch_correct = train_step(model, x, y, optimizer, parallel)
+        batch_size, where = len(labels), ""
+        if parallel is not None:            # the global batch's numbers, from every rank's slice
+            loss, batch_correct, batch_size, failed = parallel.global_batch_stats(
+                loss, batch_correct, batch_size)
+            where = f" on rank {', '.join(map(str, failed))}" if failed else ""
         iteration += 1
         if not math.isfinite(loss):
             raise TrainingDiverged(
-                f"the loss became {loss} at step {iteration} (epoch {epoch + 1}); the last finite "
-                f"loss was {last_finite_loss}. Try a lower --lr; the last good checkpoint is kept")
+                f"the loss became {loss}{where} at step {iteration} (epoch {epoch + 1}); the last "
+                f"finite loss was {last_finite_loss}. Try a lower --lr; the last good checkpoint "
+                f"is kept")
         last_finite_loss = loss
         scheduler.step()
-        total_loss += loss * len(labels)
+        total_loss += loss * batch_size
         correct += batch_correct
-        seen += len(labels)
+        seen += batch_size
         elapsed = time.perf_counter() - start
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
                         img_s=f"{seen / elapsed:.0f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")

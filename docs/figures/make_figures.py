@@ -1,0 +1,120 @@
+"""Draw the figures of docs/index.md, docs/autograd.md and the assignment handouts.
+
+    python docs/figures/make_figures.py            # all of them, into docs/figures/
+    python docs/figures/make_figures.py gradcheck  # only those whose name contains 'gradcheck'
+
+Every figure is computed by tinyres itself, here, from fixed seeds: rerun this script after
+changing the code it shows, and the figures follow.
+"""
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy  # noqa: E402
+
+import tinyres  # noqa: E402
+from tinyres import graph  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def autograd_graph():
+    """The graph of example 1: z = x @ W + b, y = z * z, L = mean(y)."""
+    rng = numpy.random.default_rng(0)
+    x = tinyres.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    W = tinyres.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    b = tinyres.tensor(rng.standard_normal(2), requires_grad=True)
+    x.name, W.name, b.name = "x", "W", "b"
+    xW = x @ W
+    xW.name = "xW"
+    z = xW + b
+    z.name = "z"
+    y = z * z
+    y.name = "y"
+    L = y.mean()
+    L.name = "L"
+    path = HERE / "autograd-graph.png"
+    graph.draw(L, path)
+    (HERE / "autograd-graph.dot").write_text(graph.to_dot(L))
+    return path
+
+
+def gradcheck_eps():
+    """Error of forward and central differences against the exact derivative, over eps, in
+    float32 and float64: truncation error falls with eps, round-off error grows as it falls."""
+    rng = numpy.random.default_rng(0)
+    x0 = rng.standard_normal(5)
+    r = rng.standard_normal(5)
+    eps_values = numpy.logspace(-12, -1, 45)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for dtype, colour in ((numpy.float32, "tab:orange"), (numpy.float64, "tab:blue")):
+        x = tinyres.tensor(x0.astype(dtype), requires_grad=True)
+        loss = ((x.exp() * x) * tinyres.tensor(r.astype(dtype))).sum()   # L = <x e^x, r>
+        loss.backward()
+        exact = float(((1 + x0) * numpy.exp(x0) * r)[0])                   # dL/dx_0, exactly
+
+        def L(value):
+            v = x0.astype(dtype).copy()
+            v[0] = value
+            t = tinyres.tensor(v)
+            return float(((t.exp() * t) * tinyres.tensor(r.astype(dtype))).sum().item())
+        central, forward = [], []
+        for eps in eps_values:
+            e = dtype(eps)
+            central.append(abs((L(dtype(x0[0]) + e) - L(dtype(x0[0]) - e)) / (2 * float(e))
+                               - exact) / abs(exact))
+            forward.append(abs((L(dtype(x0[0]) + e) - L(dtype(x0[0]))) / float(e) - exact)
+                           / abs(exact))
+        name = numpy.dtype(dtype).name
+        ax.loglog(eps_values, numpy.maximum(central, 1e-17), "-", color=colour,
+                  label=f"central, {name}")
+        ax.loglog(eps_values, numpy.maximum(forward, 1e-17), ":", color=colour,
+                  label=f"forward, {name}")
+    ax.axvline(1e-6, color="0.5", linestyle="--", linewidth=1)
+    ax.text(1.2e-6, 3e-15, "gradcheck's eps = 1e-6", fontsize=8, color="0.3")
+    ax.set_xlabel("eps")
+    ax.set_ylabel("relative error of the numerical derivative")
+    ax.set_ylim(1e-16, 10)
+    ax.set_title("finite differences: truncation (right) vs round-off (left)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = HERE / "gradcheck-eps.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def gradient_norms():
+    """||dL/dW|| per layer of plain-56 and ResNet-56 at initialisation, on 32 sample images."""
+    from tinyres.data import DataLoader, bundled_sample, cifar_test_transform
+    from tinyres.models import plain56, resnet56
+    from tinyres.models.views import gradient_norms as norms_of
+    images, labels = next(iter(DataLoader(bundled_sample(True), 32, shuffle=True, seed=0,
+                                          transform=cifar_test_transform())))
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for make, style in ((plain56, "--"), (resnet56, "-")):
+        tinyres.manual_seed(0)
+        norms = norms_of(make(), images, tinyres.tensor(labels))
+        ax.semilogy(range(1, len(norms) + 1), list(norms.values()), style, marker=".",
+                    label=make.__name__)
+    ax.set_xlabel("layer (conv1, layer1.0.conv1, ..., layer3.8.conv2, fc)")
+    ax.set_ylabel("||dL/dW||")
+    ax.set_title("gradient norm per layer at initialisation (32 CIFAR-10 images)")
+    ax.legend()
+    fig.tight_layout()
+    path = HERE / "gradient-norms-at-init.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+FIGURES = [autograd_graph, gradcheck_eps, gradient_norms]
+
+if __name__ == "__main__":
+    wanted = sys.argv[1:]
+    for make in FIGURES:
+        if not wanted or any(w in make.__name__ for w in wanted):
+            print(f"{make.__name__}: {make()}")

@@ -1,0 +1,31 @@
+"""tinyres.kernels.cpu: Numba kernels for the CPU, the fast twins of the readable NumPy ops.
+
+Each function below has the name and signature of its twin in tinyres.functional and returns the
+same results (to float32 rounding); tinyres.dispatch calls it instead of the twin for NumPy arrays
+when the kernels are set to 'fast' (the default where Numba imports; TINYRES_KERNELS=reference
+or tinyres.set_kernels("reference") turns them off).
+
+    conv.py         im2col, col2im                        the faithful twins, reference layout
+                    conv2d_forward, conv2d_backward       the whole conv: chunks of images whose
+                                                          columns stay in the cache, BLAS GEMMs
+    batchnorm.py    batch_norm_train_forward, _backward   one thread per channel, float64 sums
+                    batch_norm_relu_train_forward, _backward   the same with the ReLU fused in
+    pooling.py      max_pool2d_forward, _backward         one thread per (image, channel) plane
+
+Every kernel is compiled by Numba the first time it meets a new argument type (float32 for
+training, float64 for gradient checks) and cached on disk (cache=True), so later runs load it
+instead of compiling. Matrix products are not here: they stay in BLAS (numpy.matmul).
+Importing this package raises ImportError where Numba is missing; the door then uses the NumPy
+references. It never imports tinyres.
+"""
+import numba  # noqa: F401  (no Numba: ImportError, and tinyres.dispatch uses the references)
+
+from .batchnorm import (batch_norm_relu_train_backward, batch_norm_relu_train_forward,
+                        batch_norm_train_backward, batch_norm_train_forward)
+from .conv import col2im, conv2d_backward, conv2d_forward, im2col
+from .pooling import max_pool2d_backward, max_pool2d_forward
+
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
+           "batch_norm_train_forward", "batch_norm_train_backward",
+           "batch_norm_relu_train_forward", "batch_norm_relu_train_backward",
+           "max_pool2d_forward", "max_pool2d_backward"]

@@ -1,0 +1,184 @@
+"""Batch norm on the CPU: one Numba thread per channel, one trip through memory per pass.
+
+The readable NumPy twins are in tinyres/functional/batchnorm.py (the math, and the closed-form
+backward, are explained there and in docs/batchnorm.md). For each channel c, over its
+m = N*H*W values:
+
+    forward    mean_c, var_c (biased), inv_std_c = 1/sqrt(var_c + eps)
+               y = (x - mean_c) * inv_std_c * weight_c + bias_c         (then max(y, 0): +ReLU)
+    backward   sum(dy) and sum(dy * x_hat) per channel (dy zeroed where y <= 0: +ReLU), then
+               dx = weight_c * inv_std_c / m * (m*dy - sum(dy) - x_hat * sum(dy * x_hat))
+
+The NumPy version makes a new array for every step (x - mean, its square, x_hat, y, ...) and
+reads the whole tensor again for each: about ten trips through memory for the forward alone.
+Here a thread owns a channel and does all of a pass's steps on it while its values (N runs of
+H*W numbers) are still in the core's cache, so each pass reads x once from main memory (twice
+from the cache) and writes y once.
+
+Accuracy. The statistics are sums over m values (131,072 in ResNet-20's first stage). They are
+accumulated in float64, whatever the data's type, in four interleaved partial sums (so the four
+additions of a step do not wait for each other), and *about a shift*: the channel's first value.
+The variance is then E[(x-s)^2] - E[x-s]^2, which loses nothing to cancellation as long as
+|mean - s| is not huge compared with the standard deviation: s is one of the channel's own
+values, so it lies within a few standard deviations of the mean. (The reference takes two
+passes, the mean first; the GPU kernels do the same.)
+
+The fused BN+ReLU twins serve the "conv -> BN -> ReLU" pattern of every ResNet block: the
+forward writes max(y, 0) directly, and the backward zeroes dy where the output was 0 as it reads
+it, so neither the BN output before the ReLU nor the masked gradient is ever stored.
+
+Data of other float types than float32 / float64 (float16) is computed in float32 and returned
+in its own type. This module never imports tinyres.
+"""
+import numpy
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _forward(x, weight, bias, eps, relu, y, mean, var, inv_std):
+    """x (N, C, L) -> y (N, C, L), mean, var, inv_std (C,); weight, bias (C,) in x's dtype.
+    Thread c does channel c: its sums in float64, then y while x is still in the cache."""
+    N, C, L = x.shape
+    m = N * L
+    for c in prange(C):
+        shift = numpy.float64(x[0, c, 0])
+        s0, s1, s2, s3 = 0.0, 0.0, 0.0, 0.0                  # sum of (x - shift)
+        q0, q1, q2, q3 = 0.0, 0.0, 0.0, 0.0                  # sum of (x - shift)^2
+        for n in range(N):
+            l = 0
+            while l + 4 <= L:
+                d0 = x[n, c, l] - shift
+                d1 = x[n, c, l + 1] - shift
+                d2 = x[n, c, l + 2] - shift
+                d3 = x[n, c, l + 3] - shift
+                s0 += d0
+                s1 += d1
+                s2 += d2
+                s3 += d3
+                q0 += d0 * d0
+                q1 += d1 * d1
+                q2 += d2 * d2
+                q3 += d3 * d3
+                l += 4
+            while l < L:
+                d0 = x[n, c, l] - shift
+                s0 += d0
+                q0 += d0 * d0
+                l += 1
+        mean_shifted = (s0 + s1 + s2 + s3) / m
+        variance = max((q0 + q1 + q2 + q3) / m - mean_shifted * mean_shifted, 0.0)
+        mean[c] = shift + mean_shifted
+        var[c] = variance
+        inv_std[c] = 1.0 / numpy.sqrt(variance + eps)
+        # the same steps as the reference, in x's dtype: ((x - mean) * inv_std) * weight + bias
+        mean_c, inv_std_c, weight_c, bias_c = mean[c], inv_std[c], weight[c], bias[c]
+        for n in range(N):
+            for l in range(L):
+                v = (x[n, c, l] - mean_c) * inv_std_c * weight_c + bias_c
+                if relu and v < 0:                           # NaN stays NaN, as numpy.maximum
+                    y[n, c, l] = 0.0
+                else:
+                    y[n, c, l] = v
+
+
+@njit(parallel=True, cache=True)
+def _backward(gy, x, y, relu, mean, inv_std, weight, gx, gweight, gbias):
+    """gy, x (N, C, L) (and y, the ReLU's output, when relu) -> gx (N, C, L), gweight, gbias (C,).
+    Thread c does channel c: its two sums in float64, then gx while gy and x are in the cache."""
+    N, C, L = x.shape
+    m = N * L
+    for c in prange(C):
+        mean_c, inv_std_c = numpy.float64(mean[c]), numpy.float64(inv_std[c])
+        sum_dy, sum_dy_xc = 0.0, 0.0                         # sum(dy), sum(dy * (x - mean))
+        for n in range(N):
+            for l in range(L):
+                dy = numpy.float64(gy[n, c, l])
+                if relu and not y[n, c, l] > 0:              # the ReLU was closed: no gradient
+                    dy = 0.0
+                sum_dy += dy
+                sum_dy_xc += dy * (x[n, c, l] - mean_c)
+        gbias[c] = sum_dy
+        gweight[c] = sum_dy_xc * inv_std_c                   # sum(dy * x_hat)
+        # dx = weight * inv_std * (dy - sum(dy)/m - x_hat * sum(dy * x_hat)/m), in float64,
+        # with x_hat * sum(dy * x_hat) = (x - mean) * inv_std^2 * sum(dy * (x - mean))
+        mean_dy = sum_dy / m
+        slope = inv_std_c * inv_std_c * sum_dy_xc / m
+        scale = weight[c] * inv_std_c
+        for n in range(N):
+            for l in range(L):
+                dy = numpy.float64(gy[n, c, l])
+                if relu and not y[n, c, l] > 0:
+                    dy = 0.0
+                gx[n, c, l] = (dy - mean_dy - (x[n, c, l] - mean_c) * slope) * scale
+
+
+# ----------------------------------------------------------------------------------------------
+# Host functions: same names, signatures and results as tinyres.functional.batchnorm's twins
+# ----------------------------------------------------------------------------------------------
+def _compute_dtype(a):
+    return a.dtype if a.dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float32)
+
+
+def _as_ncl(x, dtype):
+    """(N, C) or (N, C, H, W) -> a C-contiguous (N, C, L) array of `dtype`, L = 1 or H*W."""
+    if x.ndim not in (2, 4):
+        raise ValueError(f"batch_norm (CPU kernel): expected (N, C) or (N, C, H, W) input, got "
+                         f"shape {tuple(x.shape)}")
+    L = 1 if x.ndim == 2 else x.shape[2] * x.shape[3]
+    return numpy.ascontiguousarray(x, dtype=dtype).reshape(x.shape[0], x.shape[1], L)
+
+
+def _vector(v, C, dtype, fill):
+    """A contiguous (C,) vector of `dtype`: v, or `fill` everywhere when v is None."""
+    if v is None:
+        return numpy.full(C, fill, dtype=dtype)
+    return numpy.ascontiguousarray(v, dtype=dtype)
+
+
+def _train_forward(x, weight, bias, eps, relu):
+    dtype = _compute_dtype(x)
+    x3 = _as_ncl(x, dtype)                                   # (N, C, L)
+    C = x3.shape[1]
+    y = numpy.empty_like(x3)
+    mean, var, inv_std = (numpy.empty(C, dtype=dtype) for _ in range(3))
+    _forward(x3, _vector(weight, C, dtype, 1.0), _vector(bias, C, dtype, 0.0), float(eps), relu,
+             y, mean, var, inv_std)
+    return tuple(a.astype(x.dtype, copy=False) for a in (y.reshape(x.shape), mean, var, inv_std))
+
+
+def _train_backward(gy, y, x, mean, inv_std, weight, relu):
+    if gy.shape != x.shape:
+        raise ValueError(f"batch_norm_train_backward: gy has shape {tuple(gy.shape)}, x has "
+                         f"shape {tuple(x.shape)}; they must match")
+    dtype = _compute_dtype(gy)
+    gy3, x3 = _as_ncl(gy, dtype), _as_ncl(x, dtype)         # (N, C, L)
+    y3 = _as_ncl(y, dtype) if relu else gy3                  # (not read without the ReLU)
+    C = x3.shape[1]
+    gx = numpy.empty_like(gy3)
+    gweight, gbias = numpy.empty(C, dtype=dtype), numpy.empty(C, dtype=dtype)
+    _backward(gy3, x3, y3, relu, _vector(mean, C, dtype, 0.0), _vector(inv_std, C, dtype, 0.0),
+              _vector(weight, C, dtype, 1.0), gx, gweight, gbias)
+    cast = gy.dtype
+    return (gx.reshape(gy.shape).astype(cast, copy=False),
+            None if weight is None else gweight.astype(cast, copy=False),
+            gbias.astype(cast, copy=False))
+
+
+def batch_norm_train_forward(x, weight, bias, eps):
+    """x (N, C) or (N, C, H, W) -> y (x's shape), mean, var (biased), inv_std (C,)."""
+    return _train_forward(x, weight, bias, eps, relu=False)
+
+
+def batch_norm_train_backward(gy, x, mean, inv_std, weight):
+    """-> gx (x's shape), gweight (C,) (None when weight is None), gbias (C,)."""
+    return _train_backward(gy, None, x, mean, inv_std, weight, relu=False)
+
+
+def batch_norm_relu_train_forward(x, weight, bias, eps):
+    """max(batch_norm(x), 0): y (x's shape), mean, var, inv_std (C,)."""
+    return _train_forward(x, weight, bias, eps, relu=True)
+
+
+def batch_norm_relu_train_backward(gy, y, x, mean, inv_std, weight):
+    """The backward of max(batch_norm(x), 0), y its output -> gx, gweight (or None), gbias."""
+    return _train_backward(gy, y, x, mean, inv_std, weight, relu=True)

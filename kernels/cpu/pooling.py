@@ -1,0 +1,98 @@
+"""Max pooling on the CPU: one Numba thread per (image, channel) plane.
+
+The readable NumPy twins are in tinyres/functional/pooling.py; names as there (N, C, H, W, KH, KW,
+SH, SW, PH, PW, OH, OW).
+
+Forward. For each output (oh, ow) the thread scans its window's KH*KW offsets in the reference's
+order (kh, then kw), skipping positions in the padding (they are -inf and can never win), and
+keeps the largest value and its flat index h*W + w in the (H, W) plane: the `argmax` that the
+backward needs. As in the reference, the running best is replaced only when a value is strictly
+greater (ties go to the first in scan order), or when it is NaN (NaNs propagate: the last NaN
+of a window wins, as in the reference); a window that holds only -inf points at its first real
+pixel.
+
+Backward. Each output sends its whole gradient to the input at its argmax; where windows overlap
+several outputs may pick one pixel, and their gradients add. The reference does that scatter-add
+with ``numpy.add.at``; here the thread that owns a plane adds its outputs one by one, in the same
+(oh, ow) order, so the sums are the reference's bit for bit and no two threads touch one pixel.
+
+The NumPy version walks the window offsets over whole arrays (KH*KW passes, each with a
+comparison, two `where`s and new arrays); here every input is read once per window it is in.
+This module never imports tinyres.
+"""
+import numbers
+
+import numpy
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def _forward(x, KH, KW, SH, SW, PH, PW, y, argmax):
+    """x (N, C, H, W) -> y (N, C, OH, OW), argmax (N, C, OH, OW) int64 (index h*W + w)."""
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        for oh in range(OH):
+            top = oh * SH - PH
+            for ow in range(OW):
+                left = ow * SW - PW
+                best = -numpy.inf
+                best_index = max(top, 0) * W + max(left, 0)  # the window's first real pixel
+                for kh in range(KH):
+                    h = top + kh
+                    if h < 0 or h >= H:
+                        continue
+                    for kw in range(KW):
+                        w = left + kw
+                        if w < 0 or w >= W:
+                            continue
+                        v = x[n, c, h, w]
+                        if v > best or numpy.isnan(v):       # strictly greater: first max wins
+                            best = v
+                            best_index = h * W + w
+                y[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = best_index
+
+
+@njit(parallel=True, cache=True)
+def _backward(gy, argmax, gx):
+    """gy, argmax (N, C, OH, OW) -> gx (N, C, H*W), zero on entry: gx[n, c, argmax] += gy."""
+    N, C, OH, OW = gy.shape
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        for oh in range(OH):
+            for ow in range(OW):
+                gx[n, c, argmax[n, c, oh, ow]] += gy[n, c, oh, ow]
+
+
+def _pair(value):
+    if isinstance(value, numbers.Integral):
+        return int(value), int(value)
+    first, second = value
+    return int(first), int(second)
+
+
+def _compute_dtype(a):
+    return a.dtype if a.dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float32)
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    """x (N, C, H, W) -> y (N, C, OH, OW) of x's dtype, argmax (N, C, OH, OW) int64."""
+    (KH, KW), (SH, SW), (PH, PW) = _pair(kernel_size), _pair(stride), _pair(padding)
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+    x_k = numpy.ascontiguousarray(x, dtype=_compute_dtype(x))
+    y = numpy.empty((N, C, OH, OW), dtype=x_k.dtype)
+    argmax = numpy.empty((N, C, OH, OW), dtype=numpy.int64)
+    _forward(x_k, KH, KW, SH, SW, PH, PW, y, argmax)
+    return y.astype(x.dtype, copy=False), argmax
+
+
+def max_pool2d_backward(gy, argmax, x_shape):
+    """gy, argmax (N, C, OH, OW) -> gx (N, C, H, W): each gy added at its argmax."""
+    N, C, H, W = x_shape
+    gy_k = numpy.ascontiguousarray(gy, dtype=_compute_dtype(gy))
+    gx = numpy.zeros((N, C, H * W), dtype=gy_k.dtype)
+    _backward(gy_k, numpy.ascontiguousarray(argmax, dtype=numpy.int64), gx)
+    return gx.reshape(N, C, H, W).astype(gy.dtype, copy=False)
