@@ -10,8 +10,9 @@ overfitting; with shortcuts (Fig. 6 middle) ResNet-56 trains better than ResNet-
        (SGD 0.1, momentum 0.9, weight decay 1e-4, lr / 10 at 50 % and 75 %, pad-crop-flip)
     4  compares their training error curves (a plot) and test accuracies
 
-    python examples/05_plain_vs_residual.py                  # ~10-20 minutes on a laptop CPU
-    python examples/05_plain_vs_residual.py --models plain20 resnet20 --epochs 2   # ~3 min
+    python examples/05_plain_vs_residual.py                  # 4 nets x 3 epochs: the longest
+                                                             # example (it prints each epoch's time)
+    python examples/05_plain_vs_residual.py --models plain20 resnet20 --epochs 2   # shorter
     python examples/05_plain_vs_residual.py --epochs 15      # the reference table's run
 """
 import re

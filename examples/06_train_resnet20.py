@@ -8,8 +8,8 @@ the public tinyres.train.Trainer (the same as `tinyres train`); this script show
 Data: --data DIR; else the full CIFAR-10 when it is in the cache; else the CIFAR-10 subset at
 ../shared/data (5,482 training images); else the sample bundled with tinyres (offline).
 
-    python examples/06_train_resnet20.py                 # 30 epochs: minutes on the subset,
-                                                         # hours on the full data set
+    python examples/06_train_resnet20.py                 # 30 epochs, as the reference table;
+                                                         # long (it prints each epoch's time)
     python examples/06_train_resnet20.py --epochs 5      # a quicker look
     python examples/06_train_resnet20.py --resume        # continue after Ctrl-C
 """

@@ -15,7 +15,7 @@ batch on:
 
 and compares the losses, logits, gradients and updated weights, and the time each took.
 
-    python examples/07_backend_switch.py          # about a minute on a laptop CPU
+    python examples/07_backend_switch.py          # a few ResNet-20 steps per backend
     python examples/07_backend_switch.py --step   # pause between the steps
 """
 import importlib.util

@@ -12,6 +12,7 @@ import tinyres
 from tinyres import models, nn
 from tinyres.gradcheck import gradcheck
 from tinyres.models import BasicBlock, Bottleneck, ZeroPadShortcut
+from tinyres.models.views import compare_gradient_norms
 
 
 def float64(module):
@@ -326,3 +327,64 @@ def test_blocks_run_on_the_leakproof_backend(backend, rng):
     y = block(x)
     y.sum().backward()
     assert y.shape == (2, 8, 3, 3) and x.grad.shape == (2, 4, 6, 6)
+
+
+# -- views: activations and gradient norms ------------------------------------------------------
+def test_gradient_norms_match_a_manual_backward_and_leave_the_model_alone(rng):
+    tinyres.nn.init.manual_seed(6)
+    model = models.cifar_resnet(8, input_size=None)
+    x = rng.standard_normal((4, 3, 8, 8)).astype(numpy.float32)
+    labels = numpy.array([1, 2, 3, 4])
+    before = model.state_dict()
+
+    per_layer = models.gradient_norms(model, x, labels)
+    per_parameter = models.gradient_norms(model, x, labels, per="parameter")
+    convs = [p for p, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert list(per_layer) == convs and convs[0] == "conv1" and convs[-1] == "fc"
+    assert list(per_parameter) == [name for name, _ in model.named_parameters()]
+    assert all(v > 0 for v in per_parameter.values())
+
+    # left as found: running statistics, mode, gradients
+    after = model.state_dict()
+    assert all(numpy.array_equal(before[k], after[k]) for k in before)
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+    tinyres.functional.cross_entropy(model(tinyres.tensor(x)), labels).backward()
+    manual = numpy.linalg.norm(model.layer2[0].conv2.weight.grad.astype(numpy.float64))
+    assert per_layer["layer2.0.conv2"] == pytest.approx(manual, rel=1e-6)
+    assert per_parameter["layer2.0.conv2.weight"] == per_layer["layer2.0.conv2"]
+    with pytest.raises(ValueError, match="'layer' or 'parameter'"):
+        models.gradient_norms(model, x, labels, per="block")
+
+
+def test_block_outputs_are_what_each_block_returns(rng):
+    model = models.resnet20().eval()
+    x = rng.standard_normal((2, 3, 32, 32)).astype(numpy.float32)
+    outputs = models.block_outputs(model, x, training=False)
+    assert list(outputs) == [f"layer{s}.{b}" for s in (1, 2, 3) for b in range(3)]
+    assert outputs["layer1.0"].shape == (2, 16, 32, 32)
+    assert outputs["layer3.2"].shape == (2, 64, 8, 8)
+    with tinyres.no_grad():
+        stem = tinyres.functional.relu(model.bn1(model.conv1(tinyres.tensor(x))))
+        expected = model.layer1[0](stem).numpy()
+    numpy.testing.assert_allclose(outputs["layer1.0"], expected, rtol=1e-6)
+    assert not model.training
+
+
+def test_plain56_gradients_spread_over_orders_of_magnitude_resnet56_not(rng, capsys):
+    """The tool's use: at initialisation (BN in training mode), the conv gradient norms of a
+    plain-56 span about three orders of magnitude from the first layer to the last; a
+    ResNet-56's stay within about one (small 16x16 images keep this quick)."""
+    tinyres.nn.init.manual_seed(0)
+    x = rng.standard_normal((8, 3, 16, 16)).astype(numpy.float32)
+    labels = rng.integers(0, 10, 8)
+    reports = compare_gradient_norms({"plain56": models.plain56(input_size=None),
+                                      "resnet56": models.resnet56(input_size=None)}, x, labels)
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split() == ["layer", "plain56", "resnet56"]
+    assert len(printed.splitlines()) == 1 + 56
+
+    def spread(norms):
+        convs = [v for k, v in norms.items() if k != "fc"]
+        return max(convs) / min(convs)
+    assert spread(reports["plain56"]) > 20 * spread(reports["resnet56"])

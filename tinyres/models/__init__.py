@@ -63,4 +63,5 @@ from tinyres.models.imagenet_resnet import (ImageNetResNet, imagenet_resnet,  # 
                                             plain18, plain34, resnet18, resnet34, resnet50,
                                             resnet101, resnet152)
 from tinyres.models.summary import LayerRow, ModelSummary, summary  # noqa: E402
-from tinyres.models.views import block_outputs, gradient_norms  # noqa: E402
+from tinyres.models.views import (block_outputs, compare_gradient_norms,  # noqa: E402
+                                  gradient_norms)
