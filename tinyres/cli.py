@@ -5,6 +5,7 @@
     tinyres gradcheck             every registered op against finite differences, as a table
     tinyres info                  versions, backend, kernels, GPU pieces
     tinyres assignment            course copies (make A1..A4) and their autograder (grade)
+    tinyres bench                 time a training step on every path, against PyTorch
 """
 import argparse
 import importlib
@@ -196,6 +197,12 @@ def cmd_assignment(args):
         return 2
 
 
+def cmd_bench(args):
+    """tinyres bench: ResNet training steps and eval forwards on every path, racing PyTorch."""
+    from tinyres import bench
+    return bench.run(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tinyres", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tinyres {tinyres.__version__}")
@@ -268,6 +275,12 @@ def build_parser():
     grade.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)
+
+    from tinyres.bench import add_arguments as add_bench_arguments
+    race = commands.add_parser("bench", help="time training steps and eval forwards on every "
+                                             "path (reference, fast, GPU) against PyTorch")
+    add_bench_arguments(race)
+    race.set_defaults(run=cmd_bench)
     return parser
 
 
