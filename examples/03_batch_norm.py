@@ -3,8 +3,8 @@ and the backward formula checked numerically.
 
 Per channel c, over the m = N*H*W values it has in a batch:
 
-    mean_c = sum(x) / m,   var_c = sum((x - mean_c)^2) / m,   x_hat = (x - mean_c) / sqrt(var_c + eps)
-    y = gamma_c * x_hat + beta_c
+    mean_c = sum(x) / m,    var_c = sum((x - mean_c)^2) / m
+    x_hat = (x - mean_c) / sqrt(var_c + eps),    y = gamma_c * x_hat + beta_c
 
     python examples/03_batch_norm.py          # a few seconds
     python examples/03_batch_norm.py --step   # pause between the steps
@@ -18,7 +18,7 @@ import tinyres.functional as F
 from tinyres import nn
 from tinyres.gradcheck import gradcheck
 
-from lesson import Lesson, show, table, relative_error
+from lesson import Lesson, table, relative_error
 
 lesson = Lesson(__file__, __doc__)
 rng = lesson.rng
@@ -101,10 +101,11 @@ bn.eval()
 scale = bn.weight.numpy() / numpy.sqrt(bn.running_var.numpy() + bn.eps)
 shift = bn.bias.numpy() - bn.running_mean.numpy() * scale
 alone = bn(tinyres.tensor(image)).numpy()
+affine = scale.reshape(1, 3, 1, 1) * image + shift.reshape(1, 3, 1, 1)
 print("In training an image's output depends on its batch mates (the batch statistics); in")
 print("evaluation BN is a fixed per-channel affine map y = scale * x + shift:")
 print(f"   scale {scale}, shift {shift}; max difference from bn(x): "
-      f"{numpy.abs(alone - (scale.reshape(1, 3, 1, 1) * image + shift.reshape(1, 3, 1, 1))).max():.1e}")
+      f"{numpy.abs(alone - affine).max():.1e}")
 
 # -------------------------------------------------------------------------------------------
 lesson.step("the backward formula, three ways")

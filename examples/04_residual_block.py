@@ -23,7 +23,7 @@ from tinyres.gradcheck import gradcheck
 from tinyres.models import BasicBlock
 from tinyres.nn import Sequential
 
-from lesson import Lesson, show, table, relative_error
+from lesson import Lesson, table, relative_error
 
 lesson = Lesson(__file__, __doc__)
 rng = lesson.rng
@@ -120,11 +120,12 @@ table(["input of block", "residual stack", "plain stack"],
       [(depth - k, grads["residual"][k], grads["plain"][k]) for k in range(depth)],
       {1: "{:.3f}", 2: "{:.3f}"})
 growth = {name: g[-1] / g[0] for name, g in grads.items()}
-print(f"From the top to the bottom the norm changes by x{growth['residual']:.1f} in the residual")
-print(f"stack and by x{growth['plain']:.1f} in the plain one. Neither vanishes: with batch norm the")
-print("paper finds healthy gradient norms in plain nets too (section 4.1), and argues that their")
-print("trouble is harder optimisation, not vanishing gradients. What the shortcut changes is each")
-print("block's Jacobian, I + dF/dx instead of dF/dx: near the identity when F is small.")
+print(f"From the top to the bottom the norm changes by x{growth['residual']:.1f} in the "
+      f"residual stack and by x{growth['plain']:.1f} in the plain one.")
+print("Neither vanishes: with batch norm the paper finds healthy gradient norms in plain nets")
+print("too (section 4.1), and argues that their trouble is harder optimisation, not vanishing")
+print("gradients. What the shortcut changes is each block's Jacobian: I + dF/dx instead of")
+print("dF/dx, near the identity when F is small.")
 print("Example 5 measures whole networks: plain-56 against ResNet-56, and how they train.")
 
 # -------------------------------------------------------------------------------------------

@@ -97,8 +97,9 @@ for name, by_layer in norms.items():
     convs = list(by_layer.values())[:-1]
     spread[name] = convs[0] / convs[-1]
     print(f"{name}: ||dL/dW|| of the first conv / the last conv = {spread[name]:.1f}")
-print(f"From the last conv down to the first, the norm changes by x{spread[f'plain{deep}']:.1f} in the "
-      f"plain net, by x{spread[f'resnet{deep}']:.1f} in the ResNet.")
+plain, resnet = spread[f"plain{deep}"], spread[f"resnet{deep}"]
+print(f"From the last conv down to the first, the norm changes by x{plain:.1f} in the plain net, "
+      f"by x{resnet:.1f} in the ResNet.")
 print("It does not vanish in either: batch norm keeps the forward signals scaled, as the paper")
 print("notes (section 4.1: its plain nets with BN have healthy gradient norms, and it argues the")
 print("degradation is an optimisation difficulty, not vanishing gradients). Training shows it.")

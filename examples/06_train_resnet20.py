@@ -106,7 +106,7 @@ if config.model == "resnet20" and config.data and "cifar10-subset" in str(config
         seeds = REFERENCE[int(last["epoch"])]
         print(f"PyTorch with the same recipe on this subset, {int(last['epoch'])} epochs, seeds "
               f"0/1/2: {' / '.join(f'{a:.3f}' for a in seeds)}")
-    print("Reference table (../shared/reference/pytorch-on-the-subset.md), ResNet-20 test accuracy:")
+    print("Reference (../shared/reference/pytorch-on-the-subset.md), ResNet-20 test accuracy:")
     for epochs_run, seeds in REFERENCE.items():
         print(f"   {epochs_run:2d} epochs: {' / '.join(f'{a:.3f}' for a in seeds)}")
     print("The spread between seeds is large on 1,017 test images: compare over seeds.")

@@ -104,9 +104,10 @@ def test_summary_leaves_the_model_as_it_was(rng):
     assert all(numpy.array_equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in model.parameters())
     assert all(not m._forward_hooks for m in model.modules())
-    model.eval()
+    model.layer1.eval()                                  # a mixed model keeps its mix
     tinyres.summary(model, (3, 32, 32), show=False)
-    assert not model.training
+    assert model.training and model.layer2.training
+    assert not any(m.training for m in model.layer1.modules())
 
 
 def test_macs_are_per_image_and_any_module_works():

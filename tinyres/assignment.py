@@ -304,7 +304,8 @@ def grade(directory, assignment_ids=None, timeout=600, log=print):
     for task_id in task_ids:
         results.setdefault(task_id, {"task": task_id, "passed": False, "cases": 0, "failed": 0,
                                      "max_rel_error": None,
-                                     "message": problem or "no result (the grader stopped)"})
+                                     "message": "not graded: " + (problem or "no result").split(
+                                         "\n")[0].split(" (")[0]})
     _print_table(ids, results, directory, imported_from, time.perf_counter() - start, log)
     if problem:
         log(problem)

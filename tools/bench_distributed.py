@@ -126,6 +126,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--configs", default="1x1,1x2,2x1", metavar="RxT,...",
+                        help="ranks x threads to run (default 1x1,1x2,2x1)")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
@@ -139,7 +141,8 @@ def main():
     print("| configuration | images/s | s/step | gradient sync s/step | bare all-reduce s |")
     print("|---|---|---|---|---|")
     results = {}
-    for ranks, threads in ((1, 1), (1, 2), (2, 1)):
+    configs = [tuple(map(int, c.split("x"))) for c in args.configs.split(",")]
+    for ranks, threads in configs:
         result, command = run(ranks, threads, args)
         results[ranks, threads] = result
         print(f"| {ranks} rank{'s' if ranks > 1 else ''} x {threads} thread"
@@ -148,6 +151,8 @@ def main():
               f"{result['allreduce_seconds']:.5f} |", flush=True)
         print(f"|   `{command}` | | | | |")
 
+    if (1, 1) not in results or (2, 1) not in results:
+        return
     single = results[1, 1]
     parameters = single["parameters"]
     per_image = 1 / single["images_per_second"]      # one core's compute time per image

@@ -11,9 +11,9 @@ m = N*H*W values:
 
 The NumPy version makes a new array for every step (x - mean, its square, x_hat, y, ...) and
 reads the whole tensor again for each: about ten trips through memory for the forward alone.
-Here a thread owns a channel and does all of a pass's steps on it while its values (N runs of
+Here a kernel takes a channel and does all of a pass's steps on it while its values (N runs of
 H*W numbers) are still in the core's cache, so each pass reads x once from main memory (twice
-from the cache) and writes y once.
+from the cache) and writes y once. The channels are shared among the threads (threads.py).
 
 Accuracy. The statistics are sums over m values (131,072 in ResNet-20's first stage). They are
 accumulated in float64, whatever the data's type, in four interleaved partial sums (so the four
@@ -31,16 +31,19 @@ Data of other float types than float32 / float64 (float16) is computed in float3
 in its own type. This module never imports tinyres.
 """
 import numpy
-from numba import njit, prange
+from numba import njit
+
+from .threads import num_threads, share
 
 
-@njit(parallel=True, cache=True)
-def _forward(x, weight, bias, eps, relu, y, mean, var, inv_std):
-    """x (N, C, L) -> y (N, C, L), mean, var, inv_std (C,); weight, bias (C,) in x's dtype.
-    Thread c does channel c: its sums in float64, then y while x is still in the cache."""
+@njit(nogil=True, cache=True)
+def _forward(x, weight, bias, eps, relu, y, mean, var, inv_std, first, last):
+    """x (N, C, L) -> y (N, C, L), mean, var, inv_std (C,) for the channels first .. last-1;
+    weight, bias (C,) in x's dtype. Channel by channel: its sums in float64, then y while the
+    channel's values are still in the cache."""
     N, C, L = x.shape
     m = N * L
-    for c in prange(C):
+    for c in range(first, last):
         shift = numpy.float64(x[0, c, 0])
         s0, s1, s2, s3 = 0.0, 0.0, 0.0, 0.0                  # sum of (x - shift)
         q0, q1, q2, q3 = 0.0, 0.0, 0.0, 0.0                  # sum of (x - shift)^2
@@ -81,13 +84,14 @@ def _forward(x, weight, bias, eps, relu, y, mean, var, inv_std):
                     y[n, c, l] = v
 
 
-@njit(parallel=True, cache=True)
-def _backward(gy, x, y, relu, mean, inv_std, weight, gx, gweight, gbias):
-    """gy, x (N, C, L) (and y, the ReLU's output, when relu) -> gx (N, C, L), gweight, gbias (C,).
-    Thread c does channel c: its two sums in float64, then gx while gy and x are in the cache."""
+@njit(nogil=True, cache=True)
+def _backward(gy, x, y, relu, mean, inv_std, weight, gx, gweight, gbias, first, last):
+    """gy, x (N, C, L) (and y, the ReLU's output, when relu) -> gx (N, C, L), gweight, gbias (C,)
+    for the channels first .. last-1. Channel by channel: its two sums in float64, then gx while
+    gy and x are still in the cache."""
     N, C, L = x.shape
     m = N * L
-    for c in prange(C):
+    for c in range(first, last):
         mean_c, inv_std_c = numpy.float64(mean[c]), numpy.float64(inv_std[c])
         sum_dy, sum_dy_xc = 0.0, 0.0                         # sum(dy), sum(dy * (x - mean))
         for n in range(N):
@@ -115,6 +119,13 @@ def _backward(gy, x, y, relu, mean, inv_std, weight, gx, gweight, gbias):
 # ----------------------------------------------------------------------------------------------
 # Host functions: same names, signatures and results as tinyres.functional.batchnorm's twins
 # ----------------------------------------------------------------------------------------------
+def _channel_ranges(C):
+    """The parts a job is cut into: a few channels each, about four parts per thread."""
+    parts = min(C, 4 * num_threads())
+    bounds = [C * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _compute_dtype(a):
     return a.dtype if a.dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float32)
 
@@ -141,8 +152,10 @@ def _train_forward(x, weight, bias, eps, relu):
     C = x3.shape[1]
     y = numpy.empty_like(x3)
     mean, var, inv_std = (numpy.empty(C, dtype=dtype) for _ in range(3))
-    _forward(x3, _vector(weight, C, dtype, 1.0), _vector(bias, C, dtype, 0.0), float(eps), relu,
-             y, mean, var, inv_std)
+    weight, bias = _vector(weight, C, dtype, 1.0), _vector(bias, C, dtype, 0.0)
+    ranges = _channel_ranges(C)
+    share(len(ranges), lambda: lambda i: _forward(x3, weight, bias, float(eps), relu, y, mean,
+                                                  var, inv_std, *ranges[i]))
     return tuple(a.astype(x.dtype, copy=False) for a in (y.reshape(x.shape), mean, var, inv_std))
 
 
@@ -156,8 +169,11 @@ def _train_backward(gy, y, x, mean, inv_std, weight, relu):
     C = x3.shape[1]
     gx = numpy.empty_like(gy3)
     gweight, gbias = numpy.empty(C, dtype=dtype), numpy.empty(C, dtype=dtype)
-    _backward(gy3, x3, y3, relu, _vector(mean, C, dtype, 0.0), _vector(inv_std, C, dtype, 0.0),
-              _vector(weight, C, dtype, 1.0), gx, gweight, gbias)
+    mean, inv_std = _vector(mean, C, dtype, 0.0), _vector(inv_std, C, dtype, 0.0)
+    weight_k = _vector(weight, C, dtype, 1.0)
+    ranges = _channel_ranges(C)
+    share(len(ranges), lambda: lambda i: _backward(gy3, x3, y3, relu, mean, inv_std, weight_k, gx,
+                                                   gweight, gbias, *ranges[i]))
     cast = gy.dtype
     return (gx.reshape(gy.shape).astype(cast, copy=False),
             None if weight is None else gweight.astype(cast, copy=False),

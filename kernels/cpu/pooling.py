@@ -1,4 +1,4 @@
-"""Max pooling on the CPU: one Numba thread per (image, channel) plane.
+"""Max pooling on the CPU: the images shared among the threads (threads.py), plane by plane.
 
 The readable NumPy twins are in tinyres/functional/pooling.py; names as there (N, C, H, W, KH, KW,
 SH, SW, PH, PW, OH, OW).
@@ -13,8 +13,9 @@ pixel.
 
 Backward. Each output sends its whole gradient to the input at its argmax; where windows overlap
 several outputs may pick one pixel, and their gradients add. The reference does that scatter-add
-with ``numpy.add.at``; here the thread that owns a plane adds its outputs one by one, in the same
-(oh, ow) order, so the sums are the reference's bit for bit and no two threads touch one pixel.
+with ``numpy.add.at``; here each plane's outputs are added one by one, in the same (oh, ow) order,
+by the one thread that has the image, so the sums are the reference's bit for bit and no two
+threads touch one pixel.
 
 The NumPy version walks the window offsets over whole arrays (KH*KW passes, each with a
 comparison, two `where`s and new arrays); here every input is read once per window it is in.
@@ -23,16 +24,17 @@ This module never imports tinyres.
 import numbers
 
 import numpy
-from numba import njit, prange
+from numba import njit
+
+from .threads import share
 
 
-@njit(parallel=True, cache=True)
-def _forward(x, KH, KW, SH, SW, PH, PW, y, argmax):
-    """x (N, C, H, W) -> y (N, C, OH, OW), argmax (N, C, OH, OW) int64 (index h*W + w)."""
+@njit(nogil=True, cache=True)
+def _forward(x, KH, KW, SH, SW, PH, PW, y, argmax, n):
+    """Image n: x (N, C, H, W) -> y (N, C, OH, OW), argmax (N, C, OH, OW) int64 (h*W + w)."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    for t in prange(N * C):
-        n, c = t // C, t % C
+    for c in range(C):
         for oh in range(OH):
             top = oh * SH - PH
             for ow in range(OW):
@@ -55,12 +57,12 @@ def _forward(x, KH, KW, SH, SW, PH, PW, y, argmax):
                 argmax[n, c, oh, ow] = best_index
 
 
-@njit(parallel=True, cache=True)
-def _backward(gy, argmax, gx):
-    """gy, argmax (N, C, OH, OW) -> gx (N, C, H*W), zero on entry: gx[n, c, argmax] += gy."""
+@njit(nogil=True, cache=True)
+def _backward(gy, argmax, gx, n):
+    """Image n: gy, argmax (N, C, OH, OW) -> gx (N, C, H*W), zero on entry:
+    gx[n, c, argmax] += gy, output by output in (oh, ow) order."""
     N, C, OH, OW = gy.shape
-    for t in prange(N * C):
-        n, c = t // C, t % C
+    for c in range(C):
         for oh in range(OH):
             for ow in range(OW):
                 gx[n, c, argmax[n, c, oh, ow]] += gy[n, c, oh, ow]
@@ -85,7 +87,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     x_k = numpy.ascontiguousarray(x, dtype=_compute_dtype(x))
     y = numpy.empty((N, C, OH, OW), dtype=x_k.dtype)
     argmax = numpy.empty((N, C, OH, OW), dtype=numpy.int64)
-    _forward(x_k, KH, KW, SH, SW, PH, PW, y, argmax)
+    share(N, lambda: lambda n: _forward(x_k, KH, KW, SH, SW, PH, PW, y, argmax, n))
     return y.astype(x.dtype, copy=False), argmax
 
 
@@ -94,5 +96,6 @@ def max_pool2d_backward(gy, argmax, x_shape):
     N, C, H, W = x_shape
     gy_k = numpy.ascontiguousarray(gy, dtype=_compute_dtype(gy))
     gx = numpy.zeros((N, C, H * W), dtype=gy_k.dtype)
-    _backward(gy_k, numpy.ascontiguousarray(argmax, dtype=numpy.int64), gx)
+    argmax = numpy.ascontiguousarray(argmax, dtype=numpy.int64)
+    share(N, lambda: lambda n: _backward(gy_k, argmax, gx, n))
     return gx.reshape(N, C, H, W).astype(gy.dtype, copy=False)

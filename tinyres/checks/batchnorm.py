@@ -34,6 +34,19 @@ def batch_norm_training(rng):
     ]
 
 
+@register("batch_norm + ReLU (training, fused)")
+def batch_norm_relu_training(rng):
+    mean, var = _running(rng, 4)
+    return [
+        ("(3,4,3,2) w.r.t. x, weight, bias; running stats",
+         lambda x, w, b: batch_norm(x, w, b, mean, var, training=True, relu=True),
+         [_leaf(rng, 3, 4, 3, 2), _leaf(rng, 4), _leaf(rng, 4)]),
+        ("(5,3) affine=False",
+         lambda x: batch_norm(x, None, None, None, None, training=True, relu=True),
+         [_leaf(rng, 5, 3)]),
+    ]
+
+
 @register("batch_norm (eval)")
 def batch_norm_eval(rng):
     mean4, var4 = _running(rng, 4)

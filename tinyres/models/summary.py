@@ -104,13 +104,14 @@ def summary(model, input_shape, show=True):
         is_layer = next(module.children(), None) is None
         if is_layer and not isinstance(module, Identity):      # a layer that does something
             handles.append(module.register_forward_hook(record(path or "(model)")))
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     try:
         model.eval()
         with no_grad():
             output = model(x)
     finally:
-        model.train(was_training)
+        for module, training in modes:                      # each module's own mode back
+            module.training = training
         for handle in handles:
             handle.remove()
 

@@ -27,13 +27,14 @@ from tinyres.tensor import Tensor
 @contextlib.contextmanager
 def _left_as_found(model):
     """Restore the model's mode, buffers (BN running statistics) and gradients on exit."""
-    was_training = model.training
+    modes = [(module, module.training) for module in model.modules()]
     buffers = [(b, b.data.copy()) for b in model.buffers()]
     grads = [(p, p.grad) for p in model.parameters()]
     try:
         yield
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
         for buf, saved in buffers:
             buf.data[...] = saved
         for param, grad in grads:

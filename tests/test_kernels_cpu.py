@@ -1,0 +1,346 @@
+"""The Numba CPU kernels (tinyres.kernels.cpu) against their readable NumPy twins, the gradient
+checks on both paths ('fast' and 'reference'), and the installed wheel.
+
+Every kernel is held equal to its twin's `.reference` on shapes drawn by hypothesis: batch 1, odd
+sizes, strides larger than the kernel, padding, non-contiguous inputs; float32 to float32
+rounding, float64 (the gradient checks' type, which the kernels compile for too) more tightly.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import tinyres
+from tinyres import Tensor, dispatch, gradcheck
+from tinyres.functional import batchnorm as bn
+from tinyres.functional import conv, pooling
+
+cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
+from tinyres.kernels.cpu import conv as cpu_conv  # noqa: E402
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tolerance(dtype):
+    return dict(rtol=2e-4, atol=2e-5) if dtype == numpy.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+def made(rng, shape, dtype, noncontiguous):
+    """Random data of `shape`; optionally a non-contiguous view (the last two axes swapped in
+    memory, then swapped back), as an op meets after a transpose."""
+    data = rng.standard_normal(shape).astype(dtype)
+    if not noncontiguous or len(shape) < 2:
+        return data
+    return numpy.ascontiguousarray(numpy.swapaxes(data, -1, -2)).swapaxes(-1, -2)
+
+
+@pytest.fixture
+def kernels():
+    """Restore the kernel switch after a test that changes it."""
+    previous = dispatch.get_kernels()
+    yield
+    dispatch.set_kernels(previous)
+
+
+def test_the_door_routes_numpy_arrays_to_the_cpu_kernels(kernels):
+    x = numpy.zeros((1, 1, 2, 2), numpy.float32)
+    dispatch.set_kernels("fast")
+    for name in cpu.__all__:
+        assert dispatch.kernel_for(name, x) is getattr(cpu, name)
+    dispatch.set_kernels("reference")
+    assert dispatch.kernel_for("conv2d_forward", x) is None
+
+
+# ----------------------------------------------------------------------------------------------
+# conv: im2col, col2im, and the whole conv (forward, backward)
+# ----------------------------------------------------------------------------------------------
+@st.composite
+def conv_configs(draw):
+    """A conv whose kernel fits the padded input; strides may exceed the kernel."""
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    return dict(
+        n=draw(st.integers(1, 5)), c=draw(st.integers(1, 4)), oc=draw(st.integers(1, 4)),
+        h=draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 9)),
+        w=draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 9)),
+        kernel=kernel, stride=(draw(st.integers(1, 4)), draw(st.integers(1, 4))),
+        padding=padding, noncontiguous=draw(st.booleans()),
+        dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
+        # columns per chunk: 1 gives one image per chunk; 20 a few; 2**20 all at once
+        chunk_columns=draw(st.sampled_from([1, 20, 1 << 20])))
+
+
+def output_shape(cfg):
+    (KH, KW), (SH, SW), (PH, PW) = cfg["kernel"], cfg["stride"], cfg["padding"]
+    return ((cfg["h"] + 2 * PH - KH) // SH + 1, (cfg["w"] + 2 * PW - KW) // SW + 1)
+
+
+@SETTINGS
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16))
+def test_im2col_and_col2im_equal_the_reference(cfg, seed):
+    rng = numpy.random.default_rng(seed)
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), cfg["dtype"], cfg["noncontiguous"])
+    args = (cfg["kernel"], cfg["stride"], cfg["padding"])
+    numpy.testing.assert_array_equal(cpu.im2col(x, *args), conv.im2col.reference(x, *args))
+    OH, OW = output_shape(cfg)
+    cols = made(rng, (cfg["n"] * OH * OW, cfg["c"] * cfg["kernel"][0] * cfg["kernel"][1]),
+                cfg["dtype"], cfg["noncontiguous"])
+    # the same additions in the same order: equal to the last bit
+    numpy.testing.assert_array_equal(cpu.col2im(cols, x.shape, *args),
+                                     conv.col2im.reference(cols, x.shape, *args))
+
+
+@SETTINGS
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
+def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed, input_grad):
+    monkeypatch.setattr(cpu_conv, "CHUNK_COLUMNS", cfg["chunk_columns"])
+    rng = numpy.random.default_rng(seed)
+    dtype = cfg["dtype"]
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    w = made(rng, (cfg["oc"], cfg["c"]) + cfg["kernel"], dtype, cfg["noncontiguous"])
+    gy = made(rng, (cfg["n"], cfg["oc"]) + output_shape(cfg), dtype, cfg["noncontiguous"])
+    args = (cfg["stride"], cfg["padding"])
+    y = cpu.conv2d_forward(x, w, *args)
+    expected = conv.conv2d_forward.reference(x, w, *args)
+    assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
+    numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
+    gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
+    gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
+    numpy.testing.assert_allclose(gw, gw_ref, **tolerance(dtype))
+    assert gw.dtype == dtype and (gx is None) == (not input_grad)
+    if input_grad:
+        assert gx.dtype == dtype and gx.shape == x.shape
+        numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
+
+
+def test_conv_kernels_raise_as_the_reference():
+    x = numpy.zeros((1, 1, 2, 2), numpy.float32)
+    with pytest.raises(ValueError, match="give no output positions"):
+        cpu.im2col(x, 3)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        cpu.im2col(x.astype(numpy.int64), 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# batch norm, with and without the fused ReLU
+# ----------------------------------------------------------------------------------------------
+@st.composite
+def bn_configs(draw):
+    four_d = draw(st.booleans())
+    shape = (draw(st.integers(1, 4)), draw(st.integers(1, 5)))
+    if four_d:
+        shape += (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    elif shape[0] == 1:
+        shape = (2, shape[1])                       # training needs 2+ values per channel
+    return dict(shape=shape, affine=draw(st.booleans()), noncontiguous=draw(st.booleans()),
+                dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
+                offset=draw(st.sampled_from([0.0, 50.0])))
+
+
+def bn_inputs(cfg, seed):
+    rng = numpy.random.default_rng(seed)
+    dtype, shape, C = cfg["dtype"], cfg["shape"], cfg["shape"][1]
+    x = made(rng, shape, dtype, cfg["noncontiguous"]) + dtype(cfg["offset"])
+    gy = made(rng, shape, dtype, cfg["noncontiguous"])
+    weight = rng.standard_normal(C).astype(dtype) if cfg["affine"] else None
+    bias = rng.standard_normal(C).astype(dtype) if cfg["affine"] else None
+    return x, gy, weight, bias
+
+
+def assert_all_close(got, want, dtype):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype == dtype and a.shape == b.shape
+            numpy.testing.assert_allclose(a, b, **tolerance(dtype))
+
+
+@SETTINGS
+@given(cfg=bn_configs(), seed=st.integers(0, 2**16), relu=st.booleans())
+def test_batch_norm_kernels_equal_the_reference(cfg, seed, relu):
+    x, gy, weight, bias = bn_inputs(cfg, seed)
+    dtype = cfg["dtype"]
+    if relu:
+        forward, backward = bn.batch_norm_relu_train_forward, bn.batch_norm_relu_train_backward
+    else:
+        forward, backward = bn.batch_norm_train_forward, bn.batch_norm_train_backward
+    fast = getattr(cpu, forward.__name__)(x, weight, bias, 1e-5)
+    reference = forward.reference(x, weight, bias, 1e-5)
+    assert_all_close(fast, reference, dtype)
+    y, mean, _, inv_std = reference
+    saved = (y,) if relu else ()                    # the fused backward reads the ReLU's output
+    fast = getattr(cpu, backward.__name__)(gy, *saved, x, mean, inv_std, weight)
+    assert_all_close(fast, backward.reference(gy, *saved, x, mean, inv_std, weight), dtype)
+
+
+def test_batch_norm_statistics_survive_a_large_mean():
+    """The float64 sums about a shift lose nothing when |mean| >> std (float32 data)."""
+    rng = numpy.random.default_rng(0)
+    x = (1000.0 + rng.standard_normal((64, 3, 8, 8))).astype(numpy.float32)
+    _, mean, var, _ = cpu.batch_norm_train_forward(x, None, None, 1e-5)
+    exact = x.astype(numpy.float64)
+    numpy.testing.assert_allclose(mean, exact.mean(axis=(0, 2, 3)), rtol=1e-7)
+    numpy.testing.assert_allclose(var, exact.var(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_fused_batch_norm_relu_is_relu_of_batch_norm(kernels, rng):
+    """batch_norm(..., relu=True): the same values, gradients and running statistics as
+    relu(batch_norm(...)), on both paths."""
+    x = rng.standard_normal((4, 3, 5, 5)).astype(numpy.float32)
+    gy = rng.standard_normal((4, 3, 5, 5)).astype(numpy.float32)
+    for choice in ("fast", "reference"):
+        dispatch.set_kernels(choice)
+        results = []
+        for fused in (True, False):
+            xt = Tensor(x.copy(), requires_grad=True)
+            w = Tensor(numpy.full(3, 1.5, numpy.float32), requires_grad=True)
+            b = Tensor(numpy.full(3, 0.2, numpy.float32), requires_grad=True)
+            mean, var = numpy.zeros(3, numpy.float32), numpy.ones(3, numpy.float32)
+            if fused:
+                y = tinyres.functional.batch_norm(xt, w, b, mean, var, True, relu=True)
+            else:
+                y = tinyres.functional.relu(tinyres.functional.batch_norm(xt, w, b, mean, var,
+                                                                          True))
+            y.backward(gy)
+            results.append([y.data, xt.grad, w.grad, b.grad, mean, var])
+        for fused, separate in zip(*results):
+            numpy.testing.assert_allclose(fused, separate, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# max pooling
+# ----------------------------------------------------------------------------------------------
+@st.composite
+def pool_configs(draw):
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    return dict(
+        shape=(draw(st.integers(1, 3)), draw(st.integers(1, 3)),
+               draw(st.integers(kernel[0], 8)), draw(st.integers(kernel[1], 8))),
+        kernel=kernel, stride=(draw(st.integers(1, 4)), draw(st.integers(1, 4))),
+        padding=padding, noncontiguous=draw(st.booleans()),
+        dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
+        ties=draw(st.booleans()), specials=draw(st.booleans()))
+
+
+@SETTINGS
+@given(cfg=pool_configs(), seed=st.integers(0, 2**16))
+def test_max_pool_kernels_equal_the_reference(cfg, seed):
+    """Values, argmax (ties: the first maximum; NaN and -inf as the reference) and the
+    scatter-add backward, bit for bit."""
+    rng = numpy.random.default_rng(seed)
+    x = made(rng, cfg["shape"], cfg["dtype"], cfg["noncontiguous"])
+    if cfg["ties"]:
+        x = numpy.round(x)                              # few distinct values: many ties
+    if cfg["specials"]:
+        x = x.copy()
+        x.reshape(-1)[rng.integers(0, x.size, 3)] = [numpy.nan, -numpy.inf, -numpy.inf]
+    args = (cfg["kernel"], cfg["stride"], cfg["padding"])
+    y, argmax = cpu.max_pool2d_forward(x, *args)
+    y_ref, argmax_ref = pooling.max_pool2d_forward.reference(x, *args)
+    assert y.dtype == cfg["dtype"] and argmax.dtype == numpy.int64
+    numpy.testing.assert_array_equal(y, y_ref)
+    numpy.testing.assert_array_equal(argmax, argmax_ref)
+    gy = made(rng, y.shape, cfg["dtype"], cfg["noncontiguous"])
+    numpy.testing.assert_array_equal(cpu.max_pool2d_backward(gy, argmax, x.shape),
+                                     pooling.max_pool2d_backward.reference(gy, argmax, x.shape))
+
+
+# ----------------------------------------------------------------------------------------------
+# The op-level gradient checks (float64 through the Numba kernels), on both paths
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("choice", ["fast", "reference"])
+@pytest.mark.parametrize("family", ["conv", "pool", "batch_norm"])
+def test_registered_gradchecks_pass_on_both_paths(kernels, choice, family):
+    import tinyres.checks  # noqa: F401  (registers every family's cases)
+    from tinyres.gradcheck import REGISTRY
+    dispatch.set_kernels(choice)
+    names = [name for name in REGISTRY if family in name]
+    assert names
+    for name in names:
+        for _, fn, inputs in REGISTRY[name](numpy.random.default_rng(0)):
+            gradcheck(fn, inputs)
+
+
+@settings(max_examples=10, deadline=None)
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16), choice=st.sampled_from(["fast",
+                                                                                "reference"]))
+def test_conv_and_fused_batch_norm_relu_gradcheck(cfg, seed, choice):
+    previous = dispatch.get_kernels()
+    dispatch.set_kernels(choice)
+    try:
+        rng = numpy.random.default_rng(seed)
+        x = Tensor(made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), numpy.float64,
+                        cfg["noncontiguous"]), requires_grad=True)
+        w = Tensor(rng.standard_normal((cfg["oc"], cfg["c"]) + cfg["kernel"]),
+                   requires_grad=True)
+        gamma = Tensor(rng.uniform(0.5, 1.5, cfg["oc"]), requires_grad=True)
+        beta = Tensor(rng.standard_normal(cfg["oc"]), requires_grad=True)
+
+        def conv_bn_relu(x, w, gamma, beta):
+            y = tinyres.functional.conv2d(x, w, stride=cfg["stride"], padding=cfg["padding"])
+            if y.shape[0] * y.shape[2] * y.shape[3] < 2:
+                return y                            # too few values for batch statistics
+            return tinyres.functional.batch_norm(y, gamma, beta, None, None, True, relu=True)
+        gradcheck(conv_bn_relu, [x, w, gamma, beta])
+    finally:
+        dispatch.set_kernels(previous)
+
+
+# ----------------------------------------------------------------------------------------------
+# The wheel: kernels/ installs as tinyres.kernels, never as a top-level `kernels`
+# ----------------------------------------------------------------------------------------------
+def test_the_wheel_installs_the_kernels_inside_tinyres(tmp_path):
+    """Build the wheel from a clean copy of the sources, install it into a fresh venv (which sees
+    this interpreter's numpy and numba), import tinyres.kernels.cpu from it."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
+    for name in ("tinyres", "kernels"):
+        shutil.copytree(REPO / name, source / name, ignore=skip)
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
+                    "--no-build-isolation", "-q", "-w", str(wheels)], check=True, cwd=tmp_path)
+    wheel = next(wheels.glob("tinyres-*.whl"))
+
+    environment = tmp_path / "venv"
+    venv.create(environment, system_site_packages=True, with_pip=False)
+    python = str(environment / "bin" / "python")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # the venv runs this interpreter's pip (a system site package); no network needed
+    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+                   check=True, cwd=tmp_path, env=env)
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True, env=env).stdout.strip()
+    site = Path(site)
+    assert (site / "tinyres" / "kernels" / "cpu" / "__init__.py").is_file()
+    assert (site / "tinyres" / "kernels" / "gpu" / "__init__.py").is_file()
+    assert not (site / "kernels").exists(), "a top-level `kernels` package was installed"
+    # every package of the source tree is in the wheel
+    for init in list((REPO / "tinyres").rglob("__init__.py")):
+        package = init.parent.relative_to(REPO)
+        if "__pycache__" not in package.parts:
+            assert (site / package / "__init__.py").is_file(), f"{package} missing from the wheel"
+    for init in (REPO / "kernels").rglob("__init__.py"):
+        package = Path("tinyres") / init.parent.relative_to(REPO)
+        assert (site / package / "__init__.py").is_file(), f"{package} missing from the wheel"
+
+    probe = ("import tinyres, tinyres.kernels.cpu as k, importlib.util; "
+             "print(tinyres.__file__); print(k.__file__); "
+             "print(importlib.util.find_spec('kernels'))")
+    done = subprocess.run([python, "-c", probe], check=True, capture_output=True,
+                          text=True, cwd=tmp_path, env=env)
+    tinyres_file, kernels_file, top_level = done.stdout.split("\n")[:3]
+    assert tinyres_file.startswith(str(site)) and kernels_file.startswith(str(site))
+    assert top_level == "None"
