@@ -149,20 +149,22 @@ def test_shard_dataset_covers_the_set_once():
     assert max(len(p.labels) for p in parts) - min(len(p.labels) for p in parts) <= 1
 
 
-def test_sync_batch_norm_on_one_rank_is_batch_norm(rng):
+def test_sync_batch_norm_on_one_rank_is_batch_norm(backend, rng):
     x = rng.normal(2.0, 3.0, size=(4, 3, 5, 5)).astype(numpy.float32)
     w, b = rng.normal(size=3).astype(numpy.float32), rng.normal(size=3).astype(numpy.float32)
-    projection = tinyres.tensor(rng.normal(size=x.shape).astype(numpy.float32))
+    projection = tinyres.tensor(backend.asarray(rng.normal(size=x.shape).astype(numpy.float32)))
     outs = []
     for fn in (lambda *a: sync_batch_norm(*a, comm=SingleProcess()),
                lambda *a: F.batch_norm(*a, training=True)):
-        xt, wt, bt = (tinyres.tensor(v, requires_grad=True) for v in (x, w, b))
-        mean, var = numpy.zeros(3, numpy.float32), numpy.ones(3, numpy.float32)
+        xt, wt, bt = (tinyres.tensor(backend.asarray(v), requires_grad=True) for v in (x, w, b))
+        mean, var = backend.zeros(3, dtype=numpy.float32), backend.ones(3, dtype=numpy.float32)
         y = fn(xt, wt, bt, mean, var)
         (y * projection).sum().backward()
         outs.append([y.data, xt.grad, wt.grad, bt.grad, mean, var])
     for got, want in zip(*outs):
-        numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        numpy.testing.assert_allclose(tinyres.backend.to_device(got, "cpu"),
+                                      tinyres.backend.to_device(want, "cpu"),
+                                      rtol=1e-4, atol=1e-5)
 
 
 def test_sync_batch_norm_gradcheck(rng):
@@ -231,7 +233,8 @@ def _mpi_problem():
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               NUMBA_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parents[1])] +
                                         ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env

@@ -74,8 +74,8 @@ def conv_configs(draw):
         kernel=kernel, stride=(draw(st.integers(1, 4)), draw(st.integers(1, 4))),
         padding=padding, noncontiguous=draw(st.booleans()),
         dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
-        # columns per chunk: 1 gives one image per chunk; 20 a few; 2**20 all at once
-        chunk_columns=draw(st.sampled_from([1, 20, 1 << 20])))
+        # rows per chunk: 1 gives one image per chunk; 20 a few; 2**20 all at once
+        chunk_rows=draw(st.sampled_from([1, 20, 1 << 20])))
 
 
 def output_shape(cfg):
@@ -101,7 +101,7 @@ def test_im2col_and_col2im_equal_the_reference(cfg, seed):
 @SETTINGS
 @given(cfg=conv_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed, input_grad):
-    monkeypatch.setattr(cpu_conv, "CHUNK_COLUMNS", cfg["chunk_columns"])
+    monkeypatch.setattr(cpu_conv, "CHUNK_ROWS", cfg["chunk_rows"])
     rng = numpy.random.default_rng(seed)
     dtype = cfg["dtype"]
     x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])

@@ -18,3 +18,5 @@ from tinyres.nn.init import manual_seed
 from tinyres.serialization import save, load
 from tinyres import models
 from tinyres.models.summary import summary
+from tinyres import graph
+from tinyres.dispatch import get_kernels, set_kernels

@@ -11,33 +11,39 @@ im2col / col2im below fill exactly the reference's layout, (N*OH*OW, C*KH*KW): t
 twins, for whoever calls them directly.
 
 The training path calls the twins of the whole convolution, `conv2d_forward` and
-`conv2d_backward`, because the speed of a convolution is decided by memory, not by im2col's
-arithmetic (it has none). For ResNet-20's first stage (N = 128, C = OC = 16, 32x32 maps) the
-full cols matrix is 128*1024 x 144 floats = 75 MB, nine times the image it was copied from.
-Writing it, reading it back for the matrix product, and keeping it for the backward pass costs
-more time (and memory) than the product's arithmetic: (16 x 144) @ (144 x 131072) runs at a
-quarter of the BLAS peak, because every column of cols is used by only 16 filters and then
-thrown out of the cache. So the twins do the same math in *chunks* of B images at a time, sized
-so that a chunk's columns (about CHUNK_COLUMNS of them) stay in the CPU's caches:
+`conv2d_backward`, because the speed of a convolution is decided by memory more than by
+arithmetic. For ResNet-20's first stage (N = 128, C = OC = 16, 32x32 maps) the full cols matrix
+is 128*1024 x 144 floats = 75 MB, nine times the image it was copied from. Writing it, reading it
+back for the matrix product and keeping it for the backward pass costs more time (and memory)
+than the product itself. So the twins do the same math in *chunks* of B images, sized so that a
+chunk's rows (about CHUNK_ROWS of them) stay in a core's caches, and the chunks are shared among
+the threads (threads.py):
 
     for every chunk of B images:
-        cols  = unfold(x[chunk])            (K, B, OH, OW)   stays in the cache
-        y     = W2 @ cols                   (OC, K) @ (K, B*P) -> (OC, B*P): one BLAS GEMM
-        y[chunk] = that, as (B, OC, OH, OW) (a copy inside the cache)
+        padded = x[chunk] as (B, H+2PH, W+2PW, C), zero border    channels last
+        rows   = its patches, (B*OH*OW, KH*KW*C)                  stays in the cache
+        y_rows = rows @ W2^T                  (B*P, K) @ (K, OC): one BLAS GEMM
+        y[chunk] = y_rows as (B, OC, OH, OW)
 
-The chunk's columns are laid out (K, B, OH, OW), "one row per (channel, offset)" (the layout of
-torch's `unfold`). To fill them, a thread copies one (image, channel) plane into a small
-zero-padded buffer; each of the KH*KW rows it then writes is a set of contiguous runs of that
-buffer, with no test for the padding in the loop, which the compiler turns into vector copies.
+It is the reference's computation (one row per patch, times the filters), with two changes of
+layout that decide the speed:
 
-The backward recomputes each chunk's columns instead of keeping 75 MB per layer from the
-forward pass (memory stays at the size of the activations, as in PyTorch), and computes
+  * The chunk is first copied channels-last. Then the KW*C numbers a patch needs from one input
+    row are contiguous, and each row of `rows` is KH contiguous runs: vector copies, no test for
+    the padding (the zero border is in the buffer).
+  * So a row's columns are ordered (kh, kw, c), not (c, kh, kw); the filters are reordered the
+    same way, W2 = weight.transpose(0, 2, 3, 1).reshape(OC, K) (a few KB).
 
-    gweight^T += cols @ gy_chunk^T          (K, B*P) @ (B*P, OC)  (the faster orientation)
-    gx = for stride 1: the convolution of gy, padded by KH-1-PH, with the filters flipped and
-         their in/out channels swapped ("a transposed convolution is a convolution"): one more
-         unfold and GEMM, written straight into gx, instead of the scatter-add of col2im;
-         for strides > 1: gcols = W2^T @ gy_chunk, then fold (col2im) into gx.
+Orientation matters to BLAS: with OC as small as 16, (B*P, K) @ (K, OC) runs at almost twice the
+speed of the same product written (OC, K) @ (K, B*P) on the machine of docs/performance.md.
+
+The backward recomputes each chunk's rows instead of keeping 75 MB per layer from the forward pass
+(memory stays at the size of the activations, as PyTorch's), and per chunk:
+
+    gy_rows  = gy[chunk] as (B*P, OC)
+    gweight += gy_rows^T @ rows            (OC, K), added over the chunks in order
+    grows    = gy_rows @ W2                (B*P, K), the gradient of each patch
+    gx[chunk] = fold(grows): each patch's gradient added back where the patch came from
 
 Everything here is plain arrays; GEMMs stay in BLAS (numpy.matmul). Other float types than
 float32 / float64 are refused (the reference handles them). This module never imports tinyres.
@@ -149,116 +155,121 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
 
 
 # ----------------------------------------------------------------------------------------------
-# The conv twins: chunks of images, columns laid out (K, B, OH, OW)
+# The conv twins: chunks of images, channels last, one row per patch
 # ----------------------------------------------------------------------------------------------
-# Columns per chunk (B = CHUNK_COLUMNS // (OH*OW) images, at least one). Small enough that a
-# chunk's columns stay in a core's caches (1.2 MB for ResNet's first stage), large enough that
-# each GEMM is big and the Python work per chunk is small. Tuned in docs/performance.md.
-CHUNK_COLUMNS = 2048
+# Rows (patches) per chunk: B = CHUNK_ROWS // (OH*OW) images, at least one. Small enough that a
+# chunk's rows stay in a core's caches (1.2 MB for ResNet's first stage), large enough that each
+# GEMM is big and the Python work per chunk is small. Tuned in docs/performance.md.
+CHUNK_ROWS = 1024
 
 
 @njit(nogil=True, cache=True)
-def _unfold(x, n0, KH, KW, SH, SW, PH, PW, cols):
-    """cols[(c, kh, kw), b, oh, ow] = x_padded[n0 + b, c, oh*SH + kh, ow*SW + kw]:
-    x (N, C, H, W) -> cols (C*KH*KW, B, OH, OW) for the B images from n0.
-    Plane by plane: a zero-padded copy of plane (n0 + b, c) first, then its KH*KW shifted
-    windows, each row of which is a contiguous run of the padded copy (for stride 1)."""
+def _to_padded_channels_last(x, n0, PH, PW, padded):
+    """padded[b, PH + h, PW + w, c] = x[n0 + b, c, h, w]: x (N, C, H, W) -> padded
+    (B, H+2PH, W+2PW, C). The border is left as it is (zero: the buffer was made with zeros)."""
     N, C, H, W = x.shape
-    K, B, OH, OW = cols.shape
-    padded = numpy.zeros((H + 2 * PH, W + 2 * PW), dtype=x.dtype)   # its border stays zero
-    for b in range(B):
+    for b in range(padded.shape[0]):
         for c in range(C):
-            padded[PH:PH + H, PW:PW + W] = x[n0 + b, c]
-            for kh in range(KH):
-                for kw in range(KW):
-                    k = (c * KH + kh) * KW + kw
-                    for oh in range(OH):
-                        source, target = padded[oh * SH + kh], cols[k, b, oh]
-                        if SW == 1:
-                            for ow in range(OW):
-                                target[ow] = source[kw + ow]
-                        else:
-                            for ow in range(OW):
-                                target[ow] = source[ow * SW + kw]
+            for h in range(H):
+                source, target = x[n0 + b, c, h], padded[b, PH + h]
+                for w in range(W):
+                    target[PW + w, c] = source[w]
 
 
 @njit(nogil=True, cache=True)
-def _fold(gcols, n0, KH, KW, SH, SW, PH, PW, gx):
-    """The adjoint of _unfold (col2im): gx[n0 + b] = the sum of every column entry copied from
-    it. gcols (C*KH*KW, B, OH, OW) -> gx (N, C, H, W), images n0 .. n0+B overwritten.
-    Plane by plane, into a zero-padded buffer, offsets in the reference's order (kh, then kw);
-    then the buffer's inside is copied to gx."""
+def _patches(padded, KH, KW, SH, SW, rows):
+    """rows[(b, oh, ow), (kh, kw, c)] = padded[b, oh*SH + kh, ow*SW + kw, c]:
+    padded (B, Hp, Wp, C) -> rows (B*OH*OW, KH*KW*C). Row by row, each the KH runs of KW*C
+    contiguous numbers of its window (1-D slices, so the copies become vector instructions)."""
+    B, Hp, Wp, C = padded.shape
+    OH, OW = (Hp - KH) // SH + 1, (Wp - KW) // SW + 1
+    run = KW * C
+    for b in range(B):
+        for oh in range(OH):
+            for kh in range(KH):
+                line = padded[b, oh * SH + kh].reshape(Wp * C)     # one padded input row
+                for ow in range(OW):
+                    source = line[ow * SW * C: ow * SW * C + run]
+                    target = rows[(b * OH + oh) * OW + ow, kh * run: kh * run + run]
+                    for i in range(run):
+                        target[i] = source[i]
+
+
+@njit(nogil=True, cache=True)
+def _fold_patches(grows, KH, KW, SH, SW, padded):
+    """The adjoint of _patches: padded (B, Hp, Wp, C) = 0, then every patch's gradient added
+    back where the patch was copied from (overlapping windows add)."""
+    B, Hp, Wp, C = padded.shape
+    OH, OW = (Hp - KH) // SH + 1, (Wp - KW) // SW + 1
+    run = KW * C
+    padded[...] = 0.0
+    for b in range(B):
+        for oh in range(OH):
+            for kh in range(KH):
+                line = padded[b, oh * SH + kh].reshape(Wp * C)
+                for ow in range(OW):
+                    target = line[ow * SW * C: ow * SW * C + run]
+                    source = grows[(b * OH + oh) * OW + ow, kh * run: kh * run + run]
+                    for i in range(run):
+                        target[i] += source[i]
+
+
+@njit(nogil=True, cache=True)
+def _padded_channels_last_to_nchw(padded, n0, PH, PW, gx):
+    """gx[n0 + b, c, h, w] = padded[b, PH + h, PW + w, c] (the inside, back to NCHW)."""
     N, C, H, W = gx.shape
-    K, B, OH, OW = gcols.shape
-    padded = numpy.empty((H + 2 * PH, W + 2 * PW), dtype=gx.dtype)
-    for b in range(B):
+    for b in range(padded.shape[0]):
         for c in range(C):
-            padded[:, :] = 0.0
-            for kh in range(KH):
-                for kw in range(KW):
-                    k = (c * KH + kh) * KW + kw
-                    for oh in range(OH):
-                        source, target = gcols[k, b, oh], padded[oh * SH + kh]
-                        if SW == 1:
-                            for ow in range(OW):
-                                target[kw + ow] += source[ow]
-                        else:
-                            for ow in range(OW):
-                                target[ow * SW + kw] += source[ow]
-            gx[n0 + b, c] = padded[PH:PH + H, PW:PW + W]
+            for h in range(H):
+                source, target = padded[b, PH + h], gx[n0 + b, c, h]
+                for w in range(W):
+                    target[w] = source[PW + w, c]
 
 
 @njit(nogil=True, cache=True)
-def _channel_major_to_nchw(src, n0, dst):
-    """src (M, B, P) -> dst[n0 : n0+B] (N, M, P)."""
-    M, B, P = src.shape
-    for b in range(B):
+def _rows_to_nchw(rows, n0, out):
+    """out[n0 + b, m, p] = rows[b*P + p, m]: rows (B*P, M) -> out (N, M, P)."""
+    N, M, P = out.shape
+    for b in range(rows.shape[0] // P):
         for m in range(M):
-            dst[n0 + b, m, :] = src[m, b, :]
+            target = out[n0 + b, m]
+            for p in range(P):
+                target[p] = rows[b * P + p, m]
 
 
 @njit(nogil=True, cache=True)
-def _nchw_to_channel_major(src, n0, dst):
-    """src[n0 : n0+B] (N, M, P) -> dst (M, B, P)."""
-    M, B, P = dst.shape
-    for b in range(B):
+def _nchw_to_rows(array, n0, rows):
+    """rows[b*P + p, m] = array[n0 + b, m, p]: array (N, M, P) -> rows (B*P, M)."""
+    N, M, P = array.shape
+    for b in range(rows.shape[0] // P):
         for m in range(M):
-            dst[m, b, :] = src[n0 + b, m, :]
+            source = array[n0 + b, m]
+            for p in range(P):
+                rows[b * P + p, m] = source[p]
 
 
 def _chunks(N, P):
-    """(first image, images) of each chunk: CHUNK_COLUMNS // P images (at least 1) at a time."""
-    B = max(1, min(N, CHUNK_COLUMNS // P))
+    """(first image, images) of each chunk: CHUNK_ROWS // P images (at least 1) at a time."""
+    B = max(1, min(N, CHUNK_ROWS // P))
     return [(n0, min(B, N - n0)) for n0 in range(0, N, B)]
 
 
 def _scratch(dtype):
     """A thread's scratch buffers: buffer(name, shape) is the same array each time it is asked
-    for with the same shape (a new one when the shape changes: the last, smaller chunk)."""
+    for with the same shape, a new zero-filled one when the shape changes (the last chunk)."""
     buffers = {}
 
     def buffer(name, shape):
         if name not in buffers or buffers[name].shape != shape:
-            buffers[name] = numpy.empty(shape, dtype=dtype)
+            buffers[name] = numpy.zeros(shape, dtype=dtype)
         return buffers[name]
     return buffer
 
 
-def _weight_matrix(weight, dtype):
-    """(OC, C, KH, KW) -> a C-contiguous (OC, C*KH*KW) matrix of `dtype`."""
-    return numpy.ascontiguousarray(weight, dtype=dtype).reshape(weight.shape[0], -1)
-
-
-def _product_into_nchw(w2, cols, n0, out):
-    """out[n0 : n0+B] = w2 @ cols, laid out NCHW: w2 (M, K), cols (K, B, ...) -> out (N, M, ...)."""
-    M, K = w2.shape
-    B = cols.shape[1]
-    out3 = out.reshape(out.shape[0], M, -1)                    # (N, M, P)
-    if B == 1:                                                 # (M, P) is already NCHW
-        numpy.matmul(w2, cols.reshape(K, -1), out=out3[n0])
-    else:
-        product = w2 @ cols.reshape(K, -1)                     # (M, B*P)
-        _channel_major_to_nchw(product.reshape(M, B, -1), n0, out3)
+def _filters_channels_last(weight, dtype):
+    """weight (OC, C, KH, KW) -> W2 (OC, KH*KW*C), columns ordered (kh, kw, c) as a row's."""
+    OC = weight.shape[0]
+    return numpy.ascontiguousarray(weight.transpose(0, 2, 3, 1), dtype=dtype).reshape(OC, -1)
 
 
 def conv2d_forward(x, weight, stride, padding):
@@ -268,8 +279,8 @@ def conv2d_forward(x, weight, stride, padding):
     (N, _, H, W), _, (SH, SW), (PH, PW), (OH, OW) = geometry(
         "conv2d", x.shape, (KH, KW), stride, padding)
     x = _float_array("conv2d", x)
-    w2 = _weight_matrix(weight, x.dtype)                       # (OC, K)
-    y = numpy.empty((N, OC, OH, OW), dtype=x.dtype)
+    w2 = _filters_channels_last(weight, x.dtype)               # (OC, K)
+    y = numpy.empty((N, OC, OH * OW), dtype=x.dtype)
     chunks = _chunks(N, OH * OW)
 
     def make_worker():
@@ -277,13 +288,17 @@ def conv2d_forward(x, weight, stride, padding):
 
         def convolve(i):
             n0, B = chunks[i]
-            cols = buffer("cols", (C * KH * KW, B, OH, OW))
-            _unfold(x, n0, KH, KW, SH, SW, PH, PW, cols)
-            _product_into_nchw(w2, cols, n0, y)                # (OC, K) @ (K, B*P)
+            padded = buffer("padded", (B, H + 2 * PH, W + 2 * PW, C))
+            _to_padded_channels_last(x, n0, PH, PW, padded)
+            rows = buffer("rows", (B * OH * OW, KH * KW * C))
+            _patches(padded, KH, KW, SH, SW, rows)
+            y_rows = buffer("y_rows", (B * OH * OW, OC))
+            numpy.matmul(rows, w2.T, out=y_rows)               # (B*P, K) @ (K, OC)
+            _rows_to_nchw(y_rows, n0, y)
         return convolve
 
     share(len(chunks), make_worker)
-    return y
+    return y.reshape(N, OC, OH, OW)
 
 
 def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
@@ -293,43 +308,33 @@ def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
     OC, C, KH, KW = weight.shape
     (N, _, H, W), _, (SH, SW), (PH, PW), (OH, OW) = geometry(
         "conv2d", x.shape, (KH, KW), stride, padding)
-    gy = _float_array("conv2d", gy)
+    gy = _float_array("conv2d", gy).reshape(N, OC, OH * OW)
     x = numpy.ascontiguousarray(x, dtype=gy.dtype)
-    K, P = C * KH * KW, OH * OW
+    w2 = _filters_channels_last(weight, gy.dtype)              # (OC, K)
     gx = numpy.empty((N, C, H, W), dtype=gy.dtype) if input_grad else None
-    # stride 1: gx is a convolution of gy with the flipped, transposed filters (see the top)
-    as_convolution = SH == SW == 1 and PH <= KH - 1 and PW <= KW - 1
-    flipped = _weight_matrix(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), gy.dtype)
-    w2 = _weight_matrix(weight, gy.dtype)                      # (OC, K)
-    gy3 = gy.reshape(N, OC, P)
-    chunks = _chunks(N, P)
-    gweight_parts = numpy.empty((len(chunks), K, OC), dtype=gy.dtype)
+    chunks = _chunks(N, OH * OW)
+    gweight_parts = numpy.empty((len(chunks),) + w2.shape, dtype=gy.dtype)
 
     def make_worker():
         buffer = _scratch(gy.dtype)
 
         def differentiate(i):
             n0, B = chunks[i]
-            cols = buffer("cols", (K, B, OH, OW))
-            _unfold(x, n0, KH, KW, SH, SW, PH, PW, cols)       # recomputed, not kept
-            if B == 1:
-                gy_chunk = gy3[n0]                             # (OC, P) is channel-major
-            else:
-                gy_chunk = buffer("gy", (OC, B, P))
-                _nchw_to_channel_major(gy3, n0, gy_chunk)
-            gy_chunk = gy_chunk.reshape(OC, B * P)
-            numpy.matmul(cols.reshape(K, B * P), gy_chunk.T, out=gweight_parts[i])  # (K, OC)
-            if not input_grad:
-                return
-            if as_convolution:
-                gy_cols = buffer("gy_cols", (OC * KH * KW, B, H, W))
-                _unfold(gy, n0, KH, KW, 1, 1, KH - 1 - PH, KW - 1 - PW, gy_cols)
-                _product_into_nchw(flipped, gy_cols, n0, gx)   # (C, OC*KH*KW) @ (.., B*H*W)
-            else:
-                gcols = (w2.T @ gy_chunk).reshape(K, B, OH, OW)
-                _fold(gcols, n0, KH, KW, SH, SW, PH, PW, gx)
+            padded = buffer("padded", (B, H + 2 * PH, W + 2 * PW, C))
+            _to_padded_channels_last(x, n0, PH, PW, padded)
+            rows = buffer("rows", (B * OH * OW, KH * KW * C))
+            _patches(padded, KH, KW, SH, SW, rows)            # recomputed, not kept
+            gy_rows = buffer("gy_rows", (B * OH * OW, OC))
+            _nchw_to_rows(gy, n0, gy_rows)
+            numpy.matmul(gy_rows.T, rows, out=gweight_parts[i])   # (OC, B*P) @ (B*P, K)
+            if input_grad:
+                grows = buffer("grows", rows.shape)
+                numpy.matmul(gy_rows, w2, out=grows)           # (B*P, OC) @ (OC, K)
+                gpadded = buffer("gpadded", padded.shape)      # (padded's border must stay 0)
+                _fold_patches(grows, KH, KW, SH, SW, gpadded)
+                _padded_channels_last_to_nchw(gpadded, n0, PH, PW, gx)
         return differentiate
 
     share(len(chunks), make_worker)
-    gweight = gweight_parts.sum(axis=0).T                      # (OC, K), chunk order
-    return gx, numpy.ascontiguousarray(gweight).reshape(weight.shape)
+    gweight = gweight_parts.sum(axis=0).reshape(OC, KH, KW, C)     # chunk order
+    return gx, numpy.ascontiguousarray(gweight.transpose(0, 3, 1, 2))

@@ -38,7 +38,6 @@ divides by N, as it does for every other gradient, matching dx's sum of N rank l
 import numpy
 
 from tinyres import backend
-from tinyres.autograd import Function
 from tinyres.backend import get_array_module
 from tinyres.functional.batchnorm import _BatchNormBase, _per_channel, _reduce_axes
 from tinyres.nn import BatchNorm2d
