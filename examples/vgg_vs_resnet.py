@@ -13,7 +13,7 @@ that visible, on the CIFAR-10 subset:
     5  accuracy after a short training run
     6  all of it side by side
 
-    python examples/vgg_vs_resnet.py                    # about 10 minutes on a laptop CPU
+    python examples/vgg_vs_resnet.py                    # a few minutes on a laptop CPU
     python examples/vgg_vs_resnet.py --step             # pause for Enter between the steps
     python examples/vgg_vs_resnet.py --smoke            # seconds: tiny batches, checks it runs
     python examples/vgg_vs_resnet.py --steps 200 --models cifar_vgg11 cifar_vgg19 resnet20

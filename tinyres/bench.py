@@ -275,14 +275,23 @@ def _status_kb(field):
     raise KeyError(field)
 
 
+def _return_free_memory():
+    """Ask the C allocator to hand freed memory back to the OS (glibc's malloc_trim), so that
+    the resident set counts what is in use, not what was used once."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def probe_memory(path, model_name, batch_size, threads, steps=3):
-    """In THIS process (call it in a fresh one): build the path, run one warm-up step, then
-    `steps` steps; returns {"before_mb": resident size before the timed steps, "peak_mb": the
-    high-water mark during them, "method": how it was measured}."""
+    """In THIS process (call it in a fresh one): build the path, run two warm-up steps, hand
+    freed memory back to the OS, then run `steps` steps; returns {"before_mb": the resident set
+    before the timed steps, "peak_mb": its high-water mark during them, "method"}."""
     set_threads(threads)
     runner = make_runner(path, model_name, batch_size)
     set_threads(threads)                                   # torch's pool exists only now
     runner.train_step()
+    runner.train_step()
+    _return_free_memory()
     try:
         with open("/proc/self/clear_refs", "w") as clear:  # reset VmHWM to the current RSS
             clear.write("5")
@@ -290,14 +299,14 @@ def probe_memory(path, model_name, batch_size, threads, steps=3):
         for _ in range(steps):
             runner.train_step()
         peak = _status_kb("VmHWM")
-        method = "VmHWM after clear_refs"
+        method = "VmHWM (reset by /proc/self/clear_refs) minus VmRSS before the steps"
     except OSError:
         import resource                                    # no reset: the peak since start
         before = _status_kb("VmRSS") if os.path.exists("/proc/self/status") else 0
         for _ in range(steps):
             runner.train_step()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        method = "ru_maxrss (includes start-up)"
+        method = "ru_maxrss (since start) minus VmRSS before the steps"
     return {"before_mb": before / 1024, "peak_mb": peak / 1024, "method": method}
 
 

@@ -7,10 +7,12 @@ or tinyres.set_kernels("reference") turns them off).
 
     conv.py         im2col, col2im                        the faithful twins, reference layout
                     conv2d_forward, conv2d_backward       the whole conv: chunks of images whose
-                                                          columns stay in the cache, BLAS GEMMs
-    batchnorm.py    batch_norm_train_forward, _backward   one thread per channel, float64 sums
+                                                          patches stay in the cache, BLAS GEMMs
+    batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
                     batch_norm_relu_train_forward, _backward   the same with the ReLU fused in
-    pooling.py      max_pool2d_forward, _backward         one thread per (image, channel) plane
+    pooling.py      max_pool2d_forward, _backward         image by image
+    threads.py      how a job is shared among the cores (Python threads, single-threaded BLAS)
+    memory.py       keeping freed memory for the next step (no page faults)
 
 Every kernel is compiled by Numba the first time it meets a new argument type (float32 for
 training, float64 for gradient checks) and cached on disk (cache=True), so later runs load it
@@ -23,7 +25,10 @@ import numba  # noqa: F401  (no Numba: ImportError, and tinyres.dispatch uses th
 from .batchnorm import (batch_norm_relu_train_backward, batch_norm_relu_train_forward,
                         batch_norm_train_backward, batch_norm_train_forward)
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
+from .memory import keep_freed_memory
 from .pooling import max_pool2d_backward, max_pool2d_forward
+
+keep_freed_memory()            # no page faults in the steady state (see memory.py)
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "batch_norm_train_forward", "batch_norm_train_backward",

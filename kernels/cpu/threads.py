@@ -16,7 +16,8 @@ over once, at its end, instead of once per kernel.
 
 The thread count is Numba's (``numba.set_num_threads``, or the NUMBA_NUM_THREADS environment
 variable; all cores by default). Where no OpenBLAS can be told to use one thread (NumPy built on
-MKL or Accelerate), the job runs on this thread alone and BLAS keeps its own threads.
+MKL or Accelerate), the job runs on this thread alone and BLAS keeps its own threads; with one
+thread, BLAS gets one too (its threads would only wait for each other on these small products).
 This module never imports tinyres.
 """
 import contextlib
@@ -59,9 +60,10 @@ def share(count, make_worker):
     """
     threads = min(num_threads(), count)
     if threads <= 1 or not _openblas_setters():
-        worker = make_worker()
-        for i in range(count):
-            worker(i)
+        with single_threaded_blas():
+            worker = make_worker()
+            for i in range(count):
+                worker(i)
         return
     parts = itertools.count()           # next(parts) is atomic: each part is taken once
     failed = []

@@ -19,10 +19,11 @@ The dimensions, named once and used everywhere below:
     SH, SW stride (rows, columns)        PH, PW  zero padding added on each side
     OH = (H + 2*PH - KH) // SH + 1       OW = (W + 2*PW - KW) // SW + 1   output height, width
 """
+import functools
 import numbers
 
 from tinyres.autograd import Function
-from tinyres.backend import get_array_module
+from tinyres.backend import device_of, get_array_module
 from tinyres.dispatch import fast_twin
 from tinyres.tensor import FLOAT_DTYPES
 
@@ -130,10 +131,58 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
 
 
 # ----------------------------------------------------------------------------------------------
-# The whole convolution, array-level (each has a fast twin in kernels/: the same math in chunks
-# of images whose columns stay in the CPU's cache)
+# The whole convolution, array-level (each has a fast twin in kernels/)
 # ----------------------------------------------------------------------------------------------
+CHUNK_ROWS = 4096     # rows of cols (output pixels) per chunk on the CPU: about 2.4 MB for the
+                      # first stage of ResNet-20, 9.4 MB for its last (docs/performance.md)
+
+
+def _images_per_chunk(x, weight, stride, padding):
+    """How many images' columns make about CHUNK_ROWS rows (all of them off the CPU)."""
+    if device_of(x) != "cpu":
+        return x.shape[0]
+    (SH, SW), (PH, PW) = as_pair(stride, "stride"), as_pair(padding, "padding")
+    pixels = (output_size(x.shape[2], weight.shape[2], SH, PH) *
+              output_size(x.shape[3], weight.shape[3], SW, PW))
+    return max(1, CHUNK_ROWS // pixels)
+
+
+# Why chunks: the math is the same (images are independent; the weight's gradient is a sum over
+# images), but the columns of a whole batch are KH*KW times the size of x (75 MB for ResNet-20's
+# first stage at batch 128), far more than the CPU's caches: im2col writes them to main memory
+# and every later step reads them back from there. A chunk's columns (a few MB) stay in the
+# cache, which makes this readable path 2-3 times faster on the CPU. A GPU gets the whole batch.
+def forward_in_chunks(conv2d_forward):
+    """conv2d_forward, run on a few images at a time; the outputs joined."""
+    @functools.wraps(conv2d_forward)
+    def chunked(x, weight, stride, padding):
+        N, B = x.shape[0], _images_per_chunk(x, weight, stride, padding)
+        if B >= N:
+            return conv2d_forward(x, weight, stride, padding)
+        parts = [conv2d_forward(x[n:n + B], weight, stride, padding) for n in range(0, N, B)]
+        return get_array_module(x).concatenate(parts)                 # (N, OC, OH, OW)
+    return chunked
+
+
+def backward_in_chunks(conv2d_backward):
+    """conv2d_backward, run on a few images at a time: their gx joined, their gweight added."""
+    @functools.wraps(conv2d_backward)
+    def chunked(gy, x, weight, stride, padding, input_grad=True):
+        N, B = x.shape[0], _images_per_chunk(x, weight, stride, padding)
+        if B >= N:
+            return conv2d_backward(gy, x, weight, stride, padding, input_grad)
+        parts = [conv2d_backward(gy[n:n + B], x[n:n + B], weight, stride, padding, input_grad)
+                 for n in range(0, N, B)]
+        gweight = sum(part_gweight for _, part_gweight in parts)      # (OC, C, KH, KW)
+        gx = None
+        if input_grad:
+            gx = get_array_module(x).concatenate([part_gx for part_gx, _ in parts])
+        return gx, gweight
+    return chunked
+
+
 @fast_twin("conv2d_forward")
+@forward_in_chunks
 def conv2d_forward(x, weight, stride, padding):
     """The convolution without its bias: im2col, then one matrix product.
 
@@ -155,6 +204,7 @@ def conv2d_forward(x, weight, stride, padding):
 
 
 @fast_twin("conv2d_backward")
+@backward_in_chunks
 def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
     """The gradients of y = conv2d_forward(x, weight): (gx, gweight), gx None unless input_grad.
 
