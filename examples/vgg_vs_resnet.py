@@ -162,8 +162,8 @@ table(["model", "parameters", "multiply-adds", "ms / step", "test accuracy"],
         f"{times[name] * 1000:.0f}", f"{accuracies[name]:.3f}") for name in args.models])
 print("""
 The VGG-style net spends its parameters on width (512 filters) and its arithmetic on 32x32 and
-16x16 maps; plain-20 and ResNet-20 are 34 times smaller. Plain and residual nets of equal depth
-cost the same (identity shortcuts are free); the shortcut matters when the plain net gets deep
-(examples/05_plain_vs_residual.py, docs/vgg.md).""")
+16x16 maps; plain-20 and ResNet-20 have 34 times fewer parameters. Plain and residual nets of
+equal depth cost the same (identity shortcuts are free); the shortcut matters when the plain net
+gets deep (examples/05_plain_vs_residual.py, docs/vgg.md).""")
 if lesson.smoke:
     print("(smoke run: a couple of steps on a few images; the accuracies mean nothing)")

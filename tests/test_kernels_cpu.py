@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tinyres
 from tinyres import Tensor, dispatch, gradcheck
-from tinyres.functional import batchnorm as bn
+from tinyres.functional import activation, batchnorm as bn
 from tinyres.functional import conv, pooling
 
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
@@ -33,13 +33,18 @@ def tolerance(dtype):
     return dict(rtol=2e-4, atol=2e-5) if dtype == numpy.float32 else dict(rtol=1e-10, atol=1e-12)
 
 
-def made(rng, shape, dtype, noncontiguous):
-    """Random data of `shape`; optionally a non-contiguous view (the last two axes swapped in
-    memory, then swapped back), as an op meets after a transpose."""
-    data = rng.standard_normal(shape).astype(dtype)
-    if not noncontiguous or len(shape) < 2:
-        return data
+def made_noncontiguous(data):
+    """The same values as a non-contiguous view (the last two axes swapped in memory, then
+    swapped back), as an op meets after a transpose; 1-D data as a strided slice."""
+    if data.ndim < 2:
+        return numpy.repeat(data, 2)[::2]
     return numpy.ascontiguousarray(numpy.swapaxes(data, -1, -2)).swapaxes(-1, -2)
+
+
+def made(rng, shape, dtype, noncontiguous):
+    """Random data of `shape`, optionally as a non-contiguous view."""
+    data = rng.standard_normal(shape).astype(dtype)
+    return made_noncontiguous(data) if noncontiguous else data
 
 
 @pytest.fixture
@@ -121,6 +126,28 @@ def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed,
         numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
 
 
+@settings(max_examples=10, deadline=None)
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16), chunk_rows=st.sampled_from([1, 7, 30]))
+def test_the_reference_conv_in_chunks_equals_the_whole_batch(cfg, seed, chunk_rows):
+    """The readable path runs its conv a few images at a time on the CPU (conv.CHUNK_ROWS):
+    the same outputs, input gradient and summed weight gradient as the whole batch at once."""
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
+    w = rng.standard_normal((cfg["oc"], cfg["c"]) + cfg["kernel"])
+    gy = rng.standard_normal((cfg["n"], cfg["oc"]) + output_shape(cfg))
+    args = (cfg["stride"], cfg["padding"])
+    whole = (conv.conv2d_forward.reference(x, w, *args),
+             *conv.conv2d_backward.reference(gy, x, w, *args))
+    previous, conv.CHUNK_ROWS = conv.CHUNK_ROWS, chunk_rows
+    try:
+        chunked = (conv.conv2d_forward.reference(x, w, *args),
+                   *conv.conv2d_backward.reference(gy, x, w, *args))
+    finally:
+        conv.CHUNK_ROWS = previous
+    for a, b in zip(chunked, whole):
+        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_conv_kernels_raise_as_the_reference():
     x = numpy.zeros((1, 1, 2, 2), numpy.float32)
     with pytest.raises(ValueError, match="give no output positions"):
@@ -182,6 +209,18 @@ def test_batch_norm_kernels_equal_the_reference(cfg, seed, relu):
     assert_all_close(fast, backward.reference(gy, *saved, x, mean, inv_std, weight), dtype)
 
 
+@SETTINGS
+@given(cfg=bn_configs(), seed=st.integers(0, 2**16))
+def test_batch_norm_eval_kernel_equals_the_reference(cfg, seed):
+    x, _, weight, bias = bn_inputs(cfg, seed)
+    rng = numpy.random.default_rng(seed)
+    mean = rng.standard_normal(x.shape[1]).astype(cfg["dtype"])
+    scale = rng.uniform(0.5, 2.0, x.shape[1]).astype(cfg["dtype"])
+    fast = cpu.batch_norm_eval_forward(x, mean, scale, bias)
+    assert_all_close([fast], [bn.batch_norm_eval_forward.reference(x, mean, scale, bias)],
+                     cfg["dtype"])
+
+
 def test_batch_norm_statistics_survive_a_large_mean():
     """The float64 sums about a shift lose nothing when |mean| >> std (float32 data)."""
     rng = numpy.random.default_rng(0)
@@ -214,6 +253,29 @@ def test_fused_batch_norm_relu_is_relu_of_batch_norm(kernels, rng):
             results.append([y.data, xt.grad, w.grad, b.grad, mean, var])
         for fused, separate in zip(*results):
             numpy.testing.assert_allclose(fused, separate, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# ReLU
+# ----------------------------------------------------------------------------------------------
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), seed=st.integers(0, 2**16),
+       noncontiguous=st.booleans(), dtype=st.sampled_from([numpy.float32, numpy.float64]),
+       pieces=st.sampled_from([3, 1 << 18]))
+def test_relu_kernels_equal_the_reference(monkeypatch, shape, seed, noncontiguous, dtype, pieces):
+    """Bit for bit, NaN and infinities included (a NaN stays NaN; gy * 0 keeps NaN * 0 = NaN)."""
+    monkeypatch.setattr(cpu.elementwise, "PIECE", pieces)
+    rng = numpy.random.default_rng(seed)
+    x, gy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    x.flat[0], gy.flat[-1] = numpy.nan, numpy.inf
+    if noncontiguous:
+        x, gy = (made_noncontiguous(a) for a in (x, gy))
+    y = cpu.relu_forward(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    numpy.testing.assert_array_equal(y, activation.relu_forward.reference(x))
+    with numpy.errstate(invalid="ignore"):                  # inf * 0
+        numpy.testing.assert_array_equal(cpu.relu_backward(gy, y),
+                                         activation.relu_backward.reference(gy, y))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from tinyres import Tensor, gradcheck, nn
 from tinyres.backend import to_device
 from tinyres.models import get_model, list_models, summary
 from tinyres.models import vgg as vgg_module
-from tinyres.models.vgg import (CONFIGS, VGG, AdaptiveAvgPool2d, cifar_vgg, imagenet_head,
-                                imagenet_vgg, make_features)
+from tinyres.models.vgg import (VGG, AdaptiveAvgPool2d, cifar_vgg, imagenet_head, imagenet_vgg,
+                                make_features)
 
 IMAGENET_COUNTS = {     # 1000 classes; torchvision's counts, and the paper's Table 2 (millions)
     "vgg11": 132_863_336, "vgg11_lrn": 132_863_336, "vgg13": 133_047_848,

@@ -559,8 +559,10 @@ def run(args):
                 for label, seconds in rows:
                     print(f"  {label:<40} {_ms(seconds)} {100 * seconds / total:6.1f} %")
         return 0
+    load_before = _load_average()
     train = race(runners, "train_step", args.steps, args.warmup)
     evals = race(runners, "eval_forward", args.steps, args.warmup)
+    load_after = _load_average()
     memory = {}
     if not args.no_memory:
         for p in paths:
@@ -574,9 +576,19 @@ def run(args):
         print(f"\nstep memory: peak resident set during {3} training steps above the resident "
               f"set before them ({method}), one fresh process per path; peak RSS: the whole "
               "process's high-water mark during the steps.")
+    print(f"load average (1 min) before / after the race: {load_before} / {load_after} "
+          f"on {os.cpu_count()} CPUs (other processes slow down multi-threaded paths unevenly: "
+          "compare runs made on an otherwise idle machine)")
     if "torch" not in paths:
         print("\n(no PyTorch: install torch to get the ratio columns)")
     return 0
+
+
+def _load_average():
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (OSError, AttributeError):
+        return "-"
 
 
 def _run_kernels(args, found):

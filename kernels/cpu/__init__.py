@@ -10,6 +10,8 @@ or tinyres.set_kernels("reference") turns them off).
                                                           patches stay in the cache, BLAS GEMMs
     batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
                     batch_norm_relu_train_forward, _backward   the same with the ReLU fused in
+                    batch_norm_eval_forward               the running statistics, one pass
+    elementwise.py  relu_forward, relu_backward           one pass, shared among the threads
     pooling.py      max_pool2d_forward, _backward         image by image
     threads.py      how a job is shared among the cores (Python threads, single-threaded BLAS)
     memory.py       keeping freed memory for the next step (no page faults)
@@ -22,9 +24,11 @@ references. It never imports tinyres.
 """
 import numba  # noqa: F401  (no Numba: ImportError, and tinyres.dispatch uses the references)
 
-from .batchnorm import (batch_norm_relu_train_backward, batch_norm_relu_train_forward,
-                        batch_norm_train_backward, batch_norm_train_forward)
+from .batchnorm import (batch_norm_eval_forward, batch_norm_relu_train_backward,
+                        batch_norm_relu_train_forward, batch_norm_train_backward,
+                        batch_norm_train_forward)
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
+from .elementwise import relu_backward, relu_forward
 from .memory import keep_freed_memory
 from .pooling import max_pool2d_backward, max_pool2d_forward
 
@@ -33,4 +37,5 @@ keep_freed_memory()            # no page faults in the steady state (see memory.
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "batch_norm_train_forward", "batch_norm_train_backward",
            "batch_norm_relu_train_forward", "batch_norm_relu_train_backward",
+           "batch_norm_eval_forward", "relu_forward", "relu_backward",
            "max_pool2d_forward", "max_pool2d_backward"]

@@ -23,6 +23,8 @@ The variance is then E[(x-s)^2] - E[x-s]^2, which loses nothing to cancellation 
 values, so it lies within a few standard deviations of the mean. (The reference takes two
 passes, the mean first; the GPU kernels do the same.)
 
+The eval-mode twin applies the running statistics, a per-channel affine map, in one pass.
+
 The fused BN+ReLU twins serve the "conv -> BN -> ReLU" pattern of every ResNet block: the
 forward writes max(y, 0) directly, and the backward zeroes dy where the output was 0 as it reads
 it, so neither the BN output before the ReLU nor the masked gradient is ever stored.
@@ -116,6 +118,17 @@ def _backward(gy, x, y, relu, mean, inv_std, weight, gx, gweight, gbias, first, 
                 gx[n, c, l] = (dy - mean_dy - (x[n, c, l] - mean_c) * slope) * scale
 
 
+@njit(nogil=True, cache=True)
+def _eval_forward(x, mean, scale, bias, y, first, last):
+    """Eval mode, channels first .. last-1: y = (x - mean) * scale + bias, all (C,) vectors."""
+    N, C, L = x.shape
+    for c in range(first, last):
+        mean_c, scale_c, bias_c = mean[c], scale[c], bias[c]
+        for n in range(N):
+            for l in range(L):
+                y[n, c, l] = (x[n, c, l] - mean_c) * scale_c + bias_c
+
+
 # ----------------------------------------------------------------------------------------------
 # Host functions: same names, signatures and results as tinyres.functional.batchnorm's twins
 # ----------------------------------------------------------------------------------------------
@@ -198,3 +211,16 @@ def batch_norm_relu_train_forward(x, weight, bias, eps):
 def batch_norm_relu_train_backward(gy, y, x, mean, inv_std, weight):
     """The backward of max(batch_norm(x), 0), y its output -> gx, gweight (or None), gbias."""
     return _train_backward(gy, y, x, mean, inv_std, weight, relu=True)
+
+
+def batch_norm_eval_forward(x, mean, scale, bias):
+    """Eval mode: y = (x - mean) * scale + bias per channel (bias None: no shift)."""
+    dtype = _compute_dtype(x)
+    x3 = _as_ncl(x, dtype)                                   # (N, C, L)
+    C = x3.shape[1]
+    y = numpy.empty_like(x3)
+    mean, scale = _vector(mean, C, dtype, 0.0), _vector(scale, C, dtype, 1.0)
+    bias = _vector(bias, C, dtype, 0.0)
+    ranges = _channel_ranges(C)
+    share(len(ranges), lambda: lambda i: _eval_forward(x3, mean, scale, bias, y, *ranges[i]))
+    return y.reshape(x.shape).astype(x.dtype, copy=False)

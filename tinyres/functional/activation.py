@@ -8,17 +8,30 @@ PyTorch we take it as 0.
 """
 from tinyres.autograd import Function
 from tinyres.backend import get_array_module
+from tinyres.dispatch import fast_twin
+
+
+@fast_twin("relu_forward")
+def relu_forward(x):
+    """y = max(x, 0), of x's shape and dtype (NaN stays NaN)."""
+    return get_array_module(x).maximum(x, 0)
+
+
+@fast_twin("relu_backward")
+def relu_backward(gy, y):
+    """dL/dx = dL/dy where the output y > 0, else 0."""
+    return gy * (y > 0)                                      # the mask keeps gy's dtype
 
 
 class ReLU(Function):
     """y = max(x, 0);   dL/dx = dL/dy where y > 0, else 0"""
 
     def forward(self, x):
-        self.y = get_array_module(x).maximum(x, 0)           # same shape and dtype as x
+        self.y = relu_forward(x)                             # same shape and dtype as x
         return self.y
 
     def backward(self, gy):
-        return gy * (self.y > 0)                             # the mask keeps gy's dtype
+        return relu_backward(gy, self.y)
 
 
 def relu(x):

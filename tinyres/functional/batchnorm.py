@@ -117,6 +117,18 @@ def batch_norm_relu_train_backward(gy, y, x, mean, inv_std, weight):
     return batch_norm_train_backward(gy * (y > 0), x, mean, inv_std, weight)
 
 
+# -- eval mode: a fixed per-channel affine map -------------------------------------------------
+@fast_twin("batch_norm_eval_forward")
+def batch_norm_eval_forward(x, mean, scale, bias):
+    """y = (x - mean) * scale + bias, per channel: x (N, C) or (N, C, H, W); mean, scale (C,)
+    (scale = weight * inv_std of the running variance); bias (C,) or None."""
+    ndim = x.ndim
+    y = (x - _per_channel(mean, ndim)) * _per_channel(scale, ndim)         # (N, C, H, W)
+    if bias is not None:
+        y += _per_channel(bias, ndim)
+    return y
+
+
 # -- the Functions -----------------------------------------------------------------------------
 class _BatchNormBase(Function):
     """x, then weight and bias where they are given (a Function's inputs cannot be None)."""
@@ -190,13 +202,10 @@ class BatchNormEval(_BatchNormBase):
     def forward(self, x, *params):
         xp = get_array_module(x)
         weight, bias = self._unpack(params)
-        ndim = x.ndim
         mean = self.running_mean.astype(x.dtype, copy=False)                   # (C,)
         inv_std = 1.0 / xp.sqrt(self.running_var.astype(x.dtype, copy=False) + self.eps)
         scale = inv_std if weight is None else weight * inv_std                # (C,)
-        y = (x - _per_channel(mean, ndim)) * _per_channel(scale, ndim)         # (N, C, H, W)
-        if bias is not None:
-            y += _per_channel(bias, ndim)
+        y = batch_norm_eval_forward(x, mean, scale, bias)                      # (N, C, H, W)
         self.x, self.mean, self.inv_std, self.scale = x, mean, inv_std, scale
         return y
 

@@ -1,0 +1,66 @@
+"""The ReLU on the CPU: one pass over memory, the array cut into pieces shared among the threads.
+
+The readable twins are in tinyres/functional/activation.py:
+
+    relu_forward(x)        y = max(x, 0)                  (NaN stays NaN, as numpy.maximum)
+    relu_backward(gy, y)   gx = gy * (y > 0)              (the mask multiplies: NaN * 0 is NaN)
+
+NumPy already does each in one pass, but on one core; here the flat array is cut into pieces of
+about PIECE numbers and the pieces are shared among the threads (threads.py). Arrays that are not
+C-contiguous, or of another type than float32 / float64, go to NumPy itself.
+This module never imports tinyres.
+"""
+import numpy
+from numba import njit
+
+from .threads import share
+
+PIECE = 1 << 18            # numbers per part: 1 MB of float32, enough to hide the hand-over
+
+
+@njit(nogil=True, cache=True)
+def _relu(x, y, first, last):
+    for i in range(first, last):
+        v = x[i]
+        y[i] = 0.0 if v < 0 else v
+
+
+@njit(nogil=True, cache=True)
+def _relu_grad(gy, y, gx, first, last):
+    for i in range(first, last):
+        gx[i] = gy[i] * (1.0 if y[i] > 0 else 0.0)
+
+
+def _flat(*arrays):
+    """The arrays as flat C-contiguous vectors, or None when one cannot be (without a copy)."""
+    if any(a.dtype not in (numpy.float32, numpy.float64) or not a.flags.c_contiguous
+           for a in arrays):
+        return None
+    return [a.reshape(-1) for a in arrays]
+
+
+def _pieces(size):
+    bounds = list(range(0, size, PIECE)) + [size]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def relu_forward(x):
+    """y = max(x, 0), of x's shape and dtype."""
+    flat = _flat(x)
+    if flat is None:
+        return numpy.maximum(x, 0)
+    y = numpy.empty_like(x)
+    pieces, (x1, y1) = _pieces(x.size), (flat[0], y.reshape(-1))
+    share(len(pieces), lambda: lambda i: _relu(x1, y1, *pieces[i]))
+    return y
+
+
+def relu_backward(gy, y):
+    """gx = gy where y > 0, else 0 (gy * (y > 0))."""
+    flat = _flat(gy, y) if gy.dtype == y.dtype else None
+    if flat is None:
+        return gy * (y > 0)
+    gx = numpy.empty_like(gy)
+    pieces, (gy1, y1), gx1 = _pieces(gy.size), flat, gx.reshape(-1)
+    share(len(pieces), lambda: lambda i: _relu_grad(gy1, y1, gx1, *pieces[i]))
+    return gx
