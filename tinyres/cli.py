@@ -219,7 +219,9 @@ def build_parser():
     train.add_argument("--model", default="resnet20", help="model name (default resnet20)")
     train.add_argument("--epochs", type=int, default=2)
     train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=0.1)
+    train.add_argument("--lr", type=float,
+                       help="initial learning rate (default: the model's recipe, 0.1 for the "
+                            "ResNets as in the paper, 0.02 for VGG)")
     train.add_argument("--momentum", type=float, default=0.9)
     train.add_argument("--weight-decay", type=float, default=1e-4)
     train.add_argument("--warmup", type=int, default=0, metavar="ITERATIONS",

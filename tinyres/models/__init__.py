@@ -22,21 +22,24 @@ from tinyres.models import imagenet_resnet as _imagenet_resnet_family
 from tinyres.models import vgg as _vgg_family
 
 MODELS = {}     # name -> constructor, in registration order
+TRAINING_LR = {}    # name -> the initial learning rate `tinyres train` uses by default
 
 
-def register_models(family):
-    """Add a family's {name: constructor} to the registry; a name may be registered only once."""
+def register_models(family, lr=0.1):
+    """Add a family's {name: constructor} to the registry (a name may be registered only once),
+    with the initial learning rate its CIFAR recipe starts from (the paper's 0.1 for ResNets)."""
     for name, constructor in family.items():
         if name in MODELS and MODELS[name] is not constructor:
             raise ValueError(f"model name {name!r} is already registered (by "
                              f"{MODELS[name].__module__}.{MODELS[name].__qualname__})")
         MODELS[name] = constructor
+        TRAINING_LR[name] = lr
 
 
 # One line per family:
 register_models(_cifar_resnet_family.MODELS)
 register_models(_imagenet_resnet_family.MODELS)
-register_models(_vgg_family.MODELS)
+register_models(_vgg_family.MODELS, lr=_vgg_family.TRAINING_LR)
 
 
 def list_models():

@@ -335,6 +335,10 @@ def cifar_vgg19(num_classes=10, batch_norm=True, width=64, input_size=32):
 
 
 # name -> constructor, for the registry in tinyres/models/__init__.py
+# VGG with SGD at the ResNet recipe's lr 0.1 blows up within the first steps, in PyTorch as in
+# tinyres (docs/vgg.md); 0.02 trains. `tinyres train` starts VGG models from this rate.
+TRAINING_LR = 0.02
+
 MODELS = {f.__name__: f for f in (vgg11, vgg11_lrn, vgg13, vgg16_c, vgg16, vgg19,
                                   vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn,
                                   cifar_vgg11, cifar_vgg13, cifar_vgg16, cifar_vgg19)}

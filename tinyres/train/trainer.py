@@ -34,7 +34,7 @@ from tinyres.data.cifar import content_sha256
 from tinyres.distributed import (DataParallel, DistributedError, ShardedLoader,
                                  check_ranks_agree, convert_sync_batchnorm, get_communicator,
                                  shard_dataset)
-from tinyres.models import get_model
+from tinyres.models import TRAINING_LR, get_model
 from tinyres.optim import SGD, paper_schedule
 from tinyres.train.loop import TrainingDiverged, evaluate, train_epoch
 from tinyres.train.metrics import append_metrics, plot_curves, truncate_metrics
@@ -47,7 +47,7 @@ class TrainConfig:
     model: str = "resnet20"
     epochs: int = 2
     batch_size: int = 128
-    lr: float = 0.1
+    lr: float | None = None             # None: the model's recipe (0.1 for the ResNets)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iterations: int = 0          # the paper's ResNet-110 warm-up: lr 0.01 for ~400 its
@@ -89,6 +89,8 @@ class Trainer:
             raise ValueError(f"normalize must be 'channel' or 'pixel', got {config.normalize!r}")
         self.comm = get_communicator() if comm is None else comm   # SingleProcess w/o mpiexec
         self.is_root = self.comm.rank == 0                 # rank 0 alone prints and writes files
+        if config.lr is None:
+            config.lr = TRAINING_LR.get(config.model, 0.1)
         self.config, self.show_progress = config, show_progress and self.is_root
         self.log = log if self.is_root else (lambda *args, **kwargs: None)
         self.out = Path(config.out)
