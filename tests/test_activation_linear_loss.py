@@ -5,30 +5,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tinyres import Tensor, gradcheck
-from tinyres.backend import to_device
 from tinyres.functional.activation import relu
 from tinyres.functional.linear import flatten, linear
 from tinyres.functional.loss import cross_entropy, log_softmax
+
+from helpers import host, leaf, on_device
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
 
-
-def on_device(xp, array, noncontiguous=False):
-    """A host array on the current backend; optionally a non-contiguous view of the same values
-    (the axes reversed in memory, then reversed back by a transpose)."""
-    if not noncontiguous or array.ndim < 2:
-        return xp.asarray(array)
-    return xp.asarray(numpy.ascontiguousarray(array.transpose())).transpose()
-
-
-def leaf(xp, array, noncontiguous=False):
-    return Tensor(on_device(xp, array, noncontiguous), requires_grad=True)
-
-
-def host(array):
-    return to_device(getattr(array, "data", array), "cpu")
 
 
 # ----------------------------------------------------------------------------------------------

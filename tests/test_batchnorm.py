@@ -10,24 +10,11 @@ from tinyres.backend import to_device
 from tinyres.functional.batchnorm import (batch_norm, batch_norm_train_backward,
                                           batch_norm_train_forward)
 
+from helpers import host, leaf, on_device
+
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-
-def on_device(xp, array, noncontiguous=False):
-    """A host array on the current backend; optionally as a non-contiguous view with the same
-    values (the axes reversed in memory, then reversed back by a transpose)."""
-    if not noncontiguous or array.ndim < 2:
-        return xp.asarray(array)
-    return xp.asarray(numpy.ascontiguousarray(array.transpose())).transpose()
-
-
-def leaf(xp, array, noncontiguous=False):
-    return Tensor(on_device(xp, array, noncontiguous), requires_grad=True)
-
-
-def host(array):
-    return to_device(getattr(array, "data", array), "cpu")
 
 
 @st.composite

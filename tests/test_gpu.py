@@ -54,7 +54,9 @@ def run_gpu_suite(env):
 @pytest.mark.cudasim
 def test_gpu_suite_in_the_cuda_simulator():
     need_numba_cuda()
-    run_gpu_suite(environment(NUMBA_ENABLE_CUDASIM="1", TINYRES_BACKEND="cudasim"))
+    # TINYRES_SLOW=1: CI also runs ResNet-8 forward/backward in the simulator (about 2-3 minutes)
+    run_gpu_suite(environment(NUMBA_ENABLE_CUDASIM="1", TINYRES_BACKEND="cudasim",
+                              TINYRES_SLOW="1"))
 
 
 # ----------------------------------------------------------------------------------------------
