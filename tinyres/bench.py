@@ -250,14 +250,23 @@ def make_runner(path, model_name, batch_size):
 # ----------------------------------------------------------------------------------------------
 # Timing: interleaved rounds, medians
 # ----------------------------------------------------------------------------------------------
+SETTLE_SECONDS = 0.25   # a pause before each timed call: see `race`
+
+
 def race(runners, what, steps, warmup):
-    """{runner name: [seconds of each of `steps` timed calls]}, the runners taking turns."""
+    """{runner name: [seconds of each of `steps` timed calls]}, the runners taking turns.
+
+    Each timed call comes after a short pause. Thread pools keep their threads spinning for a
+    while after their work is done (OpenBLAS's for up to ~0.1 s, OpenMP's for less), and on a
+    2-core machine those spinning threads would slow down whichever path runs next.
+    """
     for runner in runners:
         for _ in range(warmup):
             getattr(runner, what)()
     times = {runner.name: [] for runner in runners}
     for _ in range(steps):
         for runner in runners:
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             getattr(runner, what)()
             times[runner.name].append(time.perf_counter() - start)
@@ -436,6 +445,9 @@ def kernel_cases(xp, batch_size, dtype=numpy.float32):
         ("batch_norm_train_backward", (gy, x, mean, inv_std, ones)),
         ("batch_norm_relu_train_forward", (x, ones, zeros, 1e-5)),
         ("batch_norm_relu_train_backward", (gy, relu_y, x, mean, inv_std, ones)),
+        ("batch_norm_eval_forward", (x, mean, inv_std, zeros)),
+        ("relu_forward", (x,)),
+        ("relu_backward", (gy, relu_y)),
         ("max_pool2d_forward", (x, 3, 2, 1)),
         ("max_pool2d_backward", (xp.ascontiguousarray(pooled), argmax, x.shape)),
     ]
@@ -479,9 +491,9 @@ def time_kernels(device, batch_size, repeats=7):
 
 def _twins():
     """{name: routed function} for every @fast_twin in tinyres.functional."""
-    from tinyres.functional import batchnorm, conv, pooling
+    from tinyres.functional import activation, batchnorm, conv, pooling
     twins = {}
-    for module in (conv, batchnorm, pooling):
+    for module in (conv, batchnorm, activation, pooling):
         for value in vars(module).values():
             if callable(value) and hasattr(value, "reference"):
                 twins[value.__name__] = value

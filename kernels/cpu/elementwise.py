@@ -18,17 +18,23 @@ from .threads import share
 PIECE = 1 << 18            # numbers per part: 1 MB of float32, enough to hide the hand-over
 
 
+# `zero` is a one-element array of the data's type: a literal 0.0 would be a float64, and mixing
+# it in would turn the loops into float64 arithmetic (slower, and no longer the reference's).
+# The loops run over slices from index 0: Numba then knows no index is negative, and the
+# compiler makes vector instructions of them (indexing from `first` it would not).
 @njit(nogil=True, cache=True)
-def _relu(x, y, first, last):
-    for i in range(first, last):
-        v = x[i]
-        y[i] = 0.0 if v < 0 else v
+def _relu(x, y, zero, first, last):
+    z, source, target = zero[0], x[first:last], y[first:last]
+    for i in range(last - first):
+        v = source[i]
+        target[i] = z if v < z else v
 
 
 @njit(nogil=True, cache=True)
-def _relu_grad(gy, y, gx, first, last):
-    for i in range(first, last):
-        gx[i] = gy[i] * (1.0 if y[i] > 0 else 0.0)
+def _relu_grad(gy, y, gx, zero, first, last):
+    z, g, out, mask = zero[0], gy[first:last], gx[first:last], y[first:last]
+    for i in range(last - first):
+        out[i] = g[i] if mask[i] > z else g[i] * z           # g * 0 keeps NaN * 0 = NaN
 
 
 def _flat(*arrays):
@@ -50,8 +56,8 @@ def relu_forward(x):
     if flat is None:
         return numpy.maximum(x, 0)
     y = numpy.empty_like(x)
-    pieces, (x1, y1) = _pieces(x.size), (flat[0], y.reshape(-1))
-    share(len(pieces), lambda: lambda i: _relu(x1, y1, *pieces[i]))
+    pieces, (x1, y1), zero = _pieces(x.size), (flat[0], y.reshape(-1)), numpy.zeros(1, x.dtype)
+    share(len(pieces), lambda: lambda i: _relu(x1, y1, zero, *pieces[i]))
     return y
 
 
@@ -62,5 +68,6 @@ def relu_backward(gy, y):
         return gy * (y > 0)
     gx = numpy.empty_like(gy)
     pieces, (gy1, y1), gx1 = _pieces(gy.size), flat, gx.reshape(-1)
-    share(len(pieces), lambda: lambda i: _relu_grad(gy1, y1, gx1, *pieces[i]))
+    zero = numpy.zeros(1, gy.dtype)
+    share(len(pieces), lambda: lambda i: _relu_grad(gy1, y1, gx1, zero, *pieces[i]))
     return gx
