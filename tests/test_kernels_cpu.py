@@ -107,7 +107,6 @@ def test_im2col_and_col2im_equal_the_reference(cfg, seed):
 @given(cfg=conv_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed, input_grad):
     monkeypatch.setattr(cpu_conv, "CHUNK_ROWS", cfg["chunk_rows"])
-    monkeypatch.setattr(cpu_conv, "CHUNK_NUMBERS", cfg["chunk_rows"])
     rng = numpy.random.default_rng(seed)
     dtype = cfg["dtype"]
     x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])

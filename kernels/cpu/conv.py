@@ -55,12 +55,6 @@ from numba import njit
 
 from .threads import share
 
-# Bytes of columns per chunk. Small enough to stay in the 1-2 MB L2 cache of a core plus the
-# shared L3, large enough that each GEMM is big (B*P >= 1024 columns) and the Python loop over
-# chunks costs nothing. Tuned on a 2-core AVX-512 machine (docs/performance.md).
-CHUNK_BYTES = 1 << 20
-
-
 def _pair(value):
     if isinstance(value, numbers.Integral):
         return int(value), int(value)
@@ -157,12 +151,10 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
 # ----------------------------------------------------------------------------------------------
 # The conv twins: chunks of images, channels last, one row per patch
 # ----------------------------------------------------------------------------------------------
-# Rows (patches) per chunk: B = CHUNK_ROWS // (OH*OW) images, at least one, and more where the
-# patches are thin (the RGB stem's have 27 numbers) until a chunk holds CHUNK_NUMBERS numbers.
-# Small enough that a chunk's rows stay in a core's caches (590 KB for ResNet's first stage),
-# large enough that each GEMM is big and the Python work per chunk is small (docs/performance.md).
+# Rows (patches) per chunk: B = CHUNK_ROWS // (OH*OW) images, at least one. Small enough that a
+# chunk's rows stay in a core's caches (590 KB for ResNet's first stage), large enough that each
+# GEMM is big and the Python work per chunk is small (docs/performance.md).
 CHUNK_ROWS = 1024
-CHUNK_NUMBERS = 1024 * 144
 
 
 # The copies below that change the layout (NCHW <-> channels last) walk 1-D views (a row, or a
@@ -257,9 +249,9 @@ def _nchw_to_rows(array, n0, rows):
                 target[p] = source[p]
 
 
-def _chunks(N, P, K):
-    """(first image, images) of each chunk of images with P patches of K numbers each."""
-    B = max(1, min(N, max(CHUNK_ROWS // P, CHUNK_NUMBERS // (P * K))))
+def _chunks(N, P):
+    """(first image, images) of each chunk: CHUNK_ROWS // P images (at least 1) at a time."""
+    B = max(1, min(N, CHUNK_ROWS // P))
     return [(n0, min(B, N - n0)) for n0 in range(0, N, B)]
 
 
@@ -290,7 +282,7 @@ def conv2d_forward(x, weight, stride, padding):
     x = _float_array("conv2d", x)
     w2 = _filters_channels_last(weight, x.dtype)               # (OC, K)
     y = numpy.empty((N, OC, OH * OW), dtype=x.dtype)
-    chunks = _chunks(N, OH * OW, C * KH * KW)
+    chunks = _chunks(N, OH * OW)
 
     def make_worker():
         buffer = _scratch(x.dtype)
@@ -321,7 +313,7 @@ def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
     x = numpy.ascontiguousarray(x, dtype=gy.dtype)
     w2 = _filters_channels_last(weight, gy.dtype)              # (OC, K)
     gx = numpy.empty((N, C, H, W), dtype=gy.dtype) if input_grad else None
-    chunks = _chunks(N, OH * OW, C * KH * KW)
+    chunks = _chunks(N, OH * OW)
     gweight_parts = numpy.empty((len(chunks),) + w2.shape, dtype=gy.dtype)
 
     def make_worker():
