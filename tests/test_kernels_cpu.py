@@ -383,9 +383,9 @@ def test_the_wheel_installs_the_kernels_inside_tinyres(tmp_path):
     # the venv runs this interpreter's pip (a system site package); no network needed
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
                    check=True, cwd=tmp_path, env=env)
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True, env=env).stdout.strip()
-    site = Path(site)
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([python, "-c", purelib], check=True, capture_output=True,
+                               text=True, env=env).stdout.strip())
     assert (site / "tinyres" / "kernels" / "cpu" / "__init__.py").is_file()
     assert (site / "tinyres" / "kernels" / "gpu" / "__init__.py").is_file()
     assert not (site / "kernels").exists(), "a top-level `kernels` package was installed"
@@ -406,3 +406,22 @@ def test_the_wheel_installs_the_kernels_inside_tinyres(tmp_path):
     tinyres_file, kernels_file, top_level = done.stdout.split("\n")[:3]
     assert tinyres_file.startswith(str(site)) and kernels_file.startswith(str(site))
     assert top_level == "None"
+
+
+# ----------------------------------------------------------------------------------------------
+# The benchmark's machinery (nothing is timed against a threshold here)
+# ----------------------------------------------------------------------------------------------
+def test_bench_profile_accounts_for_the_step_and_restores_the_ops():
+    from tinyres import bench
+    from tinyres.functional.conv import Conv2d
+    forward, backward = Conv2d.forward, Conv2d.backward
+    runner = bench.TinyresRunner("fast", "resnet20", batch_size=2)
+    rows = dict(bench.profile_step(runner, steps=1))
+    assert Conv2d.forward is forward and Conv2d.backward is backward
+    assert rows["conv forward"] > 0 and rows["conv backward"] > 0
+    assert rows["batch norm (+ fused ReLU) forward"] > 0 and rows["SGD momentum update"] > 0
+    parts = sum(seconds for label, seconds in rows.items() if label != "whole step")
+    assert parts == pytest.approx(rows["whole step"])
+    table = bench.format_table(2, {"fast": [0.2], "torch": [0.1]}, {"fast": [0.1], "torch": [0.1]},
+                               {}, "torch")
+    assert "2.00x" in table and "1.00x" in table

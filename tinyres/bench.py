@@ -10,11 +10,13 @@ random images; one eval forward is the model in eval mode under no_grad. The pat
     torch-cuda   PyTorch on the GPU (where it sees one)
 
 Times drift from run to run on a shared machine, so the paths are timed *interleaved* in one
-process (A B C A B C ...) and compared by their medians over the same stretch of time; the ratio
-column divides by PyTorch's median. Peak memory is measured separately, in a fresh process per
-path (Python cannot see what BLAS and Numba allocate, so tracemalloc would miss most of it): the
-resident set high-water mark (VmHWM) of the training steps, above the resident size just before
-them (the libraries, the model and the batch), reset between the two with /proc/self/clear_refs.
+process (A B C A B C ...), each timed call after a short pause (see `race`), and compared by their
+medians over the same stretch of time; the ratio column divides by PyTorch's median. Peak memory
+is measured separately, in a fresh process per path (Python cannot see what BLAS and Numba
+allocate, so tracemalloc would miss most of it): the resident set high-water mark (VmHWM) of
+three training steps, above the resident size just before them (the libraries, the model, the
+batch and the optimizer's state, after two warm-up steps and malloc_trim), the mark reset between
+the two with /proc/self/clear_refs.
 
     tinyres bench                                  ResNet-20, batch 128, every available path
     tinyres bench --model resnet56 --steps 20      more depth, more steps
@@ -518,13 +520,13 @@ def _ms(seconds):
     return f"{seconds * 1000:8.1f} ms"
 
 
-def format_table(model_name, batch_size, train, evals, memory, reference_path):
-    """The results table: times, ratio to PyTorch, images/s, peak step memory."""
+def format_table(batch_size, train, evals, memory, baseline):
+    """The results table: times, ratio to the `baseline` path (PyTorch), images/s, memory."""
     lines = [f"{'path':<11} {'train step':>11} {'ratio':>6} {'img/s':>7}   {'eval fwd':>11} "
              f"{'ratio':>6} {'img/s':>7}   {'step memory':>11} {'ratio':>6} {'peak RSS':>9}"]
-    base_train = statistics.median(train[reference_path]) if reference_path in train else None
-    base_eval = statistics.median(evals[reference_path]) if reference_path in evals else None
-    base_mem = memory.get(reference_path)
+    base_train = statistics.median(train[baseline]) if baseline in train else None
+    base_eval = statistics.median(evals[baseline]) if baseline in evals else None
+    base_mem = memory.get(baseline)
     for path in train:
         t, e = statistics.median(train[path]), statistics.median(evals[path])
         tr = f"{t / base_train:5.2f}x" if base_train else "     -"
@@ -581,17 +583,17 @@ def run(args):
             if not p.endswith("cuda") and p != "cupy":
                 memory[p] = measure_memory(p, args.model, args.batch_size, threads)
     print()
-    print(format_table(args.model, args.batch_size, train, evals, memory,
+    print(format_table(args.batch_size, train, evals, memory,
                        "torch" if "torch" in paths else None))
     if memory:
         method = next((m["method"] for m in memory.values() if m), "-")
-        print(f"\nstep memory: peak resident set during {3} training steps above the resident "
-              f"set before them ({method}), one fresh process per path; peak RSS: the whole "
-              "process's high-water mark during the steps.")
+        print(f"\nstep memory: {method}, over 3 training steps after 2 warm-up steps and "
+              "malloc_trim, one fresh process per path; peak RSS: the whole process's "
+              "high-water mark during those steps.")
     print(f"load average (1 min) before / after the race: {load_before} / {load_after} "
           f"on {os.cpu_count()} CPUs (other processes slow down multi-threaded paths unevenly: "
           "compare runs made on an otherwise idle machine)")
-    if "torch" not in paths:
+    if "torch" not in found:
         print("\n(no PyTorch: install torch to get the ratio columns)")
     return 0
 
