@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tinyres
-from tinyres import Tensor, dispatch, gradcheck
+from tinyres import Tensor, dispatch, gradcheck, parallel
 from tinyres.functional import activation, batchnorm as bn
 from tinyres.functional import conv, pooling
 
@@ -127,23 +127,30 @@ def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed,
 
 
 @settings(max_examples=10, deadline=None)
-@given(cfg=conv_configs(), seed=st.integers(0, 2**16), chunk_rows=st.sampled_from([1, 7, 30]))
-def test_the_reference_conv_in_chunks_equals_the_whole_batch(cfg, seed, chunk_rows):
-    """The readable path runs its conv a few images at a time on the CPU (conv.CHUNK_ROWS):
-    the same outputs, input gradient and summed weight gradient as the whole batch at once."""
+@given(cfg=conv_configs(), seed=st.integers(0, 2**16),
+       chunk_bytes=st.sampled_from([1, 3000, 30000]), threads=st.sampled_from([1, 3]))
+def test_the_reference_conv_in_chunks_equals_the_whole_batch(cfg, seed, chunk_bytes, threads):
+    """The readable path runs its conv a few images at a time on the CPU (conv.CHUNK_BYTES),
+    the chunks shared among threads (tinyres.parallel): the same outputs, input gradient and
+    summed weight gradient as the whole batch at once on one thread."""
     rng = numpy.random.default_rng(seed)
     x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
     w = rng.standard_normal((cfg["oc"], cfg["c"]) + cfg["kernel"])
     gy = rng.standard_normal((cfg["n"], cfg["oc"]) + output_shape(cfg))
     args = (cfg["stride"], cfg["padding"])
-    whole = (conv.conv2d_forward.reference(x, w, *args),
-             *conv.conv2d_backward.reference(gy, x, w, *args))
-    previous, conv.CHUNK_ROWS = conv.CHUNK_ROWS, chunk_rows
+    previous_threads = parallel.num_threads()
+    previous_bytes, conv.CHUNK_BYTES = conv.CHUNK_BYTES, 10**12
     try:
+        parallel.set_num_threads(1)
+        whole = (conv.conv2d_forward.reference(x, w, *args),
+                 *conv.conv2d_backward.reference(gy, x, w, *args))
+        conv.CHUNK_BYTES = chunk_bytes
+        parallel.set_num_threads(threads)
         chunked = (conv.conv2d_forward.reference(x, w, *args),
                    *conv.conv2d_backward.reference(gy, x, w, *args))
     finally:
-        conv.CHUNK_ROWS = previous
+        conv.CHUNK_BYTES = previous_bytes
+        parallel.set_num_threads(previous_threads)
     for a, b in zip(chunked, whole):
         numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 

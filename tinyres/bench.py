@@ -42,8 +42,9 @@ import numpy
 
 import tinyres
 import tinyres.functional as F
-from tinyres import backend, dispatch
+from tinyres import backend, dispatch, parallel
 from tinyres.autograd import Function, no_grad
+from tinyres.kernels.blas import set_blas_threads
 from tinyres.models import get_model
 from tinyres.optim import SGD
 
@@ -55,7 +56,7 @@ PATHS = ("reference", "fast", "cupy", "torch", "torch-cuda")
 # ----------------------------------------------------------------------------------------------
 def set_threads(count):
     """Ask every thread pool in this process for `count` threads; returns what was set."""
-    done = {"blas": _set_openblas_threads(count)}
+    done = {"blas": set_blas_threads(count), "readable path": parallel.set_num_threads(count)}
     try:
         import numba
         numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
@@ -65,31 +66,6 @@ def set_threads(count):
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)
         done["torch"] = sys.modules["torch"].get_num_threads()
-    return done
-
-
-def _set_openblas_threads(count):
-    """Set the thread count of every OpenBLAS loaded in this process (NumPy's, SciPy's), the way
-    threadpoolctl does it: find the library among the process's mapped files, call its setter.
-    Returns how many libraries took it (0 where there is no OpenBLAS or no /proc)."""
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
-    except OSError:
-        return 0
-    done = 0
-    for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for symbol in ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
-                       "scipy_openblas_set_num_threads", "openblas_set_num_threads64_"):
-            setter = getattr(library, symbol, None)
-            if setter is not None:
-                setter(ctypes.c_int(count))
-                done += 1
-                break
     return done
 
 

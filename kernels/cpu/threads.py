@@ -20,16 +20,13 @@ MKL or Accelerate), the job runs on this thread alone and BLAS keeps its own thr
 thread, BLAS gets one too (its threads would only wait for each other on these small products).
 This module never imports tinyres.
 """
-import contextlib
-import ctypes
-import glob
 import itertools
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
-import numpy
+
+from ..blas import blas_controllable, single_threaded_blas
 
 _pool = None                   # the helper threads, made on first use
 _pool_size = 0
@@ -59,7 +56,7 @@ def share(count, make_worker):
     free; a part must not depend on another. BLAS runs single-threaded meanwhile.
     """
     threads = min(num_threads(), count)
-    if threads <= 1 or not _openblas_setters():
+    if threads <= 1 or not blas_controllable():
         with single_threaded_blas():
             worker = make_worker()
             for i in range(count):
@@ -86,55 +83,3 @@ def share(count, make_worker):
             helper.result()
     if failed:
         raise failed[0]
-
-
-# ----------------------------------------------------------------------------------------------
-# Asking OpenBLAS for one thread (what threadpoolctl does, for the one library we need)
-# ----------------------------------------------------------------------------------------------
-_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-            "openblas_set_num_threads64_", "openblas_set_num_threads")
-_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
-            "openblas_get_num_threads64_", "openblas_get_num_threads")
-_found = None
-
-
-def _openblas_setters():
-    """[(set_num_threads, get_num_threads)] of each OpenBLAS loaded in this process: NumPy's
-    bundled one (found beside numpy) and any other mapped into the process (Linux)."""
-    global _found
-    if _found is not None:
-        return _found
-    here = os.path.dirname(numpy.__file__)
-    paths = set()
-    for folder in (os.path.join(here, "..", "numpy.libs"), os.path.join(here, ".dylibs"),
-                   os.path.join(here, "..", "numpy.libs")):
-        paths.update(glob.glob(os.path.join(folder, "*openblas*")))
-    with contextlib.suppress(OSError):
-        with open("/proc/self/maps") as maps:
-            paths.update(line.split()[-1] for line in maps if "openblas" in line.lower())
-    found = []
-    for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        setter = next((getattr(library, s) for s in _SETTERS if hasattr(library, s)), None)
-        getter = next((getattr(library, g) for g in _GETTERS if hasattr(library, g)), None)
-        if setter is not None and getter is not None:
-            found.append((setter, getter))
-    _found = found
-    return found
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Within the block, each OpenBLAS runs every product on the calling thread alone."""
-    libraries = _openblas_setters()
-    before = [getter() for _, getter in libraries]
-    for setter, _ in libraries:
-        setter(ctypes.c_int(1))
-    try:
-        yield
-    finally:
-        for (setter, _), count in zip(libraries, before):
-            setter(ctypes.c_int(count))
