@@ -48,30 +48,15 @@ The backward recomputes each chunk's rows instead of keeping 75 MB per layer fro
 Everything here is plain arrays; GEMMs stay in BLAS (numpy.matmul). Other float types than
 float32 / float64 are refused (the reference handles them). This module never imports tinyres.
 """
-import numbers
-
 import numpy
 from numba import njit
 
+from ..geometry import window_geometry
 from .threads import share
-
-def _pair(value):
-    if isinstance(value, numbers.Integral):
-        return int(value), int(value)
-    first, second = value
-    return int(first), int(second)
-
 
 def geometry(op, x_shape, kernel_size, stride, padding):
     """(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW), raising as the reference does."""
-    N, C, H, W = x_shape
-    (KH, KW), (SH, SW), (PH, PW) = _pair(kernel_size), _pair(stride), _pair(padding)
-    OH = (H + 2 * PH - KH) // SH + 1 if SH > 0 else 0
-    OW = (W + 2 * PW - KW) // SW + 1 if SW > 0 else 0
-    if SH < 1 or SW < 1 or PH < 0 or PW < 0 or OH < 1 or OW < 1:
-        raise ValueError(f"{op}: kernel {KH}x{KW}, stride ({SH}, {SW}), padding ({PH}, {PW}) "
-                         f"give no output positions on an input of shape {tuple(x_shape)}")
-    return (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW)
+    return (tuple(x_shape),) + window_geometry(op, x_shape, kernel_size, stride, padding)
 
 
 def _float_array(op, a):

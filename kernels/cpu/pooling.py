@@ -21,11 +21,10 @@ The NumPy version walks the window offsets over whole arrays (KH*KW passes, each
 comparison, two `where`s and new arrays); here every input is read once per window it is in.
 This module never imports tinyres.
 """
-import numbers
-
 import numpy
 from numba import njit
 
+from ..geometry import window_geometry
 from .threads import share
 
 
@@ -68,22 +67,15 @@ def _backward(gy, argmax, gx, n):
                 gx[n, c, argmax[n, c, oh, ow]] += gy[n, c, oh, ow]
 
 
-def _pair(value):
-    if isinstance(value, numbers.Integral):
-        return int(value), int(value)
-    first, second = value
-    return int(first), int(second)
-
-
 def _compute_dtype(a):
     return a.dtype if a.dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float32)
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding):
     """x (N, C, H, W) -> y (N, C, OH, OW) of x's dtype, argmax (N, C, OH, OW) int64."""
-    (KH, KW), (SH, SW), (PH, PW) = _pair(kernel_size), _pair(stride), _pair(padding)
+    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = window_geometry("max_pool2d", x.shape, kernel_size,
+                                                             stride, padding)
     N, C, H, W = x.shape
-    OH, OW = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
     x_k = numpy.ascontiguousarray(x, dtype=_compute_dtype(x))
     y = numpy.empty((N, C, OH, OW), dtype=x_k.dtype)
     argmax = numpy.empty((N, C, OH, OW), dtype=numpy.int64)

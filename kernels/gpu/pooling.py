@@ -31,7 +31,7 @@ import math
 
 from numba import cuda, float32, int64
 
-from .conv import window_geometry
+from ..geometry import window_geometry
 from .launch import array_module, check_float, launch_per_element
 
 

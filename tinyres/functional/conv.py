@@ -20,25 +20,13 @@ The dimensions, named once and used everywhere below:
     OH = (H + 2*PH - KH) // SH + 1       OW = (W + 2*PW - KW) // SW + 1   output height, width
 """
 import functools
-import numbers
 
 from tinyres.autograd import Function
 from tinyres.backend import device_of, get_array_module
 from tinyres.dispatch import fast_twin
+from tinyres.kernels.geometry import as_pair, window_geometry
 from tinyres.parallel import map_parts
 from tinyres.tensor import FLOAT_DTYPES
-
-
-def as_pair(value, what, op="conv2d"):
-    """`value` (an int, or a pair of ints) as a (height, width) pair."""
-    def is_int(v):
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-    if is_int(value):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
-        return int(value[0]), int(value[1])
-    raise TypeError(f"{op}: {what} must be an int or a pair of ints (height, width), "
-                    f"got {value!r}")
 
 
 def output_size(size, kernel, stride, padding):
@@ -47,16 +35,9 @@ def output_size(size, kernel, stride, padding):
 
 
 def _geometry(op, x_shape, kernel_size, stride, padding):
-    """(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) for an im2col / col2im call."""
-    N, C, H, W = x_shape
-    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", op),
-                                    as_pair(stride, "stride", op),
-                                    as_pair(padding, "padding", op))
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
-    if SH < 1 or SW < 1 or PH < 0 or PW < 0 or OH < 1 or OW < 1:
-        raise ValueError(f"{op}: kernel {KH}x{KW}, stride ({SH}, {SW}), padding ({PH}, {PW}) "
-                         f"give no output positions on an input of shape {tuple(x_shape)}")
-    return (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW)
+    """(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) for an im2col / col2im call; the
+    window arithmetic (and its errors) is shared with the kernels (kernels/geometry.py)."""
+    return (tuple(x_shape),) + window_geometry(op, x_shape, kernel_size, stride, padding)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,7 +124,8 @@ def _images_per_chunk(x, weight, stride, padding):
     """How many images' columns make about CHUNK_BYTES (all of them off the CPU)."""
     if device_of(x) != "cpu":
         return x.shape[0]
-    (SH, SW), (PH, PW) = as_pair(stride, "stride"), as_pair(padding, "padding")
+    (SH, SW) = as_pair(stride, "stride", "conv2d")
+    (PH, PW) = as_pair(padding, "padding", "conv2d")
     pixels = (output_size(x.shape[2], weight.shape[2], SH, PH) *
               output_size(x.shape[3], weight.shape[3], SW, PW))
     columns = weight.shape[1] * weight.shape[2] * weight.shape[3]           # C*KH*KW
@@ -198,7 +180,8 @@ def conv2d_forward(x, weight, stride, padding):
     xp = get_array_module(x)
     N, _, H, W = x.shape
     OC, C, KH, KW = weight.shape
-    (SH, SW), (PH, PW) = as_pair(stride, "stride"), as_pair(padding, "padding")
+    (SH, SW) = as_pair(stride, "stride", "conv2d")
+    (PH, PW) = as_pair(padding, "padding", "conv2d")
     OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
     cols = im2col(x, (KH, KW), (SH, SW), (PH, PW))                 # (N*OH*OW, C*KH*KW)
     y = cols @ weight.reshape(OC, C * KH * KW).T                    # (N*OH*OW, OC)
@@ -246,8 +229,8 @@ class Conv2d(Function):
     """
 
     def __init__(self, stride=1, padding=0):
-        self.stride = as_pair(stride, "stride")                     # (SH, SW)
-        self.padding = as_pair(padding, "padding")                  # (PH, PW)
+        self.stride = as_pair(stride, "stride", "conv2d")                   # (SH, SW)
+        self.padding = as_pair(padding, "padding", "conv2d")                # (PH, PW)
 
     def forward(self, x, weight, bias=None):
         y = conv2d_forward(x, weight, self.stride, self.padding)   # (N, OC, OH, OW)
