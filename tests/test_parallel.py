@@ -78,3 +78,21 @@ def test_single_threaded_blas_restores_the_count():
         assert blas.blas_threads() == 2
     finally:
         blas.set_blas_threads(before)
+
+
+def test_set_num_threads_is_the_one_knob(threads):
+    """tinyres.set_num_threads sets the readable path's, BLAS's and Numba's thread counts."""
+    import tinyres
+    threads(1)
+    assert tinyres.get_num_threads() == 1
+    if blas.blas_controllable():
+        assert blas.blas_threads() == 1
+    numba = pytest.importorskip("numba")
+    assert numba.get_num_threads() == 1
+
+
+def test_train_refuses_a_thread_count_below_one(capsys):
+    from tinyres.cli import main
+    with pytest.raises(SystemExit):
+        main(["train", "--threads", "0"])
+    assert "expected a whole number >= 1, got '0'" in capsys.readouterr().err

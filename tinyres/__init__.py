@@ -20,3 +20,4 @@ from tinyres import models
 from tinyres.models.summary import summary
 from tinyres import graph
 from tinyres.dispatch import get_kernels, set_kernels
+from tinyres.parallel import num_threads as get_num_threads, set_num_threads

@@ -42,9 +42,8 @@ import numpy
 
 import tinyres
 import tinyres.functional as F
-from tinyres import backend, dispatch, parallel
+from tinyres import backend, dispatch
 from tinyres.autograd import Function, no_grad
-from tinyres.kernels.blas import set_blas_threads
 from tinyres.models import get_model
 from tinyres.optim import SGD
 
@@ -56,13 +55,7 @@ PATHS = ("reference", "fast", "cupy", "torch", "torch-cuda")
 # ----------------------------------------------------------------------------------------------
 def set_threads(count):
     """Ask every thread pool in this process for `count` threads; returns what was set."""
-    done = {"blas": set_blas_threads(count), "readable path": parallel.set_num_threads(count)}
-    try:
-        import numba
-        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-        done["numba"] = numba.get_num_threads()
-    except ImportError:
-        pass
+    done = {"tinyres (BLAS, Numba, readable path)": tinyres.set_num_threads(count)}
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)
         done["torch"] = sys.modules["torch"].get_num_threads()

@@ -89,13 +89,22 @@ def cmd_gradcheck(args):
     return 1 if failures else 0
 
 
+def positive_int(text):
+    """argparse type: a whole number >= 1 (thread counts, batch sizes)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _set_engine(args):
-    """Apply --backend and --kernels before anything makes a tensor."""
+    """Apply --backend, --kernels and --threads before anything makes a tensor."""
     from tinyres import dispatch
     if getattr(args, "backend", None):
         tinyres.set_backend(args.backend)
     if getattr(args, "kernels", None):
         dispatch.set_kernels(args.kernels)
+    if getattr(args, "threads", None) is not None:
+        tinyres.set_num_threads(args.threads)
 
 
 def cmd_train(args):
@@ -251,6 +260,9 @@ def build_parser():
     for command in (train, evaluate):
         command.add_argument("--backend", choices=tinyres.backend.BACKENDS)
         command.add_argument("--kernels", choices=["fast", "reference"])
+        command.add_argument("--threads", type=positive_int, metavar="N",
+                             help="threads for BLAS, the kernels and the readable path "
+                                  "(default: every core this process may use)")
 
     info = commands.add_parser("info", help="versions, backend, kernels and GPU pieces")
     info.set_defaults(run=cmd_info)

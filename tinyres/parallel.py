@@ -9,14 +9,15 @@ time, one per core. The readable convolution uses this: it works on a chunk of i
 
 The thread count is `num_threads()`: TINYRES_NUM_THREADS if set, else the cores this process may
 run on; `set_num_threads(1)` makes every map a plain loop (what a learner stepping through the
-code in a debugger wants). The fast kernels share their work themselves (kernels/cpu/threads.py,
-with Numba's thread count); `tinyres bench --threads` sets both.
+code in a debugger wants). `tinyres.set_num_threads(n)` is the one knob, as torch.set_num_threads:
+it sets this count, BLAS's, and Numba's (which the fast kernels share their work by,
+kernels/cpu/threads.py); `tinyres train --threads N` calls it.
 """
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from tinyres.kernels.blas import single_threaded_blas
+from tinyres.kernels.blas import set_blas_threads, single_threaded_blas
 
 _count = None                  # set_num_threads' value; None: the environment's or the cores'
 _pool = None                   # the worker threads, made on first use ...
@@ -45,11 +46,18 @@ def num_threads():
 
 
 def set_num_threads(count):
-    """Use `count` threads (>= 1) from now on; returns the count."""
+    """Use `count` threads (>= 1) from now on: for map_parts, for BLAS's products and for the
+    fast kernels (Numba's count, at most NUMBA_NUM_THREADS). Returns the count."""
     global _count
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"set_num_threads: expected a positive int, got {count!r}")
     _count = count
+    set_blas_threads(count)
+    try:
+        import numba
+    except ImportError:                        # no Numba: no fast kernels to tell
+        return count
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
     return count
 
 
