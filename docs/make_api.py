@@ -28,6 +28,9 @@ SECTIONS = [
     ("tinyres.backend", ["BACKENDS", "set_backend", "get_backend", "get_array_module",
                          "device_of", "to_device", "array_module", "BackendError"],
      "Floor 1: where arrays live (numpy, cupy, cudasim, leakproof)."),
+    ("tinyres.parallel", ["set_num_threads", "num_threads", "map_parts"],
+     "Floor 1: how many threads tinyres uses (BLAS, the fast kernels, the readable path's "
+     "chunks); `tinyres.set_num_threads` / `tinyres.get_num_threads` are these."),
     ("tinyres.dispatch", ["set_kernels", "get_kernels", "kernel_for", "fast_twin"],
      "Floor 2: the one door from a readable op to its fast twin in `kernels/`."),
     ("tinyres.autograd", ["Function", "no_grad", "is_grad_enabled"],
