@@ -432,3 +432,20 @@ def test_bench_profile_accounts_for_the_step_and_restores_the_ops():
     table = bench.format_table(2, {"fast": [0.2], "torch": [0.1]}, {"fast": [0.1], "torch": [0.1]},
                                {}, "torch")
     assert "2.00x" in table and "1.00x" in table
+
+
+def test_bench_records_every_conv_of_a_step_for_the_gemm_floor():
+    """ResNet-20 has 19 convolutions (the stem, 2 per block in 9 blocks): each is called once
+    forward and once backward, and the stem's backward needs no input gradient."""
+    from tinyres import bench
+    from tinyres.functional.conv import Conv2d
+    forward, backward = Conv2d.forward, Conv2d.backward
+    runner = bench.TinyresRunner("fast", "resnet20", batch_size=2)
+    calls = bench.conv_calls(runner)
+    assert Conv2d.forward is forward and Conv2d.backward is backward
+    forwards = [c for c in calls if c[4] is None]
+    backwards = [c for c in calls if c[4] is not None]
+    assert len(forwards) == len(backwards) == 19
+    assert forwards[0][:2] == ((2, 3, 32, 32), (16, 3, 3, 3))
+    assert [c[4] for c in backwards].count(False) == 1            # the stem: no gx
+    assert bench.conv_gemm_time(calls, steps=1) > 0

@@ -390,6 +390,73 @@ def profile_step(runner, steps):
     return table
 
 
+def conv_calls(runner):
+    """[(x shape, weight shape, stride, padding, input_grad)] of every conv in one training step
+    of a tinyres runner: the forward calls (input_grad None) and the backward calls."""
+    from tinyres.functional.conv import Conv2d
+    calls = []
+    forward, backward = Conv2d.forward, Conv2d.backward
+
+    def recorded_forward(self, x, weight, bias=None):
+        calls.append((x.shape, weight.shape, self.stride, self.padding, None))
+        return forward(self, x, weight, bias)
+
+    def recorded_backward(self, gy):
+        calls.append((self.x.shape, self.weight.shape, self.stride, self.padding,
+                      self.inputs[0].requires_grad))
+        return backward(self, gy)
+    Conv2d.forward, Conv2d.backward = recorded_forward, recorded_backward
+    try:
+        runner.train_step()
+    finally:
+        Conv2d.forward, Conv2d.backward = forward, backward
+    return calls
+
+
+def conv_gemm_time(calls, steps):
+    """Median seconds per step of the fast convolutions' matrix products alone: for every conv
+    call, the BLAS products of kernels/cpu/conv.py with the same shapes, the same chunks and the
+    same sharing among threads, and nothing else (no patches, no copies). The floor of the
+    im2col + GEMM route: however fast the rest becomes, a step cannot take less."""
+    from tinyres.kernels.cpu import conv as cpu_conv
+    from tinyres.kernels.cpu.threads import share
+    rng = numpy.random.default_rng(0)
+    jobs = []
+    for x_shape, w_shape, stride, padding, input_grad in calls:
+        (N, C, _, _), (KH, KW), _, _, (OH, OW) = cpu_conv.geometry(
+            "conv2d", x_shape, w_shape[2:], stride, padding)
+        OC, K, P = w_shape[0], C * KH * KW, OH * OW
+        jobs.append((cpu_conv._chunks(N, P), P, K, OC, input_grad))
+
+    def run(chunks, P, K, OC, input_grad):
+        w2 = rng.standard_normal((OC, K)).astype(numpy.float32)
+
+        def make_worker():
+            rows = rng.standard_normal((chunks[0][1] * P, K)).astype(numpy.float32)
+            out_rows = rng.standard_normal((rows.shape[0], OC)).astype(numpy.float32)
+            grows, gweight = numpy.empty_like(rows), numpy.empty((OC, K), numpy.float32)
+
+            def products(i):
+                B = chunks[i][1]
+                r, o, g = rows[:B * P], out_rows[:B * P], grows[:B * P]
+                if input_grad is None:                              # forward
+                    numpy.matmul(r, w2.T, out=o)
+                else:                                               # backward
+                    numpy.matmul(o.T, r, out=gweight)
+                    if input_grad:
+                        numpy.matmul(o, w2, out=g)
+            return products
+        share(len(chunks), make_worker)
+
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        for job in jobs:
+            run(*job)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 # ----------------------------------------------------------------------------------------------
 # --kernels: each fast kernel against its readable twin, at the shapes of ResNet-20
 # ----------------------------------------------------------------------------------------------
@@ -541,6 +608,11 @@ def run(args):
                 total = rows[-1][1]
                 for label, seconds in rows:
                     print(f"  {label:<40} {_ms(seconds)} {100 * seconds / total:6.1f} %")
+                if runner.kernels == "fast" and runner.device == "cpu":
+                    gemms = conv_gemm_time(conv_calls(runner), args.steps)
+                    print(f"  {'(the conv GEMMs alone, same shapes)':<40} {_ms(gemms)} "
+                          f"{100 * gemms / total:6.1f} %   the floor of im2col + GEMM: BLAS "
+                          "products only, as the kernels chunk and share them")
         return 0
     load_before = _load_average()
     train = race(runners, "train_step", args.steps, args.warmup)
