@@ -8,7 +8,8 @@ col2im, which adds each patch's gradient back where the patch came from.
     python examples/02_im2col_convolution.py          # a few seconds
     python examples/02_im2col_convolution.py --step   # pause between the steps
 
-The code it walks through: tinyres/functional/conv.py; the math: docs/conv.md.
+The code it walks through: tinyres/functional/conv.py (and conv_loops.py, the loops);
+the math: docs/conv.md.
 """
 import time
 
@@ -17,35 +18,13 @@ from matplotlib.patches import Rectangle
 
 import tinyres
 import tinyres.functional as F
+from tinyres.functional.conv_loops import conv2d_loops    # the definition, as seven loops
 from tinyres.gradcheck import gradcheck
 
 from lesson import Lesson, show, relative_error
 
 lesson = Lesson(__file__, __doc__)
 rng = lesson.rng
-
-
-def conv2d_loops(x, w, b=None, stride=1, padding=0):
-    """The definition: y[n, o, i, j] = b[o] + sum_{c,kh,kw} w[o,c,kh,kw] x_pad[n, c, i*S+kh, j*S+kw]
-    as seven nested loops (slow on purpose: this is what im2col + GEMM must reproduce)."""
-    N, C, H, W = x.shape
-    OC, _, KH, KW = w.shape
-    xp = numpy.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    OH, OW = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
-    y = numpy.zeros((N, OC, OH, OW))
-    for n in range(N):
-        for o in range(OC):
-            for i in range(OH):
-                for j in range(OW):
-                    total = 0.0 if b is None else b[o]
-                    for c in range(C):
-                        for kh in range(KH):
-                            for kw in range(KW):
-                                total += w[o, c, kh, kw] * xp[n, c, i * stride + kh,
-                                                              j * stride + kw]
-                    y[n, o, i, j] = total
-    return y
-
 
 # -------------------------------------------------------------------------------------------
 lesson.step("a tiny image and two 3x3 filters")

@@ -260,7 +260,8 @@ def test_matches_pytorch_train_then_eval(backend, rng, shape, affine):
         x = x * 0.5 - 1.0                            # another batch
 
 
-@pytest.mark.parametrize("name", ["batch_norm (training)", "batch_norm (eval)"])
+@pytest.mark.parametrize("name", ["batch_norm (training)", "batch_norm + ReLU (training, fused)",
+                                  "batch_norm (eval)"])
 def test_registered_cases_pass(backend, name):
     """The cases `tinyres gradcheck` runs for batch norm."""
     import tinyres.checks  # noqa: F401

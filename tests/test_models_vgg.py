@@ -1,20 +1,17 @@
 """VGG (tinyres/models/vgg.py): the paper's and torchvision's parameter counts and multiply-adds,
-forward shapes, torchvision's layer names and initialisation, adaptive pooling with uneven
-windows, gradient checks of small VGG stacks, errors, and (where installed) PyTorch's logits."""
+forward shapes, torchvision's layer names and initialisation, gradient checks of small VGG stacks
+(with the adaptive pool's uneven windows), errors, and (where installed) PyTorch's logits."""
 import math
 
 import numpy
 import pytest
-from hypothesis import given, settings, strategies as st
 
 import tinyres
 import tinyres.functional as F
-from tinyres import Tensor, gradcheck, nn
-from tinyres.backend import to_device
+from tinyres import gradcheck, nn
 from tinyres.models import get_model, list_models, summary
 from tinyres.models import vgg as vgg_module
-from tinyres.models.vgg import (VGG, AdaptiveAvgPool2d, cifar_vgg, imagenet_head, imagenet_vgg,
-                                make_features)
+from tinyres.models.vgg import VGG, cifar_vgg, imagenet_head, imagenet_vgg, make_features
 
 IMAGENET_COUNTS = {     # 1000 classes; torchvision's counts, and the paper's Table 2 (millions)
     "vgg11": 132_863_336, "vgg11_lrn": 132_863_336, "vgg13": 133_047_848,
@@ -161,48 +158,6 @@ def test_imagenet_net_on_small_images(shapes_only, size, final_map):
 
 
 # ----------------------------------------------------------------------------------------------
-# Adaptive average pooling with uneven windows: PyTorch's definition, written as loops
-# ----------------------------------------------------------------------------------------------
-def adaptive_avg_pool_naive(x, OH, OW):
-    N, C, H, W = x.shape
-    y = numpy.zeros((N, C, OH, OW))
-    for i in range(OH):
-        for j in range(OW):
-            h0, h1 = (i * H) // OH, -(-((i + 1) * H) // OH)
-            w0, w1 = (j * W) // OW, -(-((j + 1) * W) // OW)
-            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
-    return y
-
-
-@settings(max_examples=15)
-@given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
-       oh=st.integers(1, 7), ow=st.integers(1, 7), transposed=st.booleans())
-def test_adaptive_avg_pool(backend, n, c, h, w, oh, ow, transposed):
-    rng = numpy.random.default_rng(h * 100 + w * 10 + oh)
-    host = rng.standard_normal((n, c, h, w))
-    if transposed:                                  # a non-contiguous view of the same values
-        x = Tensor(backend.asarray(numpy.ascontiguousarray(host.transpose(0, 1, 3, 2)))
-                   .transpose(0, 1, 3, 2), requires_grad=True)
-    else:
-        x = Tensor(backend.asarray(host), requires_grad=True)
-    pool = AdaptiveAvgPool2d((oh, ow))
-    y = pool(x)
-    numpy.testing.assert_allclose(to_device(y.data, "cpu"), adaptive_avg_pool_naive(host, oh, ow),
-                                  rtol=1e-12, atol=1e-12)
-    gradcheck(pool, [x])
-
-
-@pytest.mark.torch
-def test_adaptive_avg_pool_matches_torch():
-    torch = pytest.importorskip("torch")
-    x = numpy.random.default_rng(0).standard_normal((2, 3, 5, 11)).astype(numpy.float32)
-    for size in [(7, 7), (2, 3), (5, 11), (1, 1), (9, 4)]:
-        ours = AdaptiveAvgPool2d(size)(tinyres.tensor(x)).numpy()
-        theirs = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), size).numpy()
-        numpy.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------------------------
 # Gradient checks of whole (small) VGGs in float64
 # ----------------------------------------------------------------------------------------------
 def check_model_gradients(model, x, reseed=None, max_elements=6):
@@ -231,7 +186,7 @@ def test_gradcheck_lrn_uneven_pool_and_dropout_head():
     tinyres.manual_seed(2)
     features = make_features([4, "LRN", "M", 6, "conv1-6", "M"])
     model = VGG(features, imagenet_head(5, in_features=6 * 7 * 7, hidden=8, dropout=0.3),
-                avgpool=AdaptiveAvgPool2d((7, 7))).to(dtype=numpy.float64)
+                avgpool=nn.AdaptiveAvgPool2d((7, 7))).to(dtype=numpy.float64)
     for param in model.parameters():            # break torchvision's zero biases' symmetry
         param.data[...] += numpy.random.default_rng(3).normal(0, 0.1, param.shape)
     x = images(2, 3, 12, 12, seed=2, dtype=numpy.float64)
@@ -271,8 +226,11 @@ def test_cifar_net_checks_the_image_size():
     with pytest.raises(ValueError, match=r"Conv2d features\.0: expected 32x32 images "
                                          r"\(N, 3, 32, 32\), got shape \(1, 3, 64, 64\)"):
         model(images(1, 3, 64, 64))
-    with pytest.raises(ValueError, match=r"Conv2d features\.0: expected a batch of images"):
+    with pytest.raises(ValueError, match=r"Conv2d features\.0: expected input with 3 channels "
+                                         r"\(N, 3, 32, 32\), got shape \(1, 1, 32, 32\)"):
         model(images(1, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"Conv2d features\.0: expected a batch of images"):
+        model(images(3, 32, 32))
     assert cifar_vgg(11, width=1, input_size=None)(images(1, 3, 40, 40)).shape == (1, 10)
 
 

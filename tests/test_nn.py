@@ -205,7 +205,8 @@ def test_paths_follow_modules_attached_bottom_up_and_replaced():
      "Linear: expected input with 64 features (N, 64), got shape (8, 256)"),
     (nn.MaxPool2d(2), (2, 3, 8),
      "MaxPool2d: expected a 4-D input (N, C, H, W), got shape (2, 3, 8)"),
-    (nn.AdaptiveAvgPool2d(3), (1, 2, 8, 8), "AdaptiveAvgPool2d: output size (3, 3) needs"),
+    (nn.AdaptiveAvgPool2d(3), (2, 8, 8),
+     "AdaptiveAvgPool2d: expected a 4-D input (N, C, H, W), got shape (2, 8, 8)"),
 ])
 def test_layer_errors_state_expected_and_actual(layer, x, message):
     with pytest.raises(ValueError) as error:
@@ -476,6 +477,43 @@ def test_pytorch_default_init_of_conv_and_linear():
     assert numpy.all(bn.weight.numpy() == 1) and numpy.all(bn.bias.numpy() == 0)
 
 
+def test_float64_draws_are_the_generators_own():
+    """Drawing in the parameter's dtype changes nothing in float64: the numbers are exactly
+    Generator.uniform's and Generator.normal's for the same seed."""
+    w = numpy.zeros((64, 3, 3, 3))
+    bound = 1 / math.sqrt(27)
+    tinyres.manual_seed(5)
+    init.uniform_(w, -bound, bound)
+    numpy.testing.assert_array_equal(w, numpy.random.default_rng(5).uniform(-bound, bound,
+                                                                            w.shape))
+    tinyres.manual_seed(5)
+    init.normal_(w, 0.5, 2.0)
+    numpy.testing.assert_array_equal(w, numpy.random.default_rng(5).normal(0.5, 2.0, w.shape))
+
+
+def test_float32_draws_keep_the_distribution_and_its_bounds():
+    tinyres.manual_seed(0)
+    w = nn.Parameter(numpy.zeros((256, 1024), numpy.float32))
+    bound = numpy.float32(1 / math.sqrt(1024))
+    init.default_layer_init_(w)                     # U(-bound, bound): variance bound^2 / 3
+    assert -bound <= w.numpy().min() and w.numpy().max() <= bound
+    assert w.numpy().max() > 0.999 * bound and w.numpy().min() < -0.999 * bound
+    assert abs(w.numpy().var() / (bound ** 2 / 3) - 1) < 0.01
+    init.uniform_(w, 0.1, 0.3)                      # asymmetric bounds hold after rounding too
+    assert w.numpy().min() >= numpy.float32(0.1) and w.numpy().max() <= numpy.float32(0.3)
+    noncontiguous = numpy.zeros((8, 512), numpy.float32)[:, ::2]
+    init.normal_(noncontiguous, 0.0, 0.01)         # drawn aside, then copied in
+    assert noncontiguous.dtype == numpy.float32 and abs(noncontiguous.std() - 0.01) < 1e-3
+
+
+def test_skip_default_weight_init_leaves_weights_for_the_model_to_draw():
+    with init.skip_default_weight_init():
+        conv, linear = nn.Conv2d(3, 4, 3), nn.Linear(5, 2)
+    assert not conv.weight.numpy().any() and not linear.weight.numpy().any()
+    assert conv.bias.numpy().all() and linear.bias.numpy().all()    # biases keep their default
+    assert nn.Conv2d(3, 4, 3).weight.numpy().all()                  # outside: the default again
+
+
 def test_manual_seed_repeats_weights_on_every_device():
     tinyres.manual_seed(7)
     a = nn.Conv2d(3, 4, 3).weight.numpy()
@@ -613,6 +651,7 @@ def test_small_layers_match_pytorch():
         (nn.MaxPool2d(3, 2, 1), torch.nn.MaxPool2d(3, 2, 1), x4, t4),
         (nn.AvgPool2d(2), torch.nn.AvgPool2d(2), x4, t4),
         (nn.AdaptiveAvgPool2d(2), torch.nn.AdaptiveAvgPool2d(2), x4, t4),
+        (nn.AdaptiveAvgPool2d((3, 5)), torch.nn.AdaptiveAvgPool2d((3, 5)), x4, t4),
         (nn.AdaptiveAvgPool2d(1), torch.nn.AdaptiveAvgPool2d(1), x4, t4),
         (nn.LocalResponseNorm(3, alpha=1e-2, k=2.0), torch.nn.LocalResponseNorm(3, 1e-2, 0.75, 2.0),
          x4, t4),

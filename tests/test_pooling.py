@@ -1,5 +1,5 @@
-"""max_pool2d, avg_pool2d, global_avg_pool2d: against loops, gradient routing (overlaps, padding,
-ties), gradcheck, errors, and (where installed) PyTorch."""
+"""max_pool2d, avg_pool2d, global_avg_pool2d, adaptive_avg_pool2d: against loops, gradient
+routing (overlaps, padding, ties), gradcheck, errors, and (where installed) PyTorch."""
 import re
 
 import numpy
@@ -7,23 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tinyres import Tensor, gradcheck
-from tinyres.backend import to_device
-from tinyres.functional.pooling import (avg_pool2d, global_avg_pool2d, max_pool2d,
-                                        max_pool2d_backward, max_pool2d_forward)
+from tinyres.functional.pooling import (adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d,
+                                        max_pool2d, max_pool2d_backward, max_pool2d_forward)
+
+from helpers import host, on_device
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-def host(array):
-    return to_device(array, "cpu")
-
-
-def on_device(xp, array, noncontiguous=False):
-    """A host array on the current backend; optionally as a non-contiguous (transposed) view."""
-    if not noncontiguous:
-        return xp.asarray(array)
-    return xp.asarray(numpy.ascontiguousarray(array.transpose(0, 1, 3, 2))).transpose(0, 1, 3, 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,6 +57,19 @@ def avg_pool_naive(x, kernel, stride, padding):
     return y / (KH * KW)                       # the padding's zeros count: always KH*KW
 
 
+def adaptive_avg_pool_naive(x, OH, OW):
+    """PyTorch's definition: output (i, j) is the mean of rows floor(i*H/OH) .. ceil((i+1)*H/OH)
+    - 1 and columns floor(j*W/OW) .. ceil((j+1)*W/OW) - 1."""
+    N, C, H, W = x.shape
+    y = numpy.zeros((N, C, OH, OW))
+    for i in range(OH):
+        for j in range(OW):
+            h0, h1 = (i * H) // OH, -(-((i + 1) * H) // OH)
+            w0, w1 = (j * W) // OW, -(-((j + 1) * W) // OW)
+            y[:, :, i, j] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    return y
+
+
 @st.composite
 def pool_configs(draw):
     """A valid pooling configuration: padding at most half the kernel, the kernel fits the
@@ -80,6 +83,11 @@ def pool_configs(draw):
         h=draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 7)),
         w=draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 7)),
         kernel=kernel, stride=stride, padding=padding, noncontiguous=draw(st.booleans()))
+
+
+# (N, C, H, W) with size-1 axes, batch 1 and odd sizes; and an adaptive pool's (OH, OW)
+IMAGE_SHAPES = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7), st.integers(1, 7))
+OUTPUT_SIZES = st.tuples(st.integers(1, 7), st.integers(1, 7))
 
 
 def shape_of(cfg):
@@ -179,8 +187,27 @@ def test_global_avg_pool_is_the_channel_mean(backend, rng):
     numpy.testing.assert_allclose(host(y.data), x.mean(axis=(2, 3)), rtol=1e-12)
 
 
+@SETTINGS
+@given(shape=IMAGE_SHAPES, out=OUTPUT_SIZES, seed=st.integers(0, 2**16),
+       noncontiguous=st.booleans())
+def test_adaptive_avg_pool_matches_loops(backend, shape, out, seed, noncontiguous):
+    """Any sizes: even windows, uneven overlapping ones (5 -> 2), and 'up' (1 -> 7: copies)."""
+    x_host = numpy.random.default_rng(seed).standard_normal(shape)
+    y = adaptive_avg_pool2d(Tensor(on_device(backend, x_host, noncontiguous)), out)
+    numpy.testing.assert_allclose(host(y.data), adaptive_avg_pool_naive(x_host, *out),
+                                  rtol=1e-12, atol=1e-14)
+
+
+def test_adaptive_avg_pool_shares_rows_between_overlapping_windows(backend):
+    """H=5 -> 2: windows are rows 0-2 and 2-4, so row 2 gets a third of each window's gradient."""
+    x = Tensor(backend.asarray(numpy.zeros((1, 1, 5, 1))), requires_grad=True)
+    adaptive_avg_pool2d(x, (2, 1)).backward(Tensor(backend.asarray([[[[3.0], [6.0]]]])))
+    numpy.testing.assert_allclose(host(x.grad).ravel(), [1, 1, 1 + 2, 2, 2], rtol=1e-12)
+
+
 @pytest.mark.parametrize("pool", [
-    lambda x: max_pool2d(x, 3, 2, 1), lambda x: avg_pool2d(x, 3, 2, 1), global_avg_pool2d])
+    lambda x: max_pool2d(x, 3, 2, 1), lambda x: avg_pool2d(x, 3, 2, 1), global_avg_pool2d,
+    lambda x: adaptive_avg_pool2d(x, (3, 2))])
 def test_pools_keep_float32(backend, rng, pool):
     x = Tensor(backend.asarray(rng.standard_normal((2, 3, 7, 7)).astype(numpy.float32)),
                requires_grad=True)
@@ -202,13 +229,30 @@ def test_pool_gradcheck(backend, cfg, seed, pool):
 
 
 @SETTINGS
-@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 7),
-                       st.integers(1, 7)),
-       seed=st.integers(0, 2**16), noncontiguous=st.booleans())
+@given(shape=IMAGE_SHAPES, seed=st.integers(0, 2**16), noncontiguous=st.booleans())
 def test_global_avg_pool_gradcheck(backend, shape, seed, noncontiguous):
     x_host = numpy.random.default_rng(seed).standard_normal(shape)
     gradcheck(global_avg_pool2d, [Tensor(on_device(backend, x_host, noncontiguous),
                                          requires_grad=True)])
+
+
+@SETTINGS
+@given(shape=IMAGE_SHAPES, out=OUTPUT_SIZES, seed=st.integers(0, 2**16),
+       noncontiguous=st.booleans())
+def test_adaptive_avg_pool_gradcheck(backend, shape, out, seed, noncontiguous):
+    x_host = numpy.random.default_rng(seed).standard_normal(shape)
+    gradcheck(lambda x: adaptive_avg_pool2d(x, out),
+              [Tensor(on_device(backend, x_host, noncontiguous), requires_grad=True)])
+
+
+@pytest.mark.parametrize("name", ["max_pool2d", "avg_pool2d", "global_avg_pool2d",
+                                  "adaptive_avg_pool2d"])
+def test_registered_cases_pass(name):
+    """The cases `tinyres gradcheck` runs for pooling."""
+    import tinyres.checks  # noqa: F401
+    from tinyres.gradcheck import REGISTRY
+    for _, fn, inputs in REGISTRY[name](numpy.random.default_rng(0)):
+        gradcheck(fn, inputs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,6 +285,19 @@ def test_pool_errors_name_the_layer():
     with pytest.raises(ValueError, match=re.escape(
             "global_avg_pool2d: expected a 4-D input (N, C, H, W), got shape (2, 3)")):
         global_avg_pool2d(_t(2, 3))
+    with pytest.raises(ValueError, match=re.escape(
+            "head.pool: expected a 4-D input (N, C, H, W), got shape (2, 3)")):
+        adaptive_avg_pool2d(_t(2, 3), 7, name="head.pool")
+
+
+@pytest.mark.parametrize("size, error, message", [
+    (0, ValueError, "output_size must be positive, got 0"),
+    ((7, -1), ValueError, "output_size must be positive, got (7, -1)"),
+    (2.5, TypeError, "output_size must be an int or a pair of ints (height, width), got 2.5"),
+])
+def test_adaptive_avg_pool_refuses_bad_sizes(size, error, message):
+    with pytest.raises(error, match=re.escape(f"adaptive_avg_pool2d: {message}")):
+        adaptive_avg_pool2d(_t(1, 3, 8, 8), size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,3 +341,23 @@ def test_global_avg_pool_matches_torch_adaptive_avg_pool(backend, rng):
     y = global_avg_pool2d(Tensor(backend.asarray(x)))
     expected = torch.nn.functional.adaptive_avg_pool2d(torch.tensor(x), 1).flatten(1)
     numpy.testing.assert_allclose(host(y.data), expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("in_size, out_size", [
+    ((7, 7), (3, 3)), ((5, 5), (2, 2)), ((6, 6), (4, 4)), ((5, 11), (2, 3)), ((1, 1), (7, 7)),
+    ((3, 2), (7, 7)), ((8, 8), (2, 2)), ((5, 7), (1, 1))])
+def test_adaptive_avg_pool_matches_torch(backend, rng, in_size, out_size):
+    """Forward and backward, even and uneven windows, against PyTorch (float32)."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3) + in_size).astype(numpy.float32)
+    ours = Tensor(backend.asarray(x), requires_grad=True)
+    y = adaptive_avg_pool2d(ours, out_size)
+    gy = rng.standard_normal(y.shape).astype(numpy.float32)
+    y.backward(Tensor(backend.asarray(gy)))
+
+    theirs = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.adaptive_avg_pool2d(theirs, out_size)
+    ty.backward(torch.tensor(gy))
+    numpy.testing.assert_allclose(host(y.data), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    numpy.testing.assert_allclose(host(ours.grad), theirs.grad.numpy(), rtol=1e-5, atol=1e-6)

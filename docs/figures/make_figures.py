@@ -6,7 +6,10 @@
 Every figure is computed by tinyres itself, here, from fixed seeds: rerun this script after
 changing the code it shows, and the figures follow.
 """
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -16,30 +19,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy  # noqa: E402
 
 import tinyres  # noqa: E402
-from tinyres import graph  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent.parent / "examples"
 
 
 def autograd_graph():
-    """The graph of example 1: z = x @ W + b, y = z * z, L = mean(y)."""
-    rng = numpy.random.default_rng(0)
-    x = tinyres.tensor(rng.standard_normal((2, 3)), requires_grad=True)
-    W = tinyres.tensor(rng.standard_normal((3, 2)), requires_grad=True)
-    b = tinyres.tensor(rng.standard_normal(2), requires_grad=True)
-    x.name, W.name, b.name = "x", "W", "b"
-    xW = x @ W
-    xW.name = "xW"
-    z = xW + b
-    z.name = "z"
-    y = z * z
-    y.name = "y"
-    L = y.mean()
-    L.name = "L"
-    path = HERE / "autograd-graph.png"
-    graph.draw(L, path)
-    (HERE / "autograd-graph.dot").write_text(graph.to_dot(L))
-    return path
+    """The graph of example 1 (z = x @ W + b, y = z * z, L = mean(y)), drawn by that example:
+    it runs, and the graph.png and graph.dot it writes are copied here."""
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, str(EXAMPLES / "01_autograd.py"), "--out", out],
+                       check=True, capture_output=True)
+        for suffix in (".png", ".dot"):
+            shutil.copyfile(Path(out) / f"graph{suffix}", HERE / f"autograd-graph{suffix}")
+    return HERE / "autograd-graph.png"
 
 
 def gradcheck_eps():

@@ -18,33 +18,30 @@ def _running(rng, channels):
     return Tensor(rng.standard_normal(channels)), Tensor(rng.uniform(0.5, 2.0, channels))
 
 
-@register("batch_norm (training)")
-def batch_norm_training(rng):
+def _training_cases(rng, relu):
+    """Training mode (batch statistics), with or without the fused ReLU after it."""
     mean, var = _running(rng, 4)
     return [
         ("(3,4,3,2) w.r.t. x, weight, bias; running stats",
-         lambda x, w, b: batch_norm(x, w, b, mean, var, training=True),
+         lambda x, w, b: batch_norm(x, w, b, mean, var, training=True, relu=relu),
          [_leaf(rng, 3, 4, 3, 2), _leaf(rng, 4), _leaf(rng, 4)]),
         ("(5,3) w.r.t. x, weight, bias",
-         lambda x, w, b: batch_norm(x, w, b, None, None, training=True),
+         lambda x, w, b: batch_norm(x, w, b, None, None, training=True, relu=relu),
          [_leaf(rng, 5, 3), _leaf(rng, 3), _leaf(rng, 3)]),
         ("(3,4,3,2) affine=False",
-         lambda x: batch_norm(x, None, None, None, None, training=True),
+         lambda x: batch_norm(x, None, None, None, None, training=True, relu=relu),
          [_leaf(rng, 3, 4, 3, 2)]),
     ]
 
 
+@register("batch_norm (training)")
+def batch_norm_training(rng):
+    return _training_cases(rng, relu=False)
+
+
 @register("batch_norm + ReLU (training, fused)")
 def batch_norm_relu_training(rng):
-    mean, var = _running(rng, 4)
-    return [
-        ("(3,4,3,2) w.r.t. x, weight, bias; running stats",
-         lambda x, w, b: batch_norm(x, w, b, mean, var, training=True, relu=True),
-         [_leaf(rng, 3, 4, 3, 2), _leaf(rng, 4), _leaf(rng, 4)]),
-        ("(5,3) affine=False",
-         lambda x: batch_norm(x, None, None, None, None, training=True, relu=True),
-         [_leaf(rng, 5, 3)]),
-    ]
+    return _training_cases(rng, relu=True)
 
 
 @register("batch_norm (eval)")

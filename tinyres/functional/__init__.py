@@ -6,7 +6,8 @@
 Each file shows the readable NumPy math of its op, forward beside backward.
 """
 from tinyres.functional.conv import conv2d, im2col, col2im  # noqa: F401
-from tinyres.functional.pooling import max_pool2d, avg_pool2d, global_avg_pool2d  # noqa: F401
+from tinyres.functional.pooling import (max_pool2d, avg_pool2d, global_avg_pool2d,  # noqa: F401
+                                        adaptive_avg_pool2d)
 from tinyres.functional.batchnorm import batch_norm  # noqa: F401
 from tinyres.functional.activation import relu  # noqa: F401
 from tinyres.functional.linear import linear, flatten  # noqa: F401

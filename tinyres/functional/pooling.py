@@ -1,4 +1,4 @@
-"""Floor 4: pooling — max pool, average pool, global average pool.
+"""Floor 4: pooling — max pool, average pool, global and adaptive average pool.
 
 Pooling slides a (KH, KW) window over each channel on its own and reduces the window to one
 number: its maximum (max pool) or its mean (average pool). It has no weights; what there is to
@@ -8,6 +8,8 @@ learn is how each backward pass sends the gradient back:
                (remembered in forward as `argmax`); every other input of the window gets zero.
     avg pool   every input of the window gets an equal share, gradient / (KH*KW).
     global avg every pixel of a channel gets gradient / (H*W)  (ResNet's last pooling layer).
+    adaptive   windows chosen to give a fixed output size; a linear map, so its backward is
+               the same averaging, transposed (VGG's pool to 7x7).
 
 Where windows overlap (stride < kernel, ResNet's 3x3 stride-2 max pool) an input can belong to
 several windows and receives the *sum* of what each sends it. See docs/pooling.md.
@@ -15,6 +17,7 @@ several windows and receives the *sum* of what each sends it. See docs/pooling.m
 Dimensions are named as in conv.py: N, C, H, W, KH, KW, SH, SW, PH, PW, and
 OH = (H + 2*PH - KH) // SH + 1, OW = (W + 2*PW - KW) // SW + 1 (floor mode, as PyTorch's default).
 """
+from tinyres import ops
 from tinyres.autograd import Function
 from tinyres.backend import get_array_module
 from tinyres.dispatch import fast_twin
@@ -158,6 +161,51 @@ class GlobalAvgPool2d(Function):
         return xp.broadcast_to(share, self.x_shape).copy()          # (N, C, H, W)
 
 
+class AdaptiveAvgPool2d(Function):
+    """Average pooling to a fixed output size (OH, OW), whatever the input's (H, W).
+
+    PyTorch's windows: along an axis of length H with OH outputs, output i averages the rows
+
+        start_i = floor(i * H / OH)   to   end_i = ceil((i + 1) * H / OH)   (end excluded).
+
+    When OH divides H every window is H/OH long and they do not overlap (avg_pool2d with an
+    H/OH x W/OW window; OH = 1 is the global mean). Otherwise their lengths differ by one and
+    neighbours may share a row: H=5, OH=2 gives rows 0-2 and 2-4; H=1, OH=7 copies the row 7 times.
+
+    A window is a rectangle, and the mean over a rectangle is the mean over its rows, then over its
+    columns: two products with fixed averaging matrices,
+
+        y = A_H @ x @ A_W^T      A_H (OH, H): A_H[i, h] = 1 / (end_i - start_i) if h is in window i,
+                                               else 0 (A_W (OW, W) likewise)
+
+    The map is linear, so backward multiplies by the same matrices, transposed:
+    dL/dx = A_H^T @ dL/dy @ A_W, which gives every pixel 1/len of each window it belongs to.
+    """
+
+    def __init__(self, output_size):
+        self.output_size = output_size
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        (H, W), (OH, OW) = x.shape[2:], self.output_size
+        self.A_H = averaging_matrix(xp, H, OH, x.dtype)                 # (OH, H)
+        self.A_W = averaging_matrix(xp, W, OW, x.dtype)                 # (OW, W)
+        return self.A_H @ x @ self.A_W.T                                # (N, C, OH, OW)
+
+    def backward(self, gy):
+        return self.A_H.T @ gy @ self.A_W                               # (N, C, H, W)
+
+
+def averaging_matrix(xp, size, out_size, dtype):
+    """(out_size, size): row i is 1/len on PyTorch's adaptive window i of an axis, else 0."""
+    i = xp.arange(out_size)[:, None]                                    # (out, 1)
+    j = xp.arange(size)[None, :]                                        # (1, size)
+    start = (i * size) // out_size                                      # floor(i * size / out)
+    end = ((i + 1) * size + out_size - 1) // out_size                   # ceil((i+1) * size / out)
+    inside = (j >= start) & (j < end)                                   # (out, size)
+    return inside.astype(dtype) / (end - start).astype(dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # The public functions: check the arguments, then call the Function
 # ----------------------------------------------------------------------------------------------
@@ -184,13 +232,30 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, name=None):
 def global_avg_pool2d(x, name=None):
     """Global average pooling: x (N, C, H, W) -> (N, C), the mean of each channel
     (as ``adaptive_avg_pool2d(x, 1)`` followed by a flatten)."""
-    op = name or "global_avg_pool2d"
+    _check_images(name or "global_avg_pool2d", x)
+    return GlobalAvgPool2d()(x)
+
+
+def adaptive_avg_pool2d(x, output_size, name=None):
+    """Adaptive average pooling: x (N, C, H, W) -> (N, C, OH, OW) for any H, W, with PyTorch's
+    windows (see AdaptiveAvgPool2d). `output_size` is an int or an (OH, OW) pair."""
+    op = name or "adaptive_avg_pool2d"
+    size = as_pair(output_size, "output_size", op)
+    if min(size) < 1:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size!r}")
+    _check_images(op, x)
+    if size == (1, 1):          # ResNet's head: a mean is cheaper than two matrix products
+        return ops.reshape(GlobalAvgPool2d()(x), x.shape[0], x.shape[1], 1, 1)
+    return AdaptiveAvgPool2d(size)(x)
+
+
+def _check_images(op, x):
+    """Every pool takes a 4-D floating point (N, C, H, W) batch."""
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
     if x.dtype.type not in FLOAT_DTYPES:
         raise TypeError(f"{op}: expected a floating point input (float32 or float64), got "
                         f"dtype {x.dtype}")
-    return GlobalAvgPool2d()(x)
 
 
 def _check_pool_args(op, x, kernel_size, stride, padding):
@@ -198,11 +263,7 @@ def _check_pool_args(op, x, kernel_size, stride, padding):
     kernel = as_pair(kernel_size, "kernel_size", op)
     stride = kernel if stride is None else as_pair(stride, "stride", op)
     padding = as_pair(padding, "padding", op)
-    if x.ndim != 4:
-        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.dtype.type not in FLOAT_DTYPES:
-        raise TypeError(f"{op}: expected a floating point input (float32 or float64), got "
-                        f"dtype {x.dtype}")
+    _check_images(op, x)
     if min(kernel) < 1:
         raise ValueError(f"{op}: kernel_size must be positive, got {kernel}")
     if min(stride) < 1:

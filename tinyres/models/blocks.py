@@ -32,6 +32,9 @@ stands in the shortcut slot (`make_shortcut`). Read `ResidualBlock.forward` for 
 
 The shortcut slot is called ``shortcut`` (the CIFAR layout: ``layer2.0.shortcut.0.weight``) or,
 for torchvision's ImageNet names, ``downsample`` (``layer2.0.downsample.0.weight``).
+
+At the end, what the CIFAR and ImageNet networks share: `make_stage` (a stage of blocks),
+`ResNetBase`, the paper's initialisation `he_init_`, and `check_images` (also VGG's).
 """
 import tinyres.functional as F
 from tinyres import ops
@@ -214,6 +217,32 @@ class Bottleneck(ResidualBlock):
         return self.bn3(self.conv3(out))             # (N, 4*channels, H/s, W/s)  expand
 
 
+# ----------------------------------------------------------------------------------------------
+# What the CIFAR and ImageNet ResNets (and VGG's checks) share
+# ----------------------------------------------------------------------------------------------
+def make_stage(block, count, in_channels, channels, stride, **options):
+    """One stage (layer1, layer2, ...): `count` blocks of `channels`. Only the first may change
+    the shape (its `stride`, and in_channels -> channels * expansion), so only it may need a
+    projection shortcut; the others keep the shape. `options` go to every block."""
+    blocks = [block(in_channels, channels, stride, **options)]
+    for _ in range(count - 1):
+        blocks.append(block(channels * block.expansion, channels, 1, **options))
+    return Sequential(*blocks)
+
+
+class ResNetBase(Module):
+    """What CifarResNet and ImageNetResNet share besides their blocks: the `shortcut` option
+    ("none" makes the plain twin) and the printout. Each sets depth, num_classes and shortcut."""
+
+    @property
+    def is_plain(self):
+        return self.shortcut == "none"
+
+    def extra_repr(self):
+        kind = "plain" if self.is_plain else f"shortcut={self.shortcut!r}"
+        return f"depth={self.depth}, {kind}, num_classes={self.num_classes}"
+
+
 def he_init_(model):
     """The paper's initialisation, in place: He et al.'s normal N(0, 2/fan_in) for every conv and
     linear weight; batch norm weight 1 and bias 0. Biases of Linear layers keep their default
@@ -228,15 +257,15 @@ def he_init_(model):
     return model
 
 
-def check_images(model, x, channels=3, size=None):
-    """Check a batch of images before the model's first layer, `model.conv1`, and raise naming
-    it: a 4-D (N, channels, H, W) input, and H = W = `size` when `size` is not None."""
-    first = model.conv1.label
-    expected = f"(N, {channels}, {size or 'H'}, {size or 'W'})"
+def check_images(first_layer, x, channels=3, size=None):
+    """Check a batch of images before a model's first layer, and raise naming that layer: a 4-D
+    (N, channels, H, W) input (any channels when None), and H = W = `size` when `size` is given."""
+    first = first_layer.label
+    expected = f"(N, {channels or 'C'}, {size or 'H'}, {size or 'W'})"
     if x.ndim != 4:
         raise ValueError(f"{first}: expected a batch of images {expected}, got shape "
                          f"{tuple(x.shape)}")
-    if x.shape[1] != channels:
+    if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{first}: expected input with {channels} channels {expected}, got "
                          f"shape {tuple(x.shape)}")
     if size is not None and tuple(x.shape[2:]) != (size, size):

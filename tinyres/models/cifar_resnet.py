@@ -22,8 +22,9 @@ Parameter names are those of the widely used PyTorch CIFAR ResNets (``conv1``, `
     model = plain56()                       # the same stack without shortcuts
 """
 from tinyres import functional as F
-from tinyres.models.blocks import BasicBlock, check_images, check_shortcut_option, he_init_
-from tinyres.nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, Module, Sequential
+from tinyres.models.blocks import (BasicBlock, ResNetBase, check_images, check_shortcut_option,
+                                   he_init_, make_stage)
+from tinyres.nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear
 
 # (filters, stride of the stage's first block): the three stages of section 4.2
 STAGES = ((16, 1), (32, 2), (64, 2))
@@ -39,7 +40,7 @@ def blocks_per_stage(depth):
     return (depth - 2) // 6
 
 
-class CifarResNet(Module):
+class CifarResNet(ResNetBase):
     """ResNet-(6n+2) for 32x32 images: x (N, 3, 32, 32) -> logits (N, num_classes).
 
     `shortcut` is "A", "B", "C" or "none" (the plain net; see blocks.py). `input_size` is the
@@ -61,32 +62,21 @@ class CifarResNet(Module):
         self.bn1 = BatchNorm2d(16)
         in_channels = 16
         for index, (channels, stride) in enumerate(STAGES, start=1):
-            blocks = []
-            for b in range(n):                       # only a stage's first block has stride 2
-                blocks.append(BasicBlock(in_channels, channels, stride if b == 0 else 1,
-                                         shortcut=shortcut))
-                in_channels = channels
-            setattr(self, f"layer{index}", Sequential(*blocks))
+            setattr(self, f"layer{index}", make_stage(BasicBlock, n, in_channels, channels, stride,
+                                                      shortcut=shortcut))
+            in_channels = channels
         self.avgpool = AdaptiveAvgPool2d(1)
         self.fc = Linear(in_channels, num_classes)
         he_init_(self)
 
     def forward(self, x):
-        check_images(self, x, 3, self.input_size)
+        check_images(self.conv1, x, 3, self.input_size)
         x = F.relu(self.bn1(self.conv1(x)))          # (N, 16, 32, 32)
         x = self.layer1(x)                           # (N, 16, 32, 32)
         x = self.layer2(x)                           # (N, 32, 16, 16)
         x = self.layer3(x)                           # (N, 64, 8, 8)
         x = F.flatten(self.avgpool(x))               # (N, 64)
         return self.fc(x)                            # (N, num_classes)
-
-    @property
-    def is_plain(self):
-        return self.shortcut == "none"
-
-    def extra_repr(self):
-        kind = "plain" if self.is_plain else f"shortcut={self.shortcut!r}"
-        return f"depth={self.depth}, {kind}, num_classes={self.num_classes}"
 
 
 def cifar_resnet(depth, num_classes=10, shortcut="A", input_size=32):

@@ -27,10 +27,9 @@ Names follow torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer2.0.d
                           multiply-adds.
 """
 from tinyres import functional as F
-from tinyres.models.blocks import (BasicBlock, Bottleneck, check_images, check_shortcut_option,
-                                   he_init_)
-from tinyres.nn import (AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d, Module,
-                        Sequential)
+from tinyres.models.blocks import (BasicBlock, Bottleneck, ResNetBase, check_images,
+                                   check_shortcut_option, he_init_, make_stage)
+from tinyres.nn import AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Linear, MaxPool2d
 
 # depth -> (block, blocks in each of the four stages): the paper's Table 1
 TABLE_1 = {
@@ -43,7 +42,7 @@ TABLE_1 = {
 STAGE_CHANNELS = (64, 128, 256, 512)    # the 3x3 convs' channels in layer1..layer4
 
 
-class ImageNetResNet(Module):
+class ImageNetResNet(ResNetBase):
     """ResNet-`depth` of Table 1: x (N, 3, H, W) -> logits (N, num_classes), any H, W >= 1."""
 
     def __init__(self, depth, num_classes=1000, shortcut="B", stride_in_1x1=False):
@@ -68,19 +67,16 @@ class ImageNetResNet(Module):
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
         in_channels = 64
         for index, (channels, count) in enumerate(zip(STAGE_CHANNELS, stage_sizes), start=1):
-            first_stride = 1 if index == 1 else 2    # layer1 follows the max pool: no stride
-            blocks = []
-            for b in range(count):
-                blocks.append(block(in_channels, channels, first_stride if b == 0 else 1,
-                                    **options))
-                in_channels = channels * block.expansion
-            setattr(self, f"layer{index}", Sequential(*blocks))
+            stride = 1 if index == 1 else 2          # layer1 follows the max pool: no stride
+            setattr(self, f"layer{index}", make_stage(block, count, in_channels, channels, stride,
+                                                      **options))
+            in_channels = channels * block.expansion
         self.avgpool = AdaptiveAvgPool2d(1)
         self.fc = Linear(in_channels, num_classes)
         he_init_(self)
 
     def forward(self, x):
-        check_images(self, x, 3)
+        check_images(self.conv1, x, 3)
         x = F.relu(self.bn1(self.conv1(x)))          # (N, 64, H/2, W/2)      112x112
         x = self.maxpool(x)                          # (N, 64, H/4, W/4)      56x56
         x = self.layer1(x)                           # (N, 64 or 256, H/4, W/4)
@@ -90,14 +86,9 @@ class ImageNetResNet(Module):
         x = F.flatten(self.avgpool(x))               # (N, 512 or 2048)
         return self.fc(x)                            # (N, num_classes)
 
-    @property
-    def is_plain(self):
-        return self.shortcut == "none"
-
     def extra_repr(self):
-        kind = "plain" if self.is_plain else f"shortcut={self.shortcut!r}"
-        bottleneck = ", stride_in_1x1=True (the paper's)" if self.stride_in_1x1 else ""
-        return f"depth={self.depth}, {kind}{bottleneck}, num_classes={self.num_classes}"
+        paper = ", stride_in_1x1=True (the paper's bottleneck)" if self.stride_in_1x1 else ""
+        return super().extra_repr() + paper
 
 
 def imagenet_resnet(depth, num_classes=1000, shortcut="B", stride_in_1x1=False):

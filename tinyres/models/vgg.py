@@ -19,18 +19,20 @@ pools leave a 7x7x512 map, so the first head layer alone holds 25088 x 4096 = 10
 ~140 M parameters, while the convs do nearly all of its ~15-20 G multiply-adds.
 
 Below, CONFIGS is that table, written as the paper writes it; `make_features` turns one list
-into layers; `VGG` adds the head. The names of parameters are torchvision's (``features.0.weight``,
-``classifier.6.bias``; with batch norm, torchvision's ``vgg16_bn`` layout), so a torchvision
-state dict, exported to numpy arrays, loads unchanged.
+into layers; `VGG` adds the head; IMAGENET_NAMES gives the networks torchvision's names
+(``vgg16``, ``vgg16_bn``). The names of parameters are torchvision's too (``features.0.weight``,
+``classifier.6.bias``), so a torchvision state dict, exported to numpy arrays, loads unchanged.
 
 CIFAR-10 (``cifar_vgg``): the same conv stacks on a 32x32 image, where the five pools take
 32 -> 16 -> 8 -> 4 -> 2 -> 1, so the map is 1x1x512 and the head is one Linear(512, classes).
 Batch norm is on by default there: without it (or a careful start) a VGG this deep trains badly
 from scratch; the paper initialised its deeper nets partly from the trained A.
 """
+from functools import partial
+
 import tinyres.functional as F
-from tinyres import nn, ops
-from tinyres.backend import get_array_module
+from tinyres import nn
+from tinyres.models.blocks import check_images
 from tinyres.nn import init
 
 # ----------------------------------------------------------------------------------------------
@@ -115,57 +117,15 @@ def _out_channels(features):
 
 
 # ----------------------------------------------------------------------------------------------
-# Adaptive average pooling with uneven windows
-# ----------------------------------------------------------------------------------------------
-class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
-    """nn.AdaptiveAvgPool2d, plus PyTorch's uneven windows when H or W is not a multiple of
-    the output size (e.g. a 1x1 map pooled "up" to 7x7, when a 32x32 image enters an ImageNet
-    VGG: torchvision's VGG then copies each value into a 7x7 map, and so does this one).
-
-    PyTorch's window i along an axis of length H (OH outputs) covers
-    rows floor(i*H/OH) ... ceil((i+1)*H/OH) - 1. Averaging over a rectangle of rows x columns is
-    averaging over the rows, then over the columns, so the whole pool is two small matrix
-    products with fixed averaging matrices,
-
-        y = P_H @ x @ P_W^T     P_H (OH, H): row i holds 1/len over window i's rows, else 0
-
-    and its gradient comes from MatMul's backward. For even windows (224x224 input, a 7x7 map)
-    the parent's AvgPool2d path runs: there, each window is one pixel and y = x.
-    """
-
-    def forward(self, x):
-        self._check_input(x, "(N, C, H, W)")
-        N, C, H, W = x.shape
-        OH, OW = self._size
-        if H % OH == 0 and W % OW == 0:
-            return super().forward(x)
-        xp = get_array_module(x.data)
-        P_H = _averaging_matrix(xp, H, OH, x.dtype)                     # (OH, H)
-        P_W = _averaging_matrix(xp, W, OW, x.dtype)                     # (OW, W)
-        rows_pooled = ops.matmul(P_H, x)                                # (N, C, OH, W)
-        return ops.matmul(rows_pooled, P_W.T)                           # (N, C, OH, OW)
-
-
-def _averaging_matrix(xp, size, out_size, dtype):
-    """(out_size, size): row i averages PyTorch's adaptive window i of an axis of `size`."""
-    i = xp.arange(out_size)[:, None]                                    # (out, 1)
-    j = xp.arange(size)[None, :]                                        # (1, size)
-    start = (i * size) // out_size                                      # floor(i*size/out)
-    end = -((-(i + 1) * size) // out_size)                              # ceil((i+1)*size/out)
-    inside = (j >= start) & (j < end)                                   # (out, size)
-    return inside.astype(dtype) / (end - start).astype(dtype)
-
-
-# ----------------------------------------------------------------------------------------------
 # The network
 # ----------------------------------------------------------------------------------------------
 class VGG(nn.Module):
     """features (convs and pools) -> avgpool (optional) -> flatten -> classifier.
 
-    `VGG(make_features("D"), imagenet_head(1000), AdaptiveAvgPool2d((7, 7)))` is torchvision's
-    vgg16; the CIFAR variants have no avgpool and a single Linear as classifier. The weights
-    are initialised by `init_weights_`. `input_size` (an int) makes forward accept only
-    input_size x input_size images.
+    `VGG(make_features("D"), imagenet_head(1000), nn.AdaptiveAvgPool2d((7, 7)))` is
+    torchvision's vgg16; the CIFAR variants have no avgpool and a single Linear as classifier.
+    The weights are initialised by `init_weights_`. `input_size` (an int) makes forward accept
+    only input_size x input_size images.
     """
 
     def __init__(self, features, classifier, avgpool=None, input_size=None):
@@ -177,26 +137,13 @@ class VGG(nn.Module):
         init_weights_(self)
 
     def forward(self, x):
-        self._check_images(x)
+        first = self.features[0]
+        check_images(first, x, getattr(first, "in_channels", None), self.input_size)
         x = self.features(x)                                            # (N, 512, h, w)
         if self.avgpool is not None:
             x = self.avgpool(x)                                         # (N, 512, 7, 7)
         x = F.flatten(x, 1)                                             # (N, 512 * 7 * 7)
         return self.classifier(x)                                       # (N, classes)
-
-    def _check_images(self, x):
-        """Raise naming the first layer unless x is (N, C, S, S) with S = input_size."""
-        first = self.features[0]
-        channels = getattr(first, "in_channels", None)
-        size = self.input_size
-        expected = f"(N, {channels or 'C'}, {size or 'H'}, {size or 'W'})"
-        if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
-            raise ValueError(f"{first.label}: expected a batch of images {expected}, got shape "
-                             f"{tuple(x.shape)}")
-        if size is not None and tuple(x.shape[2:]) != (size, size):
-            raise ValueError(f"{first.label}: expected {size}x{size} images {expected}, got "
-                             f"shape {tuple(x.shape)} (build the model with input_size=None to "
-                             f"accept other sizes)")
 
 
 def imagenet_head(num_classes=1000, in_features=512 * 7 * 7, dropout=0.5, hidden=4096):
@@ -213,8 +160,9 @@ def imagenet_head(num_classes=1000, in_features=512 * 7 * 7, dropout=0.5, hidden
 def init_weights_(model):
     """torchvision's VGG initialisation, in place: He normal with fan_out for convs (std
     sqrt(2 / (out_channels * KH * KW))), N(0, 0.01^2) for linear weights, zero biases, batch
-    norm scale 1 and shift 0. (The paper drew A's weights from N(0, 0.01^2) and started the
-    deeper nets partly from A's trained layers; He et al.'s init lets them start from scratch.)"""
+    norm scale 1 and shift 0. (The paper drew A's weights from a normal of variance 10^-2 and
+    started the deeper nets partly from A's trained layers; He et al.'s init lets them start from
+    scratch.)"""
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -237,12 +185,14 @@ def imagenet_vgg(config, batch_norm=False, num_classes=1000, dropout=0.5):
     """An ImageNet VGG (224x224 input) of configuration "A", "A-LRN", "B", "C", "D" or "E".
 
     Other input sizes work as in torchvision: the adaptive pool makes the last map 7x7 (a 32x32
-    image leaves a 1x1 map, copied to 7x7); below 32x32 the map vanishes at a max pool, whose
-    error names it (e.g. ``MaxPool2d features.20``).
+    image leaves a 1x1 map, copied to 7x7; a 64x64 one a 2x2 map, pooled by uneven, overlapping
+    windows); below 32x32 the map vanishes at a max pool, whose error names it (e.g.
+    ``MaxPool2d features.20``).
     """
-    features = make_features(_config_name(config), batch_norm)
-    head = imagenet_head(num_classes, _out_channels(features) * 7 * 7, dropout)
-    return VGG(features, head, avgpool=AdaptiveAvgPool2d((7, 7)))
+    with init.skip_default_weight_init():     # VGG() draws every weight (init_weights_)
+        features = make_features(_config_name(config), batch_norm)
+        head = imagenet_head(num_classes, _out_channels(features) * 7 * 7, dropout)
+    return VGG(features, head, avgpool=nn.AdaptiveAvgPool2d((7, 7)))
 
 
 def cifar_vgg(depth, batch_norm=True, num_classes=10, width=64, input_size=32):
@@ -260,85 +210,39 @@ def cifar_vgg(depth, batch_norm=True, num_classes=10, width=64, input_size=32):
     if not isinstance(width, int) or isinstance(width, bool) or width < 1:
         raise ValueError(f"cifar_vgg: width must be a positive int, got {width!r}")
     config = [entry if entry == "M" else entry * width // 64 for entry in CONFIGS[DEPTHS[depth]]]
-    features = make_features(config, batch_norm)
-    return VGG(features, nn.Linear(_out_channels(features), num_classes), input_size=input_size)
+    with init.skip_default_weight_init():     # VGG() draws every weight (init_weights_)
+        features = make_features(config, batch_norm)
+        classifier = nn.Linear(_out_channels(features), num_classes)
+    return VGG(features, classifier, input_size=input_size)
 
 
-def vgg11(num_classes=1000, dropout=0.5):
-    """VGG-11, configuration A: 8 convs + 3 FC; 132,863,336 parameters, 7.6G multiply-adds."""
-    return imagenet_vgg("A", False, num_classes, dropout)
+# ----------------------------------------------------------------------------------------------
+# The names of the model registry (tinyres/models/__init__.py)
+# ----------------------------------------------------------------------------------------------
+# torchvision's names for the paper's networks: name -> (configuration, batch_norm). In the
+# comments: parameters with 1000 classes (torchvision's counts; the paper's Table 2 rounds them to
+# 133, 133, 134, 138, 144 M) and multiply-adds at 224x224.
+IMAGENET_NAMES = {
+    "vgg11": ("A", False),          # 132,863,336   7.6 G
+    "vgg11_lrn": ("A-LRN", False),  # 132,863,336   7.6 G   A + LRN: no better than A (Table 3)
+    "vgg13": ("B", False),          # 133,047,848  11.3 G
+    "vgg16_c": ("C", False),        # 133,638,952  11.8 G   B + three 1x1 convs
+    "vgg16": ("D", False),          # 138,357,544  15.5 G
+    "vgg19": ("E", False),          # 143,667,240  19.6 G
+    "vgg11_bn": ("A", True),        # 132,868,840           batch norm after every conv
+    "vgg13_bn": ("B", True),        # 133,053,736
+    "vgg16_bn": ("D", True),        # 138,365,992
+    "vgg19_bn": ("E", True),        # 143,678,248
+}
 
+# name -> constructor: get_model("vgg16", num_classes=10) calls imagenet_vgg("D", False,
+# num_classes=10). The CIFAR nets are cifar_vgg11 ... cifar_vgg19; their parameters with batch
+# norm (without), 10 classes: 11: 9,231,114 (9,225,610), 13: 9,416,010 (9,410,122),
+# 16: 14,728,266 (14,719,818), 19: 20,040,522 (20,029,514).
+MODELS = {name: partial(imagenet_vgg, config, batch_norm)
+          for name, (config, batch_norm) in IMAGENET_NAMES.items()}
+MODELS.update({f"cifar_vgg{depth}": partial(cifar_vgg, depth) for depth in DEPTHS})
 
-def vgg11_lrn(num_classes=1000, dropout=0.5):
-    """VGG-11 with LRN after its first conv (A-LRN): A's parameters, no better (Table 3)."""
-    return imagenet_vgg("A-LRN", False, num_classes, dropout)
-
-
-def vgg13(num_classes=1000, dropout=0.5):
-    """VGG-13, configuration B: 10 convs + 3 FC; 133,047,848 parameters, 11.3G multiply-adds."""
-    return imagenet_vgg("B", False, num_classes, dropout)
-
-
-def vgg16_c(num_classes=1000, dropout=0.5):
-    """VGG-16, configuration C: B + three 1x1 convs; 133,638,952 parameters, 11.8G mult-adds."""
-    return imagenet_vgg("C", False, num_classes, dropout)
-
-
-def vgg16(num_classes=1000, dropout=0.5):
-    """VGG-16, configuration D: 13 convs + 3 FC; 138,357,544 parameters, 15.5G multiply-adds."""
-    return imagenet_vgg("D", False, num_classes, dropout)
-
-
-def vgg19(num_classes=1000, dropout=0.5):
-    """VGG-19, configuration E: 16 convs + 3 FC; 143,667,240 parameters, 19.6G multiply-adds."""
-    return imagenet_vgg("E", False, num_classes, dropout)
-
-
-def vgg11_bn(num_classes=1000, dropout=0.5):
-    """VGG-11 with batch norm after every conv (torchvision's vgg11_bn): 132,868,840 params."""
-    return imagenet_vgg("A", True, num_classes, dropout)
-
-
-def vgg13_bn(num_classes=1000, dropout=0.5):
-    """VGG-13 with batch norm after every conv: 133,053,736 parameters."""
-    return imagenet_vgg("B", True, num_classes, dropout)
-
-
-def vgg16_bn(num_classes=1000, dropout=0.5):
-    """VGG-16 with batch norm after every conv: 138,365,992 parameters."""
-    return imagenet_vgg("D", True, num_classes, dropout)
-
-
-def vgg19_bn(num_classes=1000, dropout=0.5):
-    """VGG-19 with batch norm after every conv: 143,678,248 parameters."""
-    return imagenet_vgg("E", True, num_classes, dropout)
-
-
-def cifar_vgg11(num_classes=10, batch_norm=True, width=64, input_size=32):
-    """VGG-11's convs on 32x32 images: 9,231,114 parameters (9,225,610 without batch norm)."""
-    return cifar_vgg(11, batch_norm, num_classes, width, input_size)
-
-
-def cifar_vgg13(num_classes=10, batch_norm=True, width=64, input_size=32):
-    """VGG-13's convs on 32x32 images: 9,416,010 parameters (9,410,122 without batch norm)."""
-    return cifar_vgg(13, batch_norm, num_classes, width, input_size)
-
-
-def cifar_vgg16(num_classes=10, batch_norm=True, width=64, input_size=32):
-    """VGG-16's convs on 32x32 images: 14,728,266 parameters (14,719,818 without batch norm)."""
-    return cifar_vgg(16, batch_norm, num_classes, width, input_size)
-
-
-def cifar_vgg19(num_classes=10, batch_norm=True, width=64, input_size=32):
-    """VGG-19's convs on 32x32 images: 20,040,522 parameters (20,029,514 without batch norm)."""
-    return cifar_vgg(19, batch_norm, num_classes, width, input_size)
-
-
-# name -> constructor, for the registry in tinyres/models/__init__.py
 # VGG with SGD at the ResNet recipe's lr 0.1 blows up within the first steps, in PyTorch as in
 # tinyres (docs/vgg.md); 0.02 trains. `tinyres train` starts VGG models from this rate.
 TRAINING_LR = 0.02
-
-MODELS = {f.__name__: f for f in (vgg11, vgg11_lrn, vgg13, vgg16_c, vgg16, vgg19,
-                                  vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn,
-                                  cifar_vgg11, cifar_vgg13, cifar_vgg16, cifar_vgg19)}

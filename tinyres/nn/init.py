@@ -13,8 +13,11 @@ fan_out = out_channels * KH * KW (PyTorch's convention, used here too).
 
 Every function here fills a Parameter (or array) *in place*, on its device, in its dtype, and
 returns it. The random numbers come from one global NumPy Generator, drawn on the host and then
-copied to the device, so ``tinyres.manual_seed(0)`` gives the same weights on CPU and GPU.
+copied to the device, so ``tinyres.manual_seed(0)`` gives the same weights on CPU and GPU. They
+are drawn directly in the parameter's dtype: a float32 draw takes half the random bits of a
+float64 one and needs no cast, which matters when a VGG draws 140 M of them.
 """
+import contextlib
 import math
 
 import numpy
@@ -84,52 +87,78 @@ def _kaiming_std(tensor, a, mode, nonlinearity):
 
 
 # -- the initialisers ----------------------------------------------------------------------------
+def _array(tensor):
+    return tensor.data if isinstance(tensor, Tensor) else tensor
+
+
+def _host_array_to_draw_into(tensor):
+    """Host memory for the random numbers of `tensor`: its own array when that is a contiguous
+    float32 or float64 NumPy array (the numbers are drawn in place: no second copy of a 400 MB
+    layer), else a new host array, float32 or float64 as the tensor, or float64 for others."""
+    target = _array(tensor)
+    drawable = target.dtype in (numpy.float32, numpy.float64)
+    if type(target) is numpy.ndarray and drawable and target.flags.c_contiguous:
+        return target
+    return numpy.empty(target.shape, dtype=target.dtype if drawable else numpy.float64)
+
+
 def _fill(tensor, values):
-    """Write host `values` into the tensor's array in place, on its device, in its dtype."""
-    target = tensor.data if isinstance(tensor, Tensor) else tensor
-    host = numpy.asarray(values, dtype=target.dtype)
-    target[...] = backend.to_device(host, backend.device_of(target))
+    """Write host `values` into the tensor's array in place, on its device, in its dtype (nothing
+    to do when they were drawn there)."""
+    target = _array(tensor)
+    if values is not target:
+        host = numpy.asarray(values, dtype=target.dtype)
+        target[...] = backend.to_device(host, backend.device_of(target))
     return tensor
+
+
+def normal_(tensor, mean=0.0, std=1.0):
+    """N(mean, std^2): standard normal numbers, scaled and shifted."""
+    values = _host_array_to_draw_into(tensor)
+    _generator.standard_normal(dtype=values.dtype, out=values)
+    values *= std
+    values += mean
+    return _fill(tensor, values)
+
+
+def uniform_(tensor, a=0.0, b=1.0):
+    """U(a, b): uniform numbers in [0, 1), scaled and shifted. In float32 the rounding of
+    a + (b - a) * u could step just past b, so the values are clipped to [a, b] (a no-op in
+    float64, where they are exactly ``Generator.uniform(a, b)``'s)."""
+    values = _host_array_to_draw_into(tensor)
+    _generator.random(dtype=values.dtype, out=values)
+    values *= b - a
+    values += a
+    return _fill(tensor, numpy.clip(values, a, b, out=values))
 
 
 def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
     """N(0, std^2), std = gain / sqrt(fan). With a=0 the gain is sqrt(2), the ReLU gain
     (the default nonlinearity is PyTorch's, 'leaky_relu' with negative slope a)."""
-    std = _kaiming_std(tensor, a, mode, nonlinearity)
-    return _fill(tensor, _generator.normal(0.0, std, size=tensor.shape))
+    return normal_(tensor, 0.0, _kaiming_std(tensor, a, mode, nonlinearity))
 
 
 def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
     """U(-bound, bound), bound = sqrt(3) * gain / sqrt(fan): the variance of kaiming_normal_."""
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
-    return _fill(tensor, _generator.uniform(-bound, bound, size=tensor.shape))
+    return uniform_(tensor, -bound, bound)
 
 
 def xavier_uniform_(tensor, gain=1.0):
     """U(-bound, bound), bound = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010)."""
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return _fill(tensor, _generator.uniform(-bound, bound, size=tensor.shape))
+    return uniform_(tensor, -bound, bound)
 
 
 def xavier_normal_(tensor, gain=1.0):
     """N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = fan_in_and_fan_out(tensor)
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    return _fill(tensor, _generator.normal(0.0, std, size=tensor.shape))
-
-
-def normal_(tensor, mean=0.0, std=1.0):
-    return _fill(tensor, _generator.normal(mean, std, size=tensor.shape))
-
-
-def uniform_(tensor, a=0.0, b=1.0):
-    return _fill(tensor, _generator.uniform(a, b, size=tensor.shape))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
 def constant_(tensor, val):
-    target = tensor.data if isinstance(tensor, Tensor) else tensor
-    target[...] = val
+    _array(tensor)[...] = val
     return tensor
 
 
@@ -141,10 +170,29 @@ def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
+# -- the layers' default, and skipping it --------------------------------------------------------
+_draw_default_weights = True    # False inside `skip_default_weight_init()`
+
+
+@contextlib.contextmanager
+def skip_default_weight_init():
+    """Within this block Conv2d and Linear leave their weights at zero instead of drawing the
+    default below. For a model builder whose own initialisation (he_init_, VGG's init_weights_)
+    draws every conv and linear weight again right after: an ImageNet VGG then draws its 140 M
+    weights once, not twice. Biases still get their default (he_init_ keeps Linear's)."""
+    global _draw_default_weights
+    previous, _draw_default_weights = _draw_default_weights, False
+    try:
+        yield
+    finally:
+        _draw_default_weights = previous
+
+
 def default_layer_init_(weight, bias=None):
     """PyTorch's default for Conv2d and Linear: kaiming_uniform_ with a=sqrt(5), which works out
     to U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight, and the same bound for the bias."""
-    kaiming_uniform_(weight, a=math.sqrt(5))
+    if _draw_default_weights:
+        kaiming_uniform_(weight, a=math.sqrt(5))
     if bias is not None:
         fan_in, _ = fan_in_and_fan_out(weight)
         bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0

@@ -103,12 +103,9 @@ class Module:
                                      f"{type(self).__name__}.__init__")
             object.__setattr__(self, name, value)
         elif isinstance(value, Parameter):
-            self._forget(name)
-            self._parameters[name] = value
+            self.register_parameter(name, value)
         elif isinstance(value, Module):
-            self._forget(name)
-            self._modules[name] = value
-            value._set_path(_join(self._path, name))
+            self.add_module(name, value)
         elif name in self._parameters:
             if value is not None:
                 raise TypeError(f"{self.label}: cannot assign a {type(value).__name__} to "
@@ -152,14 +149,19 @@ class Module:
             raise KeyError(f"{self.label}: {kind} name must be a non-empty string without '.', "
                            f"got {name!r}")
 
+    def _register(self, registry, name, value, kind, method):
+        """File `value` (a `kind`, or None) under `name` in `registry`, replacing whatever
+        had that name before (in any registry)."""
+        self._check_new_name(name, kind.__name__.lower())
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{self.label}: {method}('{name}') needs a {kind.__name__} or None, "
+                            f"got {type(value).__name__}")
+        self._forget(name)
+        registry[name] = value
+
     def register_parameter(self, name, param):
         """Register a Parameter (or None: a declared but absent parameter, like bias=False)."""
-        self._check_new_name(name, "parameter")
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"{self.label}: register_parameter('{name}') needs a Parameter or "
-                            f"None, got {type(param).__name__}")
-        self._forget(name)
-        self._parameters[name] = param
+        self._register(self._parameters, name, param, Parameter, "register_parameter")
 
     def register_buffer(self, name, value, persistent=True):
         """Keep an array (or Tensor, or None) that is saved and moved with the module but not
@@ -172,12 +174,7 @@ class Module:
 
     def add_module(self, name, module):
         """Register a child module under `name` (as ``setattr`` does; names may be "0", "1")."""
-        self._check_new_name(name, "module")
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{self.label}: add_module('{name}') needs a Module, got "
-                            f"{type(module).__name__}")
-        self._forget(name)
-        self._modules[name] = module
+        self._register(self._modules, name, module, Module, "add_module")
         if module is not None:
             module._set_path(_join(self._path, name))
 
