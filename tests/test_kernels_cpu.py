@@ -23,6 +23,7 @@ from tinyres.functional import conv, pooling
 
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
 from tinyres.kernels.cpu import conv as cpu_conv  # noqa: E402
+from helpers import conv_configs, conv_output_shape  # noqa: E402
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -67,35 +68,22 @@ def test_the_door_routes_numpy_arrays_to_the_cpu_kernels(kernels):
 # ----------------------------------------------------------------------------------------------
 # conv: im2col, col2im, and the whole conv (forward, backward)
 # ----------------------------------------------------------------------------------------------
-@st.composite
-def conv_configs(draw):
-    """A conv whose kernel fits the padded input; strides may exceed the kernel."""
-    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    return dict(
-        n=draw(st.integers(1, 5)), c=draw(st.integers(1, 4)), oc=draw(st.integers(1, 4)),
-        h=draw(st.integers(max(1, kernel[0] - 2 * padding[0]), 9)),
-        w=draw(st.integers(max(1, kernel[1] - 2 * padding[1]), 9)),
-        kernel=kernel, stride=(draw(st.integers(1, 4)), draw(st.integers(1, 4))),
-        padding=padding, noncontiguous=draw(st.booleans()),
-        dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
-        # rows per chunk: 1 gives one image per chunk; 20 a few; 2**20 all at once
-        chunk_rows=draw(st.sampled_from([1, 20, 1 << 20])))
-
-
-def output_shape(cfg):
-    (KH, KW), (SH, SW), (PH, PW) = cfg["kernel"], cfg["stride"], cfg["padding"]
-    return ((cfg["h"] + 2 * PH - KH) // SH + 1, (cfg["w"] + 2 * PW - KW) // SW + 1)
+def kernel_conv_configs():
+    """Convs as tests/helpers.py draws them, larger, in both float types, and with the rows per
+    chunk: 1 gives one image per chunk; 20 a few; 2**20 all at once."""
+    return conv_configs(max_batch=5, max_channels=4, max_size=9, max_stride=4, max_padding=2,
+                        dtype=st.sampled_from([numpy.float32, numpy.float64]),
+                        chunk_rows=st.sampled_from([1, 20, 1 << 20]))
 
 
 @SETTINGS
-@given(cfg=conv_configs(), seed=st.integers(0, 2**16))
+@given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16))
 def test_im2col_and_col2im_equal_the_reference(cfg, seed):
     rng = numpy.random.default_rng(seed)
     x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), cfg["dtype"], cfg["noncontiguous"])
     args = (cfg["kernel"], cfg["stride"], cfg["padding"])
     numpy.testing.assert_array_equal(cpu.im2col(x, *args), conv.im2col.reference(x, *args))
-    OH, OW = output_shape(cfg)
+    OH, OW = conv_output_shape(cfg)
     cols = made(rng, (cfg["n"] * OH * OW, cfg["c"] * cfg["kernel"][0] * cfg["kernel"][1]),
                 cfg["dtype"], cfg["noncontiguous"])
     # the same additions in the same order: equal to the last bit
@@ -104,14 +92,14 @@ def test_im2col_and_col2im_equal_the_reference(cfg, seed):
 
 
 @SETTINGS
-@given(cfg=conv_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
+@given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed, input_grad):
     monkeypatch.setattr(cpu_conv, "CHUNK_ROWS", cfg["chunk_rows"])
     rng = numpy.random.default_rng(seed)
     dtype = cfg["dtype"]
     x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
     w = made(rng, (cfg["oc"], cfg["c"]) + cfg["kernel"], dtype, cfg["noncontiguous"])
-    gy = made(rng, (cfg["n"], cfg["oc"]) + output_shape(cfg), dtype, cfg["noncontiguous"])
+    gy = made(rng, (cfg["n"], cfg["oc"]) + conv_output_shape(cfg), dtype, cfg["noncontiguous"])
     args = (cfg["stride"], cfg["padding"])
     y = cpu.conv2d_forward(x, w, *args)
     expected = conv.conv2d_forward.reference(x, w, *args)
@@ -127,7 +115,7 @@ def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed,
 
 
 @settings(max_examples=10, deadline=None)
-@given(cfg=conv_configs(), seed=st.integers(0, 2**16),
+@given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16),
        chunk_bytes=st.sampled_from([1, 3000, 30000]), threads=st.sampled_from([1, 3]))
 def test_the_reference_conv_in_chunks_equals_the_whole_batch(cfg, seed, chunk_bytes, threads):
     """The readable path runs its conv a few images at a time on the CPU (conv.CHUNK_BYTES),
@@ -136,7 +124,7 @@ def test_the_reference_conv_in_chunks_equals_the_whole_batch(cfg, seed, chunk_by
     rng = numpy.random.default_rng(seed)
     x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
     w = rng.standard_normal((cfg["oc"], cfg["c"]) + cfg["kernel"])
-    gy = rng.standard_normal((cfg["n"], cfg["oc"]) + output_shape(cfg))
+    gy = rng.standard_normal((cfg["n"], cfg["oc"]) + conv_output_shape(cfg))
     args = (cfg["stride"], cfg["padding"])
     previous_threads = parallel.num_threads()
     previous_bytes, conv.CHUNK_BYTES = conv.CHUNK_BYTES, 10**12
@@ -341,8 +329,8 @@ def test_registered_gradchecks_pass_on_both_paths(kernels, choice, family):
 
 
 @settings(max_examples=10, deadline=None)
-@given(cfg=conv_configs(), seed=st.integers(0, 2**16), choice=st.sampled_from(["fast",
-                                                                                "reference"]))
+@given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16),
+       choice=st.sampled_from(["fast", "reference"]))
 def test_conv_and_fused_batch_norm_relu_gradcheck(cfg, seed, choice):
     previous = dispatch.get_kernels()
     dispatch.set_kernels(choice)

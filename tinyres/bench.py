@@ -307,7 +307,7 @@ CATEGORIES = (                       # (label, Function class names), first matc
     ("conv", ("Conv2d",)),
     ("batch norm (+ fused ReLU)", ("BatchNormTrain", "BatchNormReLUTrain", "BatchNormEval")),
     ("ReLU", ("ReLU",)),
-    ("pooling", ("MaxPool2d", "AvgPool2d", "GlobalAvgPool2d")),
+    ("pooling", ("MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "AdaptiveAvgPool2d")),
     ("add + option-A shortcut", ("Add", "GetItem", "Pad")),
     ("linear + loss", ("Linear", "CrossEntropy", "LogSoftmax", "Reshape")),
 )
