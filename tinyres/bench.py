@@ -416,35 +416,42 @@ def conv_calls(runner):
 def conv_gemm_time(calls, steps):
     """Median seconds per step of the fast convolutions' matrix products alone: for every conv
     call, the BLAS products of kernels/cpu/conv.py with the same shapes, the same chunks and the
-    same sharing among threads, and nothing else (no patches, no copies). The floor of the
-    im2col + GEMM route: however fast the rest becomes, a step cannot take less."""
+    same sharing among threads, and nothing else (no patches, no copies, no allocation: every
+    thread's operands are made before the clock starts). The floor of the im2col + GEMM route:
+    however fast the rest becomes, a step cannot take less."""
     from tinyres.kernels.cpu import conv as cpu_conv
-    from tinyres.kernels.cpu.threads import share
+    from tinyres.kernels.cpu.threads import num_threads, share
     rng = numpy.random.default_rng(0)
+
+    def operands(rows, columns):
+        return rng.standard_normal((rows, columns), dtype=numpy.float32)
+
     jobs = []
     for x_shape, w_shape, stride, padding, input_grad in calls:
         (N, C, _, _), (KH, KW), _, _, (OH, OW) = cpu_conv.geometry(
             "conv2d", x_shape, w_shape[2:], stride, padding)
         OC, K, P = w_shape[0], C * KH * KW, OH * OW
-        jobs.append((cpu_conv._chunks(N, P), P, K, OC, input_grad))
+        chunks = cpu_conv._chunks(N, P)
+        rows = chunks[0][1] * P                     # the largest chunk's patch rows
+        per_thread = [(operands(rows, K), operands(rows, OC), operands(rows, K),
+                       operands(OC, K)) for _ in range(min(num_threads(), len(chunks)))]
+        jobs.append((chunks, P, operands(OC, K), input_grad, per_thread))
 
-    def run(chunks, P, K, OC, input_grad):
-        w2 = rng.standard_normal((OC, K)).astype(numpy.float32)
+    def run(chunks, P, weight, input_grad, per_thread):
+        free = list(per_thread)                     # each thread takes one set (pop is atomic)
 
         def make_worker():
-            rows = rng.standard_normal((chunks[0][1] * P, K)).astype(numpy.float32)
-            out_rows = rng.standard_normal((rows.shape[0], OC)).astype(numpy.float32)
-            grows, gweight = numpy.empty_like(rows), numpy.empty((OC, K), numpy.float32)
+            patches, out_rows, grad_patches, grad_weight = free.pop()
 
             def products(i):
                 B = chunks[i][1]
-                r, o, g = rows[:B * P], out_rows[:B * P], grows[:B * P]
+                r, o, g = patches[:B * P], out_rows[:B * P], grad_patches[:B * P]
                 if input_grad is None:                              # forward
-                    numpy.matmul(r, w2.T, out=o)
+                    numpy.matmul(r, weight.T, out=o)
                 else:                                               # backward
-                    numpy.matmul(o.T, r, out=gweight)
+                    numpy.matmul(o.T, r, out=grad_weight)
                     if input_grad:
-                        numpy.matmul(o, w2, out=g)
+                        numpy.matmul(o, weight, out=g)
             return products
         share(len(chunks), make_worker)
 
@@ -600,6 +607,7 @@ def run(args):
     runners = [make_runner(p, args.model, args.batch_size) for p in paths]
     set_threads(threads)                                   # again: torch's pool exists now
     if args.profile:
+        floor = None
         for runner in runners:
             if isinstance(runner, TinyresRunner):
                 print(f"\nper-op breakdown of one training step, path '{runner.name}' "
@@ -609,10 +617,16 @@ def run(args):
                 for label, seconds in rows:
                     print(f"  {label:<40} {_ms(seconds)} {100 * seconds / total:6.1f} %")
                 if runner.kernels == "fast" and runner.device == "cpu":
-                    gemms = conv_gemm_time(conv_calls(runner), args.steps)
-                    print(f"  {'(the conv GEMMs alone, same shapes)':<40} {_ms(gemms)} "
-                          f"{100 * gemms / total:6.1f} %   the floor of im2col + GEMM: BLAS "
+                    floor = conv_gemm_time(conv_calls(runner), args.steps)
+                    print(f"  {'(the conv GEMMs alone, same shapes)':<40} {_ms(floor)} "
+                          f"{100 * floor / total:6.1f} %   the floor of im2col + GEMM: BLAS "
                           "products only, as the kernels chunk and share them")
+        others = [r for r in runners if not isinstance(r, TinyresRunner)]
+        for name, times in race(others, "train_step", args.steps, args.warmup).items():
+            step = statistics.median(times)
+            print(f"\n{name} whole training step, same run: {_ms(step).strip()}"
+                  + (f"; the fast path's conv GEMMs alone take {floor / step:.0%} of it"
+                     if floor else ""))
         return 0
     load_before = _load_average()
     train = race(runners, "train_step", args.steps, args.warmup)
