@@ -8,7 +8,7 @@ import pytest
 
 import tinyres
 import tinyres.functional as F
-from tinyres import gradcheck, nn
+from tinyres import gradcheck, models, nn
 from tinyres.models import get_model, list_models, summary
 from tinyres.models import vgg as vgg_module
 from tinyres.models.vgg import VGG, cifar_vgg, imagenet_head, imagenet_vgg, make_features
@@ -113,6 +113,14 @@ def test_torchvision_names(shapes_only):
     assert bn["features.1.running_var"].shape == (64,)
     assert bn["features.4.weight"].shape == (128, 64, 3, 3)      # conv, bn, relu, pool, conv
     assert "classifier.weight" in cifar_vgg(11).state_dict()
+
+
+def test_every_vgg_name_is_a_builder_in_tinyres_models(shapes_only):
+    """As torchvision.models.vgg16(): tinyres.models.vgg16() builds what get_model("vgg16") does."""
+    for name in vgg_module.MODELS:
+        built, by_name = getattr(models, name)(num_classes=7), get_model(name, num_classes=7)
+        assert list(built.state_dict()) == list(by_name.state_dict()), name
+        assert built.num_parameters() == by_name.num_parameters(), name
 
 
 def test_initialisation_as_torchvision():

@@ -1,7 +1,7 @@
 """Floor 6: models — the networks of the papers, built from the nn layers, found by name.
 
     from tinyres import models
-    model = models.get_model("resnet20")            # or models.resnet20()
+    model = models.get_model("resnet20")            # or models.resnet20(), models.vgg16()
     models.list_models()                            # every registered name
     tinyres.summary(model, (3, 32, 32))             # layers, shapes, parameters, multiply-adds
 
@@ -65,6 +65,11 @@ from tinyres.models.cifar_resnet import (CifarResNet, cifar_plain, cifar_resnet,
 from tinyres.models.imagenet_resnet import (ImageNetResNet, imagenet_resnet,  # noqa: E402
                                             plain18, plain34, resnet18, resnet34, resnet50,
                                             resnet101, resnet152)
+from tinyres.models.vgg import VGG, cifar_vgg, imagenet_vgg, make_features  # noqa: E402
 from tinyres.models.summary import LayerRow, ModelSummary, summary  # noqa: E402
 from tinyres.models.views import (block_outputs, compare_gradient_norms,  # noqa: E402
                                   gradient_norms)
+
+# VGG's builders are one table (vgg.MODELS); as in torchvision, each is also a name here:
+# models.vgg16(), models.vgg16_bn(num_classes=10), models.cifar_vgg11().
+globals().update(_vgg_family.MODELS)
