@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from fractions import Fraction
 from pathlib import Path
 
 import numpy
@@ -20,9 +21,11 @@ import tinyres
 from tinyres import Tensor, dispatch, gradcheck, parallel
 from tinyres.functional import activation, batchnorm as bn
 from tinyres.functional import conv, pooling
+from tinyres.models import get_model, summary
 
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
 from tinyres.kernels.cpu import conv as cpu_conv  # noqa: E402
+from tinyres.kernels.cpu import winograd  # noqa: E402
 from helpers import conv_configs, conv_output_shape  # noqa: E402
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -112,6 +115,107 @@ def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed,
     if input_grad:
         assert gx.dtype == dtype and gx.shape == x.shape
         numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# Winograd's F(2x2, 3x3): the fast path of 3x3 convs at stride 1 (kernels/cpu/winograd.py)
+# ----------------------------------------------------------------------------------------------
+@st.composite
+def winograd_configs(draw):
+    """3x3 convs at stride 1, mostly with even output sizes (Winograd's), some odd (im2col's)."""
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    return dict(n=draw(st.integers(1, 5)), c=draw(st.integers(1, 5)), oc=draw(st.integers(1, 5)),
+                h=draw(st.integers(max(1, 3 - 2 * padding[0]), 11)),
+                w=draw(st.integers(max(1, 3 - 2 * padding[1]), 11)),
+                kernel=(3, 3), stride=(1, 1), padding=padding,
+                noncontiguous=draw(st.booleans()),
+                dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
+                chunk_bytes=draw(st.sampled_from([1, 3000, 1 << 20])))
+
+
+@SETTINGS
+@given(cfg=winograd_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
+def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
+    monkeypatch.setattr(cpu_conv, "WINOGRAD_CHUNK_BYTES", cfg["chunk_bytes"])
+    taken = []
+    monkeypatch.setattr(winograd, "input_transform",
+                        lambda *args: taken.append(1) or input_transform(*args))
+    rng = numpy.random.default_rng(seed)
+    dtype, args = cfg["dtype"], (cfg["stride"], cfg["padding"])
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    w = made(rng, (cfg["oc"], cfg["c"], 3, 3), dtype, cfg["noncontiguous"])
+    y = cpu.conv2d_forward(x, w, *args)
+    expected = conv.conv2d_forward.reference(x, w, *args)
+    assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
+    numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
+    assert bool(taken) == (y.shape[2] % 2 == 0 and y.shape[3] % 2 == 0)
+    gy = made(rng, y.shape, dtype, cfg["noncontiguous"])
+    gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
+    gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
+    assert gw.dtype == dtype and gw.shape == w.shape and (gx is None) == (not input_grad)
+    numpy.testing.assert_allclose(gw, gw_ref, **tolerance(dtype))
+    if input_grad:
+        assert gx.dtype == dtype and gx.shape == x.shape
+        numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
+
+
+input_transform = winograd.input_transform
+
+
+def split_columns(grid):
+    """(B, H, W, C) -> (B, H, 2, W/2, C), column w at [w % 2, w // 2]: the kernels' layout."""
+    B, H, W, C = grid.shape
+    return numpy.ascontiguousarray(grid.reshape(B, H, W // 2, 2, C).transpose(0, 1, 3, 2, 4))
+
+
+def tiles(grid, size):
+    """Every size x size tile of grid (B, H, W, C), 2 apart: (B*TH*TW, size, size, C)."""
+    B, H, W, C = grid.shape
+    return numpy.array([grid[b, 2 * i:2 * i + size, 2 * j:2 * j + size]
+                        for b in range(B) for i in range((H - size) // 2 + 1)
+                        for j in range((W - size) // 2 + 1)])
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), b=st.integers(1, 3), th=st.integers(1, 3),
+       tw=st.integers(1, 3), c=st.integers(1, 4))
+def test_winograd_transforms_are_the_matrices_and_their_adjoints(seed, b, th, tw, c):
+    """Each kernel is its matrix product (B^T d B, A^T m A) tile by tile, and each adjoint
+    kernel satisfies <K u, v> = <u, K^T v> (float64: exact up to rounding)."""
+    rng = numpy.random.default_rng(seed)
+    BT, AT = winograd.BT, winograd.AT
+    T, H, W = b * th * tw, 2 * th, 2 * tw                   # output H x W, input (H+2) x (W+2)
+    d = rng.standard_normal((b, H + 2, W + 2, c))
+    V = numpy.empty((16, T, c))
+    winograd.input_transform(split_columns(d), V, numpy.empty((4, 2, tw + 1, c)))
+    expected = numpy.einsum("pi,tijc,qj->pqtc", BT, tiles(d, 4), BT).reshape(16, T, c)
+    numpy.testing.assert_allclose(V, expected, rtol=1e-12, atol=1e-12)
+    M = rng.standard_normal((16, T, c))
+    y = numpy.empty((b, H, 2, tw, c))
+    winograd.output_transform(M, y, numpy.empty((2, 4, tw, c)))
+    expected = numpy.einsum("ip,tpqc,jq->tijc", AT, M.reshape(4, 4, T, c).transpose(2, 0, 1, 3),
+                            AT)                             # (T, 2, 2, c): each tile's outputs
+    numpy.testing.assert_allclose(tiles(y.transpose(0, 1, 3, 2, 4).reshape(b, H, W, c), 2),
+                                  expected, rtol=1e-12, atol=1e-12)
+    # adjoints
+    dV = rng.standard_normal((16, T, c))
+    gpadded = numpy.zeros((b, H + 2, 2, tw + 1, c))
+    winograd.input_transform_adjoint(dV, gpadded, numpy.empty((4, 4, tw, c)))
+    assert numpy.isclose(numpy.vdot(V, dV), numpy.vdot(split_columns(d), gpadded), rtol=1e-12)
+    gy = rng.standard_normal((b, H, 2, tw, c))
+    dM = numpy.empty((16, T, c))
+    winograd.output_transform_adjoint(gy, dM, numpy.empty((4, 2, tw, c)))
+    assert numpy.isclose(numpy.vdot(y, gy), numpy.vdot(M, dM), rtol=1e-12)
+
+
+def test_winograd_filter_transform_and_its_adjoint():
+    rng = numpy.random.default_rng(0)
+    g, gU = rng.standard_normal((5, 3, 3, 3)), rng.standard_normal((16, 5, 3))
+    U = winograd.filter_transform(g)
+    expected = numpy.einsum("pa,ocab,qb->pqoc", winograd.G, g, winograd.G).reshape(16, 5, 3)
+    numpy.testing.assert_allclose(U, expected, rtol=1e-12)
+    assert numpy.isclose(numpy.vdot(U, gU), numpy.vdot(g, winograd.filter_transform_backward(gU)),
+                         rtol=1e-12)
 
 
 @settings(max_examples=10, deadline=None)
@@ -437,3 +541,15 @@ def test_bench_records_every_conv_of_a_step_for_the_gemm_floor():
     assert forwards[0][:2] == ((2, 3, 32, 32), (16, 3, 3, 3))
     assert [c[4] for c in backwards].count(False) == 1            # the stem: no gx
     assert bench.conv_gemm_time(calls, steps=1) > 0
+    # 2 flops per multiply-add, 3 products per conv (forward, weight and input gradients) but
+    # no input gradient for the stem; Winograd's F(2x2, 3x3) does 16 multiply-adds per 2x2
+    # output tile where a 3x3 filter does 36: 4/9 of them, for every conv but the two at stride 2
+    rows = [row for row in summary(get_model("resnet20"), (3, 32, 32), show=False).rows
+            if row.kind == "Conv2d"]
+    products = [2] + [3] * (len(rows) - 1)
+    at_stride_2 = [i > 0 and row.output_shape[-1] < rows[i - 1].output_shape[-1]
+                   for i, row in enumerate(rows)]
+    assert at_stride_2.count(True) == 2
+    share = [Fraction(1) if stride_2 else Fraction(4, 9) for stride_2 in at_stride_2]
+    expected = sum(2 * 2 * row.macs * n * f for row, n, f in zip(rows, products, share))
+    assert bench.conv_gemm_flops(calls) == expected

@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -44,6 +45,7 @@ import tinyres
 import tinyres.functional as F
 from tinyres import backend, dispatch
 from tinyres.autograd import Function, no_grad
+from tinyres.kernels.geometry import window_geometry
 from tinyres.models import get_model
 from tinyres.optim import SGD
 
@@ -413,45 +415,100 @@ def conv_calls(runner):
     return calls
 
 
+def conv_products(x_shape, w_shape, stride, padding, input_grad):
+    """The matrix products the fast convolution runs for one call: (chunks, products), where
+    chunks are kernels/cpu/conv.py's (first image, images) and products(B) lists, for a chunk of
+    B images, each numpy.matmul as (left operand's shape, right's, which of them the kernel
+    passes transposed). Winograd's 16 batched products for 3x3 filters at stride 1, im2col's
+    otherwise; the backward (input_grad not None) multiplies for the weight gradient and, if
+    input_grad, for the input gradient."""
+    from tinyres.kernels.cpu import conv as cpu_conv
+    (N, C, _, _), (KH, KW), stride, _, (OH, OW) = cpu_conv.geometry(
+        "conv2d", x_shape, w_shape[2:], stride, padding)
+    OC, forward = w_shape[0], input_grad is None
+    if cpu_conv._winograd_applies(w_shape, stride, (OH, OW)):
+        chunks = cpu_conv._winograd_chunks(N, OH, OW, max(C, OC), 4)
+
+        def products(B):
+            T = B * OH * OW // 4                                          # 2x2 output tiles
+            if forward:
+                return [((16, T, C), (16, C, OC), "right")]              # V @ U^T
+            return ([((16, OC, T), (16, T, C), "left")]                   # dM^T @ V
+                    + [((16, T, OC), (16, OC, C), "")] * bool(input_grad))   # dM @ U
+    else:
+        chunks, K, P = cpu_conv._chunks(N, OH * OW), C * KH * KW, OH * OW
+
+        def products(B):
+            if forward:
+                return [((B * P, K), (K, OC), "right")]                  # rows @ W2^T
+            return ([((OC, B * P), (B * P, K), "left")]                   # gy_rows^T @ rows
+                    + [((B * P, OC), (OC, K), "")] * bool(input_grad))   # gy_rows @ W2
+    return chunks, products
+
+
+def conv_gemm_flops(calls):
+    """Floating-point operations of one step's conv GEMMs (2 per multiply-add), as run."""
+    flops = 0
+    for call in calls:
+        chunks, products = conv_products(*call)
+        for _, B in chunks:
+            for left, right, _ in products(B):
+                flops += 2 * math.prod(left) * right[-1]
+    return flops
+
+
+def square_gemm_flops_per_second(size=1024, repeats=5):
+    """What BLAS reaches on a square float32 product with the threads it has now: the speed
+    the conv GEMMs' narrow shapes are measured against."""
+    a = numpy.random.default_rng(0).standard_normal((size, size), dtype=numpy.float32)
+    out = numpy.empty_like(a)
+    numpy.matmul(a, a, out=out)                                     # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        numpy.matmul(a, a, out=out)
+        times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / statistics.median(times)
+
+
 def conv_gemm_time(calls, steps):
     """Median seconds per step of the fast convolutions' matrix products alone: for every conv
     call, the BLAS products of kernels/cpu/conv.py with the same shapes, the same chunks and the
-    same sharing among threads, and nothing else (no patches, no copies, no allocation: every
-    thread's operands are made before the clock starts). The floor of the im2col + GEMM route:
-    however fast the rest becomes, a step cannot take less."""
-    from tinyres.kernels.cpu import conv as cpu_conv
+    same sharing among threads, and nothing else (no transforms, no copies, no allocation: every
+    thread's operands are made before the clock starts). The floor of the fast convolutions'
+    route: however fast the rest becomes, a step cannot take less."""
     from tinyres.kernels.cpu.threads import num_threads, share
     rng = numpy.random.default_rng(0)
 
-    def operands(rows, columns):
-        return rng.standard_normal((rows, columns), dtype=numpy.float32)
+    def operand(shape, transposed):
+        """A float32 array of `shape`, made as the kernel has it: transposed views where the
+        kernel multiplies by a transposed array."""
+        if not transposed:
+            return rng.standard_normal(shape, dtype=numpy.float32)
+        stored = rng.standard_normal(shape[:-2] + shape[:-3:-1], dtype=numpy.float32)
+        return numpy.swapaxes(stored, -1, -2)
+
+    def operands(products):
+        return [(operand(left, "left" in which), operand(right, "right" in which),
+                 numpy.empty(left[:-1] + right[-1:], numpy.float32))
+                for left, right, which in products]
 
     jobs = []
-    for x_shape, w_shape, stride, padding, input_grad in calls:
-        (N, C, _, _), (KH, KW), _, _, (OH, OW) = cpu_conv.geometry(
-            "conv2d", x_shape, w_shape[2:], stride, padding)
-        OC, K, P = w_shape[0], C * KH * KW, OH * OW
-        chunks = cpu_conv._chunks(N, P)
-        rows = chunks[0][1] * P                     # the largest chunk's patch rows
-        per_thread = [(operands(rows, K), operands(rows, OC), operands(rows, K),
-                       operands(OC, K)) for _ in range(min(num_threads(), len(chunks)))]
-        jobs.append((chunks, P, operands(OC, K), input_grad, per_thread))
+    for call in calls:
+        chunks, products = conv_products(*call)
+        per_thread = [(operands(products(chunks[0][1])), operands(products(chunks[-1][1])))
+                      for _ in range(min(num_threads(), len(chunks)))]   # (full, last chunk)
+        jobs.append((chunks, per_thread))
 
-    def run(chunks, P, weight, input_grad, per_thread):
+    def run(chunks, per_thread):
         free = list(per_thread)                     # each thread takes one set (pop is atomic)
 
         def make_worker():
-            patches, out_rows, grad_patches, grad_weight = free.pop()
+            full, last = free.pop()
 
             def products(i):
-                B = chunks[i][1]
-                r, o, g = patches[:B * P], out_rows[:B * P], grad_patches[:B * P]
-                if input_grad is None:                              # forward
-                    numpy.matmul(r, weight.T, out=o)
-                else:                                               # backward
-                    numpy.matmul(o.T, r, out=grad_weight)
-                    if input_grad:
-                        numpy.matmul(o, weight, out=g)
+                for left, right, out in (last if chunks[i][1] != chunks[0][1] else full):
+                    numpy.matmul(left, right, out=out)
             return products
         share(len(chunks), make_worker)
 
@@ -617,10 +674,14 @@ def run(args):
                 for label, seconds in rows:
                     print(f"  {label:<40} {_ms(seconds)} {100 * seconds / total:6.1f} %")
                 if runner.kernels == "fast" and runner.device == "cpu":
-                    floor = conv_gemm_time(conv_calls(runner), args.steps)
+                    calls = conv_calls(runner)
+                    floor = conv_gemm_time(calls, args.steps)
                     print(f"  {'(the conv GEMMs alone, same shapes)':<40} {_ms(floor)} "
-                          f"{100 * floor / total:6.1f} %   the floor of im2col + GEMM: BLAS "
-                          "products only, as the kernels chunk and share them")
+                          f"{100 * floor / total:6.1f} %   the floor of the fast convs: their "
+                          "BLAS products only, as the kernels chunk and share them")
+                    print(f"  (those GEMMs run at {conv_gemm_flops(calls) / floor / 1e9:.0f} "
+                          f"GFLOP/s; BLAS on square 1024 x 1024 products: "
+                          f"{square_gemm_flops_per_second() / 1e9:.0f} GFLOP/s)")
         others = [r for r in runners if not isinstance(r, TinyresRunner)]
         for name, times in race(others, "train_step", args.steps, args.warmup).items():
             step = statistics.median(times)

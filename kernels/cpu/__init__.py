@@ -8,6 +8,8 @@ or tinyres.set_kernels("reference") turns them off).
     conv.py         im2col, col2im                        the faithful twins, reference layout
                     conv2d_forward, conv2d_backward       the whole conv: chunks of images whose
                                                           patches stay in the cache, BLAS GEMMs
+    winograd.py     F(2x2, 3x3)'s tile transforms         3x3 convs at stride 1: 4/9 of the
+                                                          multiplications (conv.py calls them)
     batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
                     batch_norm_relu_train_forward, _backward   the same with the ReLU fused in
                     batch_norm_eval_forward               the running statistics, one pass

@@ -1,0 +1,252 @@
+"""Winograd's minimal filtering F(2x2, 3x3): a 3x3, stride-1 convolution with 2.25 times fewer
+multiplications than im2col + GEMM (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+Networks", 2015).
+
+One channel, one filter, one dimension first. Two outputs of a 3-tap filter g over four inputs d
+need 6 multiplications done directly (y0 = d0 g0 + d1 g1 + d2 g2, y1 = d1 g0 + d2 g1 + d3 g2),
+but only 4 this way:
+
+    m0 = (d0 - d2) g0        m1 = (d1 + d2) (g0 + g1 + g2) / 2
+    m3 = (d1 - d3) g2        m2 = (d2 - d1) (g0 - g1 + g2) / 2
+    y0 = m0 + m1 + m2        y1 = m1 - m2 - m3
+
+(multiply it out: the extra terms cancel). In matrices, y = A^T [(G g) * (B^T d)] with the
+constant BT, G and AT below and * elementwise. Nested in two dimensions, a 4x4 tile d of the
+input gives a 2x2 tile of the output:
+
+    y (2x2) = A^T [ (G g G^T) * (B^T d B) ] A        16 multiplications instead of 36
+
+Over channels, the elementwise product and the sum over c become, for each of the 16 positions
+k of the 4x4 tile, one matrix product over all tiles t at once:
+
+    V[k] (T, C)  = (B^T d B)[k] of every input tile         gather_tiles(padded, BT, V)
+    U[k] (OC, C) = (G g G^T)[k] of every filter             filter_transform(weight)
+    M[k] (T, OC) = V[k] @ U[k]^T                            16 GEMMs (numpy.matmul, BLAS)
+    y            = A^T M A of every tile, put in place      scatter_tiles(M, A, y)
+
+The output tiles are 2x2 steps apart, the input tiles 4x4 windows 2 apart (neighbours overlap by
+2 rows or columns, as 3x3 windows do). The backward pass is the adjoint of each linear step:
+
+    dM[k]  = (A dy A^T)[k] of every output tile            gather_tiles(gy, A, dM)
+    dU[k]  = dM[k]^T @ V[k]      (OC, C), over all tiles    16 GEMMs
+    dV[k]  = dM[k] @ U[k]        (T, C)                     16 GEMMs
+    dx     = B dV B^T of every tile, added back where the tile came from (overlaps add)
+                                                            scatter_tiles(dV, BT, padded gx)
+    dg     = G^T dU G                                       filter_transform_backward(dU)
+
+So the whole algorithm needs two tile kernels: `gather_tiles` (tiles of a grid -> their 16
+transformed positions) and `scatter_tiles`, its exact adjoint (16 positions -> added into the
+tiles of a grid), each used with two matrices. The 0.5s in G are exact in binary, and the
+transforms only add and subtract, so float32 results differ from im2col + GEMM's by rounding
+only (tests/test_kernels_cpu.py holds them equal to the readable conv).
+
+kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes) and runs it in
+chunks of images, as it runs im2col + GEMM. This module never imports tinyres.
+"""
+import numpy
+from numba import njit
+
+# y = A^T [(G g G^T) * (B^T d B)] A; the rows of each matrix are the positions of a 4-tile.
+BT = numpy.array([[1, 0, -1, 0],
+                  [0, 1, 1, 0],
+                  [0, -1, 1, 0],
+                  [0, 1, 0, -1]], dtype=numpy.float64)        # (4, 4): input tile -> positions
+G = numpy.array([[1, 0, 0],
+                 [0.5, 0.5, 0.5],
+                 [0.5, -0.5, 0.5],
+                 [0, 0, 1]], dtype=numpy.float64)             # (4, 3): filter -> positions
+AT = numpy.array([[1, 1, 1, 0],
+                  [0, 1, -1, -1]], dtype=numpy.float64)       # (2, 4): positions -> output tile
+
+
+# Layout. Every grid of tiles here (the padded input, its gradient, the output, its gradient) is
+# a chunk of images channels last with its columns split by parity: (B, rows, 2, columns/2, C),
+# column w at [w % 2, w // 2]. Then the 4 (or 2) columns of every tile in a row of tiles are
+# whole runs of numbers, even[tw], odd[tw], even[tw + 1], odd[tw + 1], and each transform is a few
+# long loops over a row of tiles at once, which the compiler turns into vector instructions. The
+# kernels walk flat views with indices from 0: Numba then knows no index is negative (an index
+# like e + C would cost a test for negative indices on every element, and the vector
+# instructions with it); and they take the views by 1-D slicing, which costs nothing, not by
+# reshape, which costs a call.
+#
+# A 2-D transform L X L^T is two 1-D ones: down the columns of the tile (the rows combine), then
+# along its rows (the columns combine). The 1-D transforms, from the matrices above:
+#     B^T d:  d0 - d2,  d1 + d2,  d2 - d1,  d1 - d3        B v:  v0,  v1 - v2 + v3,  v1 + v2 - v0,  -v3
+#     A^T m:  m0 + m1 + m2,  m1 - m2 - m3                  A y:  y0,  y0 + y1,  y0 - y1,  -y1
+@njit(nogil=True, cache=True)
+def input_transform(padded, V, rows):
+    """V[4*p + q, t] = (B^T d B)[p, q] for every 4x4 tile d of padded (B, Hp, 2, Wp/2, C), the
+    tiles 2 apart, t = (b, th, tw) -> V (16, T, C). rows: scratch (4, 2, Wp/2, C)."""
+    B, Hp, _, Wh, C = padded.shape
+    TH, TW = (Hp - 2) // 2, Wh - 1
+    T = V.shape[1]
+    n, m = 2 * Wh * C, TW * C          # numbers in a padded row; in a row of tiles' channels
+    P, Vf, R = padded.reshape(padded.size), V.reshape(V.size), rows.reshape(rows.size)
+    for b in range(B):
+        for th in range(TH):
+            # B^T down the columns: the 4 input rows of this row of tiles -> rows[0..3]
+            at = (b * Hp + 2 * th) * n
+            d0, d1, d2, d3 = P[at:at + n], P[at + n:at + 2 * n], P[at + 2 * n:at + 3 * n], \
+                P[at + 3 * n:at + 4 * n]
+            r0, r1, r2, r3 = R[:n], R[n:2 * n], R[2 * n:3 * n], R[3 * n:]
+            for e in range(n):
+                r0[e] = d0[e] - d2[e]
+            for e in range(n):
+                r1[e] = d1[e] + d2[e]
+            for e in range(n):
+                r2[e] = d2[e] - d1[e]
+            for e in range(n):
+                r3[e] = d1[e] - d3[e]
+            # then B^T along each row of positions: columns even[tw], odd[tw], even[tw + 1],
+            # odd[tw + 1] of every tile (even1, odd1: the same runs from the next tile on)
+            t0 = (b * TH + th) * TW
+            for p in range(4):
+                even, odd = R[p * n:p * n + n // 2], R[p * n + n // 2:(p + 1) * n]
+                even1, odd1 = even[C:], odd[C:]                     # from the next tile on
+                k = (4 * p * T + t0) * C                            # V[4p, t0]
+                v0, v1 = Vf[k:k + m], Vf[k + T * C:k + T * C + m]
+                v2, v3 = Vf[k + 2 * T * C:k + 2 * T * C + m], Vf[k + 3 * T * C:k + 3 * T * C + m]
+                for e in range(m):
+                    v0[e] = even[e] - even1[e]
+                for e in range(m):
+                    v1[e] = odd[e] + even1[e]
+                for e in range(m):
+                    v2[e] = even1[e] - odd[e]
+                for e in range(m):
+                    v3[e] = odd[e] - odd1[e]
+
+
+@njit(nogil=True, cache=True)
+def input_transform_adjoint(dV, gpadded, rows):
+    """The adjoint of input_transform: every tile's B dV B^T added back into gpadded
+    (B, Hp, 2, Wp/2, C) where the tile came from; neighbouring tiles overlap by 2, so their
+    parts add. gpadded must start at 0. rows: scratch (4, 4, TW, C)."""
+    B, Hp, _, Wh, C = gpadded.shape
+    TH, TW = (Hp - 2) // 2, Wh - 1
+    T = dV.shape[1]
+    n, m = 2 * Wh * C, TW * C
+    G, Vf, R = gpadded.reshape(gpadded.size), dV.reshape(dV.size), rows.reshape(rows.size)
+    for b in range(B):
+        for th in range(TH):
+            # B down the columns of positions, every tile of the row at once -> rows[i, q]
+            t0 = (b * TH + th) * TW
+            for q in range(4):
+                k = (q * T + t0) * C                                # dV[q, t0]
+                v0, v1 = Vf[k:k + m], Vf[k + 4 * T * C:k + 4 * T * C + m]
+                v2, v3 = Vf[k + 8 * T * C:k + 8 * T * C + m], Vf[k + 12 * T * C:k + 12 * T * C + m]
+                r0, r1 = R[q * m:(q + 1) * m], R[(4 + q) * m:(5 + q) * m]
+                r2, r3 = R[(8 + q) * m:(9 + q) * m], R[(12 + q) * m:(13 + q) * m]
+                for e in range(m):
+                    r0[e] = v0[e]
+                for e in range(m):
+                    r1[e] = v1[e] - v2[e] + v3[e]
+                for e in range(m):
+                    r2[e] = v1[e] + v2[e] - v0[e]
+                for e in range(m):
+                    r3[e] = -v3[e]
+            # then B along each row, added into the tile's columns even[tw], odd[tw],
+            # even[tw + 1], odd[tw + 1]
+            for i in range(4):
+                at = (b * Hp + 2 * th + i) * n
+                even, odd = G[at:at + n // 2], G[at + n // 2:at + n]
+                even1, odd1 = even[C:], odd[C:]
+                s0, s1 = R[4 * i * m:(4 * i + 1) * m], R[(4 * i + 1) * m:(4 * i + 2) * m]
+                s2, s3 = R[(4 * i + 2) * m:(4 * i + 3) * m], R[(4 * i + 3) * m:(4 * i + 4) * m]
+                for e in range(m):
+                    even[e] += s0[e]
+                for e in range(m):
+                    odd[e] += s1[e] - s2[e] + s3[e]
+                for e in range(m):
+                    even1[e] += s1[e] + s2[e] - s0[e]
+                for e in range(m):
+                    odd1[e] -= s3[e]
+
+
+@njit(nogil=True, cache=True)
+def output_transform(M, y, rows):
+    """y[b, 2*th + i, 2*tw + j] = (A^T m A)[i, j] for every tile t = (b, th, tw) of positions
+    m = M[:, t]: M (16, T, OC) -> y (B, OH, 2, OW/2, OC) (the tiles do not overlap).
+    rows: scratch (2, 4, TW, OC)."""
+    B, OH, _, TW, OC = y.shape
+    TH, T = OH // 2, M.shape[1]
+    n, m = 2 * TW * OC, TW * OC
+    Y, Mf, R = y.reshape(y.size), M.reshape(M.size), rows.reshape(rows.size)
+    for b in range(B):
+        for th in range(TH):
+            # A^T down the columns of positions, every tile of the row at once -> rows[i, q]
+            t0 = (b * TH + th) * TW
+            for q in range(4):
+                k = (q * T + t0) * OC                               # M[q, t0]
+                m0, m1 = Mf[k:k + m], Mf[k + 4 * T * OC:k + 4 * T * OC + m]
+                m2, m3 = Mf[k + 8 * T * OC:k + 8 * T * OC + m], Mf[k + 12 * T * OC:k + 12 * T * OC + m]
+                r0, r1 = R[q * m:(q + 1) * m], R[(4 + q) * m:(5 + q) * m]
+                for e in range(m):
+                    r0[e] = m0[e] + m1[e] + m2[e]
+                for e in range(m):
+                    r1[e] = m1[e] - m2[e] - m3[e]
+            # then A^T along each row: the output row's even and odd columns
+            for i in range(2):
+                at = (b * OH + 2 * th + i) * n
+                even, odd = Y[at:at + m], Y[at + m:at + n]
+                s0, s1 = R[4 * i * m:(4 * i + 1) * m], R[(4 * i + 1) * m:(4 * i + 2) * m]
+                s2, s3 = R[(4 * i + 2) * m:(4 * i + 3) * m], R[(4 * i + 3) * m:(4 * i + 4) * m]
+                for e in range(m):
+                    even[e] = s0[e] + s1[e] + s2[e]
+                for e in range(m):
+                    odd[e] = s1[e] - s2[e] - s3[e]
+
+
+@njit(nogil=True, cache=True)
+def output_transform_adjoint(gy, dM, rows):
+    """The adjoint of output_transform: dM[:, t] = A dy A^T of every output tile dy of
+    gy (B, OH, 2, OW/2, OC) -> dM (16, T, OC). rows: scratch (4, 2, TW, OC)."""
+    B, OH, _, TW, OC = gy.shape
+    TH, T = OH // 2, dM.shape[1]
+    n, m = 2 * TW * OC, TW * OC
+    Y, Mf, R = gy.reshape(gy.size), dM.reshape(dM.size), rows.reshape(rows.size)
+    for b in range(B):
+        for th in range(TH):
+            # A down the columns: the 2 output rows of this row of tiles -> rows[0..3]
+            at = (b * OH + 2 * th) * n
+            y0, y1 = Y[at:at + n], Y[at + n:at + 2 * n]
+            r0, r1, r2, r3 = R[:n], R[n:2 * n], R[2 * n:3 * n], R[3 * n:]
+            for e in range(n):
+                r0[e] = y0[e]
+            for e in range(n):
+                r1[e] = y0[e] + y1[e]
+            for e in range(n):
+                r2[e] = y0[e] - y1[e]
+            for e in range(n):
+                r3[e] = -y1[e]
+            # then A along each row: columns even[tw], odd[tw] of every tile
+            t0 = (b * TH + th) * TW
+            for p in range(4):
+                even, odd = R[p * n:p * n + m], R[p * n + m:(p + 1) * n]
+                k = (4 * p * T + t0) * OC                           # dM[4p, t0]
+                m0, m1 = Mf[k:k + m], Mf[k + T * OC:k + T * OC + m]
+                m2, m3 = Mf[k + 2 * T * OC:k + 2 * T * OC + m], Mf[k + 3 * T * OC:k + 3 * T * OC + m]
+                for e in range(m):
+                    m0[e] = even[e]
+                for e in range(m):
+                    m1[e] = even[e] + odd[e]
+                for e in range(m):
+                    m2[e] = even[e] - odd[e]
+                for e in range(m):
+                    m3[e] = -odd[e]
+
+
+def filter_transform(weight):
+    """U[4*p + q, o, c] = (G g G^T)[p, q] of every 3x3 filter g = weight[o, c]:
+    weight (OC, C, 3, 3) -> U (16, OC, C), in weight's dtype."""
+    OC, C = weight.shape[:2]
+    G_ = G.astype(weight.dtype)
+    U = numpy.einsum("pa,ocab,qb->pqoc", G_, weight, G_)           # (4, 4, OC, C)
+    return numpy.ascontiguousarray(U.reshape(16, OC, C))
+
+
+def filter_transform_backward(gU):
+    """The adjoint of filter_transform: gU (16, OC, C) -> gweight (OC, C, 3, 3) = G^T dU G."""
+    OC, C = gU.shape[1:]
+    G_ = G.astype(gU.dtype)
+    gweight = numpy.einsum("pa,pqoc,qb->ocab", G_, gU.reshape(4, 4, OC, C), G_)
+    return numpy.ascontiguousarray(gweight)
