@@ -376,17 +376,28 @@ def _padded_columns_by_parity_to_nchw(padded, n0, PH, PW, gx):
                                       gx[:, :, :, w0::2])
 
 
+def _winograd_input_tiles(buffer, x, n0, B, padding, out_size):
+    """The chunk of B images from n0 as padded (B, OH+2, 2, OW/2+1, C) and its transformed 4x4
+    tiles V (16, B*OH/2*OW/2, C), in the worker's scratch buffers."""
+    C, (PH, PW), (OH, OW) = x.shape[1], padding, out_size
+    padded = buffer("padded", (B, OH + 2, 2, OW // 2 + 1, C))
+    _to_padded_columns_by_parity(x, n0, PH, PW, padded)
+    V = buffer("V", (16, B * (OH // 2) * (OW // 2), C))
+    winograd.input_transform(padded, V, buffer("rows", (4, 2, OW // 2 + 1, C)))
+    return padded, V
+
+
 def _winograd_forward(x, weight, padding, out_size):
     """y = conv(x, weight) for 3x3 filters at stride 1, by chunks of images:
 
-        padded = x[chunk] channels last, zero border          (B, OH+2, OW+2, C)
-        V      = its 4x4 tiles, transformed                   (16, T, C)
-        M[k]   = V[k] @ U[k]^T                                (16, T, OC)
-        y_cl   = the 2x2 output tiles of M, channels last     (B, OH, OW, OC) -> y[chunk] NCHW
+        padded = x[chunk] channels last, zero border, columns by parity   (B, OH+2, 2, OW/2+1, C)
+        V      = its 4x4 tiles, transformed                              (16, T, C)
+        M[k]   = V[k] @ U[k]^T                                           (16, T, OC)
+        y_cl   = the 2x2 output tiles of M, laid out as padded           (B, OH, 2, OW/2, OC)
+        y[chunk] = y_cl as NCHW
     """
-    N, C, H, W = x.shape
-    OC = weight.shape[0]
-    (PH, PW), (OH, OW) = padding, out_size
+    N, C = x.shape[:2]
+    OC, (OH, OW) = weight.shape[0], out_size
     U_T = numpy.ascontiguousarray(winograd.filter_transform(weight.astype(x.dtype))
                                   .transpose(0, 2, 1))         # (16, C, OC)
     y = numpy.empty((N, OC, OH, OW), dtype=x.dtype)
@@ -397,12 +408,8 @@ def _winograd_forward(x, weight, padding, out_size):
 
         def convolve(i):
             n0, B = chunks[i]
-            T = B * (OH // 2) * (OW // 2)
-            padded = buffer("padded", (B, OH + 2, 2, OW // 2 + 1, C))
-            _to_padded_columns_by_parity(x, n0, PH, PW, padded)
-            V = buffer("V", (16, T, C))
-            winograd.input_transform(padded, V, buffer("rows", (4, 2, OW // 2 + 1, C)))
-            M = buffer("M", (16, T, OC))
+            _, V = _winograd_input_tiles(buffer, x, n0, B, padding, out_size)    # (16, T, C)
+            M = buffer("M", V.shape[:2] + (OC,))
             numpy.matmul(V, U_T, out=M)                        # 16 x (T, C) @ (C, OC)
             y_cl = buffer("y_cl", (B, OH, 2, OW // 2, OC))
             winograd.output_transform(M, y_cl, buffer("out_rows", (2, 4, OW // 2, OC)))
@@ -436,25 +443,21 @@ def _winograd_backward(gy, x, weight, padding, out_size, input_grad):
 
         def differentiate(i):
             n0, B = chunks[i]
-            T = B * (OH // 2) * (OW // 2)
-            padded = buffer("padded", (B, OH + 2, 2, OW // 2 + 1, C))
-            _to_padded_columns_by_parity(x, n0, PH, PW, padded)
-            V = buffer("V", (16, T, C))
-            winograd.input_transform(padded, V, buffer("rows", (4, 2, OW // 2 + 1, C)))  # again
+            padded, V = _winograd_input_tiles(buffer, x, n0, B, padding, out_size)  # again
             gy_cl = buffer("gy_cl", (B, OH, 2, OW // 2, OC))
             _to_padded_columns_by_parity(gy, n0, 0, 0, gy_cl)
-            dM = buffer("dM", (16, T, OC))
+            dM = buffer("dM", V.shape[:2] + (OC,))
             winograd.output_transform_adjoint(gy_cl, dM, buffer("out_rows", (4, 2, OW // 2, OC)))
             numpy.matmul(dM.transpose(0, 2, 1), V, out=gU_parts[i])   # 16 x (OC, T) @ (T, C)
             if input_grad:
-                dV = buffer("dV", (16, T, C))
+                dV = buffer("dV", V.shape)
                 numpy.matmul(dM, U, out=dV)                    # 16 x (T, OC) @ (OC, C)
                 gpadded = buffer("gpadded", padded.shape)
                 gpadded[...] = 0.0
-                winograd.input_transform_adjoint(dV, gpadded, buffer("grad_rows", (4, 4, OW // 2, C)))
+                winograd.input_transform_adjoint(dV, gpadded,
+                                                 buffer("grad_rows", (4, 4, OW // 2, C)))
                 _padded_columns_by_parity_to_nchw(gpadded, n0, PH, PW, gx)
         return differentiate
 
     share(len(chunks), make_worker)
-    gweight = winograd.filter_transform_backward(gU_parts.sum(axis=0))   # chunk order
-    return gx, gweight.astype(weight.dtype, copy=False)
+    return gx, winograd.filter_transform_backward(gU_parts.sum(axis=0))   # chunk order

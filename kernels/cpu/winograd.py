@@ -70,50 +70,86 @@ AT = numpy.array([[1, 1, 1, 0],
 # reshape, which costs a call.
 #
 # A 2-D transform L X L^T is two 1-D ones: down the columns of the tile (the rows combine), then
-# along its rows (the columns combine). The 1-D transforms, from the matrices above:
-#     B^T d:  d0 - d2,  d1 + d2,  d2 - d1,  d1 - d3        B v:  v0,  v1 - v2 + v3,  v1 + v2 - v0,  -v3
-#     A^T m:  m0 + m1 + m2,  m1 - m2 - m3                  A y:  y0,  y0 + y1,  y0 - y1,  -y1
+# along its rows (the columns combine). The four 1-D transforms, from the matrices above, each on
+# runs of numbers (target runs are written; the loops run over the targets' length):
+@njit(inline="always")
+def _bt_into(d0, d1, d2, d3, v0, v1, v2, v3):
+    """v = B^T d: an input 4-tile -> its 4 positions."""
+    for e in range(len(v0)):
+        v0[e] = d0[e] - d2[e]
+    for e in range(len(v1)):
+        v1[e] = d1[e] + d2[e]
+    for e in range(len(v2)):
+        v2[e] = d2[e] - d1[e]
+    for e in range(len(v3)):
+        v3[e] = d1[e] - d3[e]
+
+
+@njit(inline="always")
+def _b_into(v0, v1, v2, v3, d0, d1, d2, d3):
+    """d = B v, the adjoint of _bt_into: 4 positions' gradients -> the input 4-tile's."""
+    for e in range(len(d0)):
+        d0[e] = v0[e]
+    for e in range(len(d1)):
+        d1[e] = v1[e] - v2[e] + v3[e]
+    for e in range(len(d2)):
+        d2[e] = v1[e] + v2[e] - v0[e]
+    for e in range(len(d3)):
+        d3[e] = -v3[e]
+
+
+@njit(inline="always")
+def _at_into(m0, m1, m2, m3, y0, y1):
+    """y = A^T m: 4 positions -> the output 2-tile."""
+    for e in range(len(y0)):
+        y0[e] = m0[e] + m1[e] + m2[e]
+    for e in range(len(y1)):
+        y1[e] = m1[e] - m2[e] - m3[e]
+
+
+@njit(inline="always")
+def _a_into(y0, y1, m0, m1, m2, m3):
+    """m = A y, the adjoint of _at_into: the output 2-tile's gradient -> its 4 positions'."""
+    for e in range(len(m0)):
+        m0[e] = y0[e]
+    for e in range(len(m1)):
+        m1[e] = y0[e] + y1[e]
+    for e in range(len(m2)):
+        m2[e] = y0[e] - y1[e]
+    for e in range(len(m3)):
+        m3[e] = -y1[e]
+
+
+@njit(inline="always")
+def _runs(flat, start, stride, length):
+    """The four runs flat[start + i*stride:][:length], i = 0, 1, 2, 3 (1-D slices: free)."""
+    return (flat[start:start + length], flat[start + stride:start + stride + length],
+            flat[start + 2 * stride:start + 2 * stride + length],
+            flat[start + 3 * stride:start + 3 * stride + length])
+
+
 @njit(nogil=True, cache=True)
 def input_transform(padded, V, rows):
     """V[4*p + q, t] = (B^T d B)[p, q] for every 4x4 tile d of padded (B, Hp, 2, Wp/2, C), the
     tiles 2 apart, t = (b, th, tw) -> V (16, T, C). rows: scratch (4, 2, Wp/2, C)."""
     B, Hp, _, Wh, C = padded.shape
-    TH, TW = (Hp - 2) // 2, Wh - 1
-    T = V.shape[1]
+    TH, TW, T = (Hp - 2) // 2, Wh - 1, V.shape[1]
     n, m = 2 * Wh * C, TW * C          # numbers in a padded row; in a row of tiles' channels
     P, Vf, R = padded.reshape(padded.size), V.reshape(V.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
             # B^T down the columns: the 4 input rows of this row of tiles -> rows[0..3]
-            at = (b * Hp + 2 * th) * n
-            d0, d1, d2, d3 = P[at:at + n], P[at + n:at + 2 * n], P[at + 2 * n:at + 3 * n], \
-                P[at + 3 * n:at + 4 * n]
-            r0, r1, r2, r3 = R[:n], R[n:2 * n], R[2 * n:3 * n], R[3 * n:]
-            for e in range(n):
-                r0[e] = d0[e] - d2[e]
-            for e in range(n):
-                r1[e] = d1[e] + d2[e]
-            for e in range(n):
-                r2[e] = d2[e] - d1[e]
-            for e in range(n):
-                r3[e] = d1[e] - d3[e]
-            # then B^T along each row of positions: columns even[tw], odd[tw], even[tw + 1],
-            # odd[tw + 1] of every tile (even1, odd1: the same runs from the next tile on)
+            d0, d1, d2, d3 = _runs(P, (b * Hp + 2 * th) * n, n, n)
+            r0, r1, r2, r3 = _runs(R, 0, n, n)
+            _bt_into(d0, d1, d2, d3, r0, r1, r2, r3)
+            # then B^T along each row: a tile's columns are even[tw], odd[tw], even[tw + 1],
+            # odd[tw + 1], so every tile of the row is done at once (even1, odd1: the same runs
+            # from the next tile on); V[4p..4p+3] for the tiles t0 ...
             t0 = (b * TH + th) * TW
             for p in range(4):
                 even, odd = R[p * n:p * n + n // 2], R[p * n + n // 2:(p + 1) * n]
-                even1, odd1 = even[C:], odd[C:]                     # from the next tile on
-                k = (4 * p * T + t0) * C                            # V[4p, t0]
-                v0, v1 = Vf[k:k + m], Vf[k + T * C:k + T * C + m]
-                v2, v3 = Vf[k + 2 * T * C:k + 2 * T * C + m], Vf[k + 3 * T * C:k + 3 * T * C + m]
-                for e in range(m):
-                    v0[e] = even[e] - even1[e]
-                for e in range(m):
-                    v1[e] = odd[e] + even1[e]
-                for e in range(m):
-                    v2[e] = even1[e] - odd[e]
-                for e in range(m):
-                    v3[e] = odd[e] - odd1[e]
+                v0, v1, v2, v3 = _runs(Vf, (4 * p * T + t0) * C, T * C, m)
+                _bt_into(even, odd, even[C:], odd[C:], v0, v1, v2, v3)
 
 
 @njit(nogil=True, cache=True)
@@ -122,36 +158,25 @@ def input_transform_adjoint(dV, gpadded, rows):
     (B, Hp, 2, Wp/2, C) where the tile came from; neighbouring tiles overlap by 2, so their
     parts add. gpadded must start at 0. rows: scratch (4, 4, TW, C)."""
     B, Hp, _, Wh, C = gpadded.shape
-    TH, TW = (Hp - 2) // 2, Wh - 1
-    T = dV.shape[1]
+    TH, TW, T = (Hp - 2) // 2, Wh - 1, dV.shape[1]
     n, m = 2 * Wh * C, TW * C
     G, Vf, R = gpadded.reshape(gpadded.size), dV.reshape(dV.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
-            # B down the columns of positions, every tile of the row at once -> rows[i, q]
+            # B down the columns of positions, every tile of the row at once:
+            # dV[q::4] -> rows[:, q]
             t0 = (b * TH + th) * TW
             for q in range(4):
-                k = (q * T + t0) * C                                # dV[q, t0]
-                v0, v1 = Vf[k:k + m], Vf[k + 4 * T * C:k + 4 * T * C + m]
-                v2, v3 = Vf[k + 8 * T * C:k + 8 * T * C + m], Vf[k + 12 * T * C:k + 12 * T * C + m]
-                r0, r1 = R[q * m:(q + 1) * m], R[(4 + q) * m:(5 + q) * m]
-                r2, r3 = R[(8 + q) * m:(9 + q) * m], R[(12 + q) * m:(13 + q) * m]
-                for e in range(m):
-                    r0[e] = v0[e]
-                for e in range(m):
-                    r1[e] = v1[e] - v2[e] + v3[e]
-                for e in range(m):
-                    r2[e] = v1[e] + v2[e] - v0[e]
-                for e in range(m):
-                    r3[e] = -v3[e]
+                v0, v1, v2, v3 = _runs(Vf, (q * T + t0) * C, 4 * T * C, m)
+                r0, r1, r2, r3 = _runs(R, q * m, 4 * m, m)
+                _b_into(v0, v1, v2, v3, r0, r1, r2, r3)
             # then B along each row, added into the tile's columns even[tw], odd[tw],
-            # even[tw + 1], odd[tw + 1]
+            # even[tw + 1], odd[tw + 1] (the last two overlap the next tile's first two)
             for i in range(4):
                 at = (b * Hp + 2 * th + i) * n
                 even, odd = G[at:at + n // 2], G[at + n // 2:at + n]
                 even1, odd1 = even[C:], odd[C:]
-                s0, s1 = R[4 * i * m:(4 * i + 1) * m], R[(4 * i + 1) * m:(4 * i + 2) * m]
-                s2, s3 = R[(4 * i + 2) * m:(4 * i + 3) * m], R[(4 * i + 3) * m:(4 * i + 4) * m]
+                s0, s1, s2, s3 = _runs(R, 4 * i * m, m, m)                    # rows[i]
                 for e in range(m):
                     even[e] += s0[e]
                 for e in range(m):
@@ -173,27 +198,17 @@ def output_transform(M, y, rows):
     Y, Mf, R = y.reshape(y.size), M.reshape(M.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
-            # A^T down the columns of positions, every tile of the row at once -> rows[i, q]
+            # A^T down the columns of positions, every tile of the row at once:
+            # M[q::4] -> rows[:, q]
             t0 = (b * TH + th) * TW
             for q in range(4):
-                k = (q * T + t0) * OC                               # M[q, t0]
-                m0, m1 = Mf[k:k + m], Mf[k + 4 * T * OC:k + 4 * T * OC + m]
-                m2, m3 = Mf[k + 8 * T * OC:k + 8 * T * OC + m], Mf[k + 12 * T * OC:k + 12 * T * OC + m]
-                r0, r1 = R[q * m:(q + 1) * m], R[(4 + q) * m:(5 + q) * m]
-                for e in range(m):
-                    r0[e] = m0[e] + m1[e] + m2[e]
-                for e in range(m):
-                    r1[e] = m1[e] - m2[e] - m3[e]
+                m0, m1, m2, m3 = _runs(Mf, (q * T + t0) * OC, 4 * T * OC, m)
+                _at_into(m0, m1, m2, m3, R[q * m:(q + 1) * m], R[(4 + q) * m:(5 + q) * m])
             # then A^T along each row: the output row's even and odd columns
             for i in range(2):
                 at = (b * OH + 2 * th + i) * n
-                even, odd = Y[at:at + m], Y[at + m:at + n]
-                s0, s1 = R[4 * i * m:(4 * i + 1) * m], R[(4 * i + 1) * m:(4 * i + 2) * m]
-                s2, s3 = R[(4 * i + 2) * m:(4 * i + 3) * m], R[(4 * i + 3) * m:(4 * i + 4) * m]
-                for e in range(m):
-                    even[e] = s0[e] + s1[e] + s2[e]
-                for e in range(m):
-                    odd[e] = s1[e] - s2[e] - s3[e]
+                s0, s1, s2, s3 = _runs(R, 4 * i * m, m, m)
+                _at_into(s0, s1, s2, s3, Y[at:at + m], Y[at + m:at + n])
 
 
 @njit(nogil=True, cache=True)
@@ -208,31 +223,13 @@ def output_transform_adjoint(gy, dM, rows):
         for th in range(TH):
             # A down the columns: the 2 output rows of this row of tiles -> rows[0..3]
             at = (b * OH + 2 * th) * n
-            y0, y1 = Y[at:at + n], Y[at + n:at + 2 * n]
-            r0, r1, r2, r3 = R[:n], R[n:2 * n], R[2 * n:3 * n], R[3 * n:]
-            for e in range(n):
-                r0[e] = y0[e]
-            for e in range(n):
-                r1[e] = y0[e] + y1[e]
-            for e in range(n):
-                r2[e] = y0[e] - y1[e]
-            for e in range(n):
-                r3[e] = -y1[e]
-            # then A along each row: columns even[tw], odd[tw] of every tile
+            r0, r1, r2, r3 = _runs(R, 0, n, n)
+            _a_into(Y[at:at + n], Y[at + n:at + 2 * n], r0, r1, r2, r3)
+            # then A along each row: columns even[tw], odd[tw] of every tile -> dM[4p..4p+3]
             t0 = (b * TH + th) * TW
             for p in range(4):
-                even, odd = R[p * n:p * n + m], R[p * n + m:(p + 1) * n]
-                k = (4 * p * T + t0) * OC                           # dM[4p, t0]
-                m0, m1 = Mf[k:k + m], Mf[k + T * OC:k + T * OC + m]
-                m2, m3 = Mf[k + 2 * T * OC:k + 2 * T * OC + m], Mf[k + 3 * T * OC:k + 3 * T * OC + m]
-                for e in range(m):
-                    m0[e] = even[e]
-                for e in range(m):
-                    m1[e] = even[e] + odd[e]
-                for e in range(m):
-                    m2[e] = even[e] - odd[e]
-                for e in range(m):
-                    m3[e] = -odd[e]
+                m0, m1, m2, m3 = _runs(Mf, (4 * p * T + t0) * OC, T * OC, m)
+                _a_into(R[p * n:p * n + m], R[p * n + m:(p + 1) * n], m0, m1, m2, m3)
 
 
 def filter_transform(weight):
