@@ -137,7 +137,7 @@ def winograd_configs(draw):
 @given(cfg=winograd_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
     monkeypatch.setattr(cpu_conv, "WINOGRAD_CHUNK_BYTES", cfg["chunk_bytes"])
-    taken = []
+    taken, input_transform = [], winograd.input_transform
     monkeypatch.setattr(winograd, "input_transform",
                         lambda *args: taken.append(1) or input_transform(*args))
     rng = numpy.random.default_rng(seed)
@@ -157,9 +157,6 @@ def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
     if input_grad:
         assert gx.dtype == dtype and gx.shape == x.shape
         numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
-
-
-input_transform = winograd.input_transform
 
 
 def split_columns(grid):

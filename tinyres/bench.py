@@ -45,7 +45,6 @@ import tinyres
 import tinyres.functional as F
 from tinyres import backend, dispatch
 from tinyres.autograd import Function, no_grad
-from tinyres.kernels.geometry import window_geometry
 from tinyres.models import get_model
 from tinyres.optim import SGD
 
@@ -427,7 +426,7 @@ def conv_products(x_shape, w_shape, stride, padding, input_grad):
         "conv2d", x_shape, w_shape[2:], stride, padding)
     OC, forward = w_shape[0], input_grad is None
     if cpu_conv._winograd_applies(w_shape, stride, (OH, OW)):
-        chunks = cpu_conv._winograd_chunks(N, OH, OW, max(C, OC), 4)
+        chunks = cpu_conv._winograd_chunks(N, OH, OW, max(C, OC), 4)     # float32
 
         def products(B):
             T = B * OH * OW // 4                                          # 2x2 output tiles

@@ -19,25 +19,24 @@ input gives a 2x2 tile of the output:
 Over channels, the elementwise product and the sum over c become, for each of the 16 positions
 k of the 4x4 tile, one matrix product over all tiles t at once:
 
-    V[k] (T, C)  = (B^T d B)[k] of every input tile         gather_tiles(padded, BT, V)
+    V[k] (T, C)  = (B^T d B)[k] of every input tile         input_transform(padded, V)
     U[k] (OC, C) = (G g G^T)[k] of every filter             filter_transform(weight)
     M[k] (T, OC) = V[k] @ U[k]^T                            16 GEMMs (numpy.matmul, BLAS)
-    y            = A^T M A of every tile, put in place      scatter_tiles(M, A, y)
+    y            = A^T M A of every tile, put in place      output_transform(M, y)
 
 The output tiles are 2x2 steps apart, the input tiles 4x4 windows 2 apart (neighbours overlap by
 2 rows or columns, as 3x3 windows do). The backward pass is the adjoint of each linear step:
 
-    dM[k]  = (A dy A^T)[k] of every output tile            gather_tiles(gy, A, dM)
+    dM[k]  = (A dy A^T)[k] of every output tile            output_transform_adjoint(gy, dM)
     dU[k]  = dM[k]^T @ V[k]      (OC, C), over all tiles    16 GEMMs
     dV[k]  = dM[k] @ U[k]        (T, C)                     16 GEMMs
     dx     = B dV B^T of every tile, added back where the tile came from (overlaps add)
-                                                            scatter_tiles(dV, BT, padded gx)
+                                                            input_transform_adjoint(dV, gx)
     dg     = G^T dU G                                       filter_transform_backward(dU)
 
-So the whole algorithm needs two tile kernels: `gather_tiles` (tiles of a grid -> their 16
-transformed positions) and `scatter_tiles`, its exact adjoint (16 positions -> added into the
-tiles of a grid), each used with two matrices. The 0.5s in G are exact in binary, and the
-transforms only add and subtract, so float32 results differ from im2col + GEMM's by rounding
+So the whole algorithm is four tile kernels, two transforms and their exact adjoints, each built
+from the 1-D transforms below; the filter transforms are small enough for numpy.einsum. The 0.5s
+in G are exact in binary, and the transforms only add and subtract, so float32 results differ from im2col + GEMM's by rounding
 only (tests/test_kernels_cpu.py holds them equal to the readable conv).
 
 kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes) and runs it in
