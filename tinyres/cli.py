@@ -9,6 +9,7 @@
 """
 import argparse
 import importlib
+import json
 import platform
 import sys
 import time
@@ -49,6 +50,12 @@ def cmd_info(args):
         ("cupy", _version_of("cupy")),
         ("GPU visible", _gpu_visible()),
     ]
+    try:
+        from tinyres import student_copy          # written into a course copy by `make`
+        rows.insert(1, ("copy", f"{student_copy.describe()}; at "
+                                f"{Path(tinyres.__file__).parent.parent}"))
+    except ImportError:
+        pass
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
@@ -56,7 +63,7 @@ def cmd_info(args):
 
 
 def cmd_gradcheck(args):
-    import tinyres.checks  # noqa: F401  (registers every op family's cases)
+    import tinyres.course.checks  # noqa: F401  (registers every op family's cases)
     from tinyres.gradcheck import REGISTRY, GradcheckError, gradcheck
 
     if args.backend:
@@ -190,20 +197,59 @@ def format_confusion(confusion, classes):
 
 def cmd_assignment(args):
     """tinyres assignment make / grade / list: course copies of tinyres and their autograder."""
-    from tinyres import assignment
+    try:
+        from tinyres.course import copier, grader
+    except ImportError:                     # a student copy leaves the course tools out
+        print(f"tinyres assignment: this tinyres is a student copy; making copies and grading "
+              f"are course staff's tools (in the course's own tinyres)", file=sys.stderr)
+        return 2
     try:
         if args.action == "list":
-            print(assignment.format_tasks())
-            return 0
-        if args.action == "make":
-            assignment.make(args.assignment, args.out, solution=args.solution, force=args.force)
-            return 0
-        results = assignment.grade(args.directory, args.assignment and [args.assignment],
-                                   timeout=args.timeout)
-        return 0 if all(r["passed"] for r in results.values()) else 1
+            print(format_assignments())
+        elif args.action == "make":
+            copier.make(args.assignment, args.out, solution=args.solution, force=args.force)
+        else:
+            return _grade(args, grader)
+        return 0
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"tinyres assignment {args.action}: {err}", file=sys.stderr)
         return 2
+
+
+def _grade(args, grader):
+    """One folder: its table (and --json); several: one line each and a CSV. Exit 0 whenever
+    grading ran, whatever the scores."""
+    missing = [d for d in args.directories if not Path(d).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
+    if args.json and len(args.directories) > 1:
+        raise ValueError("--json writes one submission's results (Gradescope grades one "
+                         "submission at a time); for a folder of submissions use --csv")
+    reports = []
+    for directory in args.directories:
+        report = grader.grade(directory, args.assignment, timeout=args.timeout)
+        reports.append(report)
+        print(grader.format_report(report) if len(args.directories) == 1
+              else grader.summary_line(report), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(grader.gradescope_results(reports[0]), indent=2))
+        print(f"Gradescope results written to {args.json}")
+    if len(args.directories) > 1 or args.csv:
+        grader.write_csv(reports, args.csv or "grades.csv")
+        print(f"{len(reports)} submissions; scores written to {args.csv or 'grades.csv'}")
+    return 0
+
+
+def format_assignments():
+    """Every assignment with its functions, files and written parts (`assignment list`)."""
+    from tinyres.course.assignments import ASSIGNMENTS, tasks_of
+    lines = []
+    for a in ASSIGNMENTS.values():
+        lines.append(f"{a.id}  {a.title}   (handout: {a.handout})")
+        lines += [f"      {t.function:<28} {t.file:<40} {t.points:>3} points" for t in tasks_of(a.id)]
+        lines += [f"      written: {w.name}   ({w.points} points, manually graded)"
+                  for w in a.written]
+    return "\n".join(lines)
 
 
 def cmd_bench(args):
@@ -281,12 +327,21 @@ def build_parser():
     make.add_argument("--out", required=True, help="folder for the copy (new or empty)")
     make.add_argument("--solution", action="store_true",
                       help="keep the reference solutions (a copy for course staff)")
-    make.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
-    grade = course_actions.add_parser("grade", help="grade a student copy; exit 1 on a failure")
-    grade.add_argument("directory", help="the folder `assignment make` wrote")
+    make.add_argument("--force", action="store_true",
+                      help="replace a copy `assignment make` wrote earlier (nothing else)")
+    grade = course_actions.add_parser(
+        "grade", help="grade student copies (the student's code runs in a subprocess); exit 0 "
+                      "whenever grading ran")
+    grade.add_argument("directories", nargs="+", metavar="DIR",
+                       help="a copy `assignment make` wrote; several: one line each and a CSV")
     grade.add_argument("--assignment", choices=["A1", "A2", "A3", "A4"],
-                       help="which assignment (default: the one the copy was made for)")
-    grade.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
+                       help="which assignment (default: the copy's signed manifest)")
+    grade.add_argument("--json", metavar="PATH",
+                       help="write Gradescope's results.json (one submission)")
+    grade.add_argument("--csv", metavar="PATH",
+                       help="write the scores as CSV (default grades.csv for several DIRs)")
+    grade.add_argument("--timeout", type=float, default=300,
+                       help="seconds per function (default 300)")
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)
 

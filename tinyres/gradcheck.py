@@ -17,7 +17,7 @@ from tinyres.autograd import no_grad
 from tinyres.backend import get_array_module, to_device
 from tinyres.tensor import Tensor
 
-# name -> builder(rng) returning [(description, fn, inputs), ...]; filled by tinyres.checks
+# name -> builder(rng) returning [(description, fn, inputs), ...]; filled by tinyres.course.checks
 REGISTRY = {}
 
 

@@ -20,6 +20,7 @@ def conv2d_loops(x, weight, bias=None, stride=1, padding=0):
     x (N, C, H, W), weight (OC, C, KH, KW), bias (OC,) or None -> y (N, OC, OH, OW) of x's dtype.
     stride and padding are an int or a (height, width) pair, as in conv2d.
     """
+    # BEGIN SOLUTION A2 conv2d_loops
     N, C, H, W = x.shape
     OC, _, KH, KW = weight.shape
     (SH, SW), (PH, PW) = (as_pair(stride, "stride", "conv2d_loops"),
@@ -39,3 +40,4 @@ def conv2d_loops(x, weight, bias=None, stride=1, padding=0):
                                     total += x[n, c, h, v] * weight[o, c, kh, kw]
                     y[n, o, i, j] = total
     return y
+    # END SOLUTION

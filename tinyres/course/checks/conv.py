@@ -1,18 +1,14 @@
 """Gradient-check cases for conv2d (float64, small shapes: every element is perturbed)."""
+from tinyres.course.checks.inputs import leaf
 from tinyres.functional.conv import conv2d
 from tinyres.gradcheck import register
-from tinyres.tensor import Tensor
-
-
-def _leaf(rng, *shape):
-    return Tensor(rng.standard_normal(shape), requires_grad=True)
 
 
 @register("conv2d")
 def conv(rng):
-    x, x7 = _leaf(rng, 2, 3, 5, 5), _leaf(rng, 1, 2, 7, 6)
-    w3, b4 = _leaf(rng, 4, 3, 3, 3), _leaf(rng, 4)
-    w_rect, w_1x1 = _leaf(rng, 3, 2, 2, 3), _leaf(rng, 5, 3, 1, 1)
+    x, x7 = leaf(rng, 2, 3, 5, 5), leaf(rng, 1, 2, 7, 6)
+    w3, b4 = leaf(rng, 4, 3, 3, 3), leaf(rng, 4)
+    w_rect, w_1x1 = leaf(rng, 3, 2, 2, 3), leaf(rng, 5, 3, 1, 1)
     return [
         ("3x3, bias", lambda x, w, b: conv2d(x, w, b), [x, w3, b4]),
         ("3x3, no bias, padding 1", lambda x, w: conv2d(x, w, padding=1), [x, w3]),

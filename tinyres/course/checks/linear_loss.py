@@ -1,15 +1,12 @@
 """Gradient-check cases for relu, linear, flatten, log_softmax and cross_entropy (float64)."""
 import numpy
 
+from tinyres.course.checks.inputs import leaf
 from tinyres.functional.activation import relu
 from tinyres.functional.linear import flatten, linear
 from tinyres.functional.loss import cross_entropy, log_softmax
 from tinyres.gradcheck import register
 from tinyres.tensor import Tensor
-
-
-def _leaf(rng, *shape):
-    return Tensor(rng.standard_normal(shape), requires_grad=True)
 
 
 @register("relu")
@@ -23,10 +20,10 @@ def relu_cases(rng):
 @register("linear / flatten")
 def linear_cases(rng):
     return [
-        ("(4,6) -> 5 with bias", linear, [_leaf(rng, 4, 6), _leaf(rng, 5, 6), _leaf(rng, 5)]),
-        ("(2,3,6) -> 2 without bias", linear, [_leaf(rng, 2, 3, 6), _leaf(rng, 2, 6)]),
+        ("(4,6) -> 5 with bias", linear, [leaf(rng, 4, 6), leaf(rng, 5, 6), leaf(rng, 5)]),
+        ("(2,3,6) -> 2 without bias", linear, [leaf(rng, 2, 3, 6), leaf(rng, 2, 6)]),
         ("flatten (2,3,2,2) then linear 12 -> 3",
-         lambda x, w: linear(flatten(x), w), [_leaf(rng, 2, 3, 2, 2), _leaf(rng, 3, 12)]),
+         lambda x, w: linear(flatten(x), w), [leaf(rng, 2, 3, 2, 2), leaf(rng, 3, 12)]),
     ]
 
 
@@ -34,8 +31,8 @@ def linear_cases(rng):
 def loss_cases(rng):
     target = Tensor(rng.integers(0, 5, size=6))
     return [
-        ("log_softmax (3,5) axis=-1", log_softmax, [_leaf(rng, 3, 5)]),
-        ("log_softmax (2,4,3) axis=1", lambda x: log_softmax(x, axis=1), [_leaf(rng, 2, 4, 3)]),
+        ("log_softmax (3,5) axis=-1", log_softmax, [leaf(rng, 3, 5)]),
+        ("log_softmax (2,4,3) axis=1", lambda x: log_softmax(x, axis=1), [leaf(rng, 2, 4, 3)]),
         ("cross_entropy (6,5) w.r.t. logits",
          lambda z: cross_entropy(z, target), [Tensor(3 * rng.standard_normal((6, 5)),
                                                      requires_grad=True)]),

@@ -3,13 +3,10 @@
 
 Training-mode batch norm is the op for which an all-ones projection is vacuous: sum(BN(x)) does
 not depend on x. gradcheck projects on a random direction, so these cases do test dx."""
+from tinyres.course.checks.inputs import leaf
 from tinyres.functional.batchnorm import batch_norm
 from tinyres.gradcheck import register
 from tinyres.tensor import Tensor
-
-
-def _leaf(rng, *shape):
-    return Tensor(rng.standard_normal(shape), requires_grad=True)
 
 
 def _running(rng, channels):
@@ -24,13 +21,13 @@ def _training_cases(rng, relu):
     return [
         ("(3,4,3,2) w.r.t. x, weight, bias; running stats",
          lambda x, w, b: batch_norm(x, w, b, mean, var, training=True, relu=relu),
-         [_leaf(rng, 3, 4, 3, 2), _leaf(rng, 4), _leaf(rng, 4)]),
+         [leaf(rng, 3, 4, 3, 2), leaf(rng, 4), leaf(rng, 4)]),
         ("(5,3) w.r.t. x, weight, bias",
          lambda x, w, b: batch_norm(x, w, b, None, None, training=True, relu=relu),
-         [_leaf(rng, 5, 3), _leaf(rng, 3), _leaf(rng, 3)]),
+         [leaf(rng, 5, 3), leaf(rng, 3), leaf(rng, 3)]),
         ("(3,4,3,2) affine=False",
          lambda x: batch_norm(x, None, None, None, None, training=True, relu=relu),
-         [_leaf(rng, 3, 4, 3, 2)]),
+         [leaf(rng, 3, 4, 3, 2)]),
     ]
 
 
@@ -51,8 +48,8 @@ def batch_norm_eval(rng):
     return [
         ("(2,4,3,3) w.r.t. x, weight, bias",
          lambda x, w, b: batch_norm(x, w, b, mean4, var4, training=False),
-         [_leaf(rng, 2, 4, 3, 3), _leaf(rng, 4), _leaf(rng, 4)]),
+         [leaf(rng, 2, 4, 3, 3), leaf(rng, 4), leaf(rng, 4)]),
         ("(1,3) batch of one, no affine",
          lambda x: batch_norm(x, None, None, mean3, var3, training=False),
-         [_leaf(rng, 1, 3)]),
+         [leaf(rng, 1, 3)]),
     ]

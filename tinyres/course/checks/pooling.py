@@ -3,22 +3,18 @@
 Max pool's gradient is only defined where the maximum of a window is unique; standard normal
 inputs have no ties, and a perturbation of 1e-6 does not change which element is the maximum.
 """
+from tinyres.course.checks.inputs import leaf
 from tinyres.functional.pooling import (adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d,
                                         max_pool2d)
 from tinyres.gradcheck import register
-from tinyres.tensor import Tensor
-
-
-def _leaf(rng, *shape):
-    return Tensor(rng.standard_normal(shape), requires_grad=True)
 
 
 def _window_cases(rng, pool, overlap_note):
     """The same two windows for max and average pooling: overlapping with padding, and 2x2."""
     return [
         (f"3x3 stride 2 padding 1 ({overlap_note})",
-         lambda x: pool(x, 3, stride=2, padding=1), [_leaf(rng, 2, 3, 7, 7)]),
-        ("2x2 stride 2", lambda x: pool(x, 2), [_leaf(rng, 2, 3, 6, 5)]),
+         lambda x: pool(x, 3, stride=2, padding=1), [leaf(rng, 2, 3, 7, 7)]),
+        ("2x2 stride 2", lambda x: pool(x, 2), [leaf(rng, 2, 3, 6, 5)]),
     ]
 
 
@@ -34,15 +30,15 @@ def avg_pool(rng):
 
 @register("global_avg_pool2d")
 def global_avg_pool(rng):
-    return [("(2, 3, 4, 5) -> (2, 3)", global_avg_pool2d, [_leaf(rng, 2, 3, 4, 5)])]
+    return [("(2, 3, 4, 5) -> (2, 3)", global_avg_pool2d, [leaf(rng, 2, 3, 4, 5)])]
 
 
 @register("adaptive_avg_pool2d")
 def adaptive_avg_pool(rng):
     return [
         ("7x7 -> 3x3 (uneven, overlapping windows)",
-         lambda x: adaptive_avg_pool2d(x, 3), [_leaf(rng, 2, 3, 7, 7)]),
-        ("5x6 -> (2, 4)", lambda x: adaptive_avg_pool2d(x, (2, 4)), [_leaf(rng, 1, 2, 5, 6)]),
+         lambda x: adaptive_avg_pool2d(x, 3), [leaf(rng, 2, 3, 7, 7)]),
+        ("5x6 -> (2, 4)", lambda x: adaptive_avg_pool2d(x, (2, 4)), [leaf(rng, 1, 2, 5, 6)]),
         ("1x1 -> 7x7 (copies: VGG on 32x32 images)",
-         lambda x: adaptive_avg_pool2d(x, 7), [_leaf(rng, 2, 3, 1, 1)]),
+         lambda x: adaptive_avg_pool2d(x, 7), [leaf(rng, 2, 3, 1, 1)]),
     ]

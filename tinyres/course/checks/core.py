@@ -1,37 +1,30 @@
 """Gradient-check cases for the basic ops of tinyres.ops (float64, random shapes)."""
-import numpy
-
+from tinyres.course.checks.inputs import leaf
 from tinyres import ops
 from tinyres.gradcheck import register
-from tinyres.tensor import Tensor
-
-
-def _leaf(rng, *shape, positive=False):
-    data = rng.standard_normal(shape)
-    return Tensor(numpy.abs(data) + 0.5 if positive else data, requires_grad=True)
 
 
 @register("add sub mul div (broadcast)")
 def arithmetic(rng):
-    a, b = _leaf(rng, 3, 1, 4), _leaf(rng, 5, 1)
+    a, b = leaf(rng, 3, 1, 4), leaf(rng, 5, 1)
     return [("(3,1,4) op (5,1)", lambda a, b: (a + b) * (a - b) / (b * b + 1.0), [a, b])]
 
 
 @register("neg pow exp log")
 def elementwise(rng):
-    x = _leaf(rng, 2, 3, positive=True)
+    x = leaf(rng, 2, 3, positive=True)
     return [("(2,3)", lambda x: (-x) ** 3 + x.exp() * x.log() + x ** 0.5, [x])]
 
 
 @register("matmul")
 def matmul(rng):
-    return [("(2,3,4) @ (4,5)", lambda a, b: a @ b, [_leaf(rng, 2, 3, 4), _leaf(rng, 4, 5)]),
-            ("(4,) @ (4,5)", lambda a, b: a @ b, [_leaf(rng, 4), _leaf(rng, 4, 5)])]
+    return [("(2,3,4) @ (4,5)", lambda a, b: a @ b, [leaf(rng, 2, 3, 4), leaf(rng, 4, 5)]),
+            ("(4,) @ (4,5)", lambda a, b: a @ b, [leaf(rng, 4), leaf(rng, 4, 5)])]
 
 
 @register("sum mean max")
 def reductions(rng):
-    x = _leaf(rng, 2, 3, 4)
+    x = leaf(rng, 2, 3, 4)
     return [("(2,3,4): sum/max axis 1, mean axes (0,1), max all",
              lambda x: x.sum(axis=1) * x.mean(axis=(0, 1), keepdims=True).reshape(1, 4)
              + x.max(axis=1) + x.max(), [x])]
@@ -39,7 +32,7 @@ def reductions(rng):
 
 @register("reshape transpose getitem pad concat")
 def shapes(rng):
-    x, y = _leaf(rng, 2, 3, 4, 5), _leaf(rng, 2, 3, 5, 4)
+    x, y = leaf(rng, 2, 3, 4, 5), leaf(rng, 2, 3, 5, 4)
     return [("x[:, :, ::2, ::2] + channel pad (option A)",
              lambda x: ops.pad(x[:, :, ::2, ::2], ((0, 0), (1, 2), (0, 0), (0, 0))), [x]),
             ("permute, reshape, concatenate",

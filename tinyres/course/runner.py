@@ -1,0 +1,185 @@
+"""The only grading code that runs in the student's process: compute, never judge.
+
+    python -I runner.py          (working directory: the grader's temporary folder)
+
+reads request.json (the cases: recipe, settings) and request.npz (their input arrays), imports
+the student's tinyres from ./package, computes each case's outputs and writes them to
+outputs.npz, with outputs.json saying per case whether it raised (the exception, its message,
+and the last line of the student's copy it passed through). Nothing here decides a score: the
+grader reads the two files in its own process and compares them with what it expects, so
+whatever this process prints, patches or fakes, only the arrays it returns count.
+
+Plain Python and NumPy at the top; tinyres is imported from ./package when the cases run.
+"""
+import json
+import os
+import sys
+import traceback
+
+import numpy
+
+PACKAGE = os.path.abspath("package")
+
+
+def _function(name):
+    """tinyres's readable function `name` (the student's, never a fast twin)."""
+    from tinyres.functional import conv, conv_loops
+    where = {"im2col": conv, "col2im": conv, "conv2d_forward": conv, "conv2d_backward": conv,
+             "conv2d_loops": conv_loops}[name]
+    function = getattr(where, name)
+    return getattr(function, "reference", function)
+
+
+def run_function(params, inputs):
+    """Recipe "function": one call on NumPy arrays; a tuple result is numbered in order."""
+    name = params["function"]
+    settings = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items()
+                if k != "function"}
+    args = list(inputs.values())
+    if name == "col2im":
+        settings["x_shape"] = tuple(settings["x_shape"])
+        args.insert(1, settings.pop("x_shape"))
+    result = _function(name)(*args, **settings)
+    names = {"im2col": ["cols"], "col2im": ["x"], "conv2d_forward": ["y"],
+             "conv2d_loops": ["y"], "conv2d_backward": ["gx", "gweight"]}[name]
+    result = result if isinstance(result, tuple) else (result,)
+    return dict(zip(names, result))
+
+
+def _op(params, inputs):
+    """The op of recipe "autograd" and the names of its differentiated inputs."""
+    import tinyres
+    import tinyres.functional as F
+    from tinyres import ops
+    op = params["op"]
+    if op == "mul":
+        return ops.mul, ["a", "b"]
+    if op == "matmul":
+        return ops.matmul, ["a", "b"]
+    if op == "sum":
+        axis = tuple(params["axis"]) if isinstance(params["axis"], list) else params["axis"]
+        return (lambda x: x.sum(axis=axis, keepdims=params["keepdims"])), ["x"]
+    if op == "conv2d":
+        return (lambda x, w, b: F.conv2d(x, w, b, stride=params["stride"],
+                                         padding=params["padding"])), ["x", "weight", "bias"]
+    if op in ("batch_norm", "batch_norm_graph"):
+        names = ["x", "weight", "bias"] if params["affine"] else ["x"]
+        if op == "batch_norm":
+            def norm(x, weight=None, bias=None):
+                return F.batch_norm(x, weight, bias, None, None, training=True)
+        else:
+            from tinyres.functional.batchnorm_graph import batch_norm_graph as norm
+        return norm, names
+    if op == "max_pool2d":
+        return (lambda x: F.max_pool2d(x, tuple(params["kernel"]), tuple(params["stride"]),
+                                       tuple(params["padding"]))), ["x"]
+    if op == "zero_pad_shortcut":
+        from tinyres.models.blocks import ZeroPadShortcut
+        return ZeroPadShortcut(params["in_channels"], params["out_channels"],
+                               params["stride"]), ["x"]
+    if op == "residual_probe":
+        return _residual_probe(params, inputs), ["x"]
+    if op == "basic_block_residual":
+        from tinyres.models.blocks import BasicBlock
+        block = BasicBlock(params["in_channels"], params["channels"], stride=params["stride"],
+                           shortcut="B").to(dtype=numpy.float64)
+        for name, value in (("conv1.weight", "conv1"), ("bn1.weight", "bn1_weight"),
+                            ("bn1.bias", "bn1_bias"), ("conv2.weight", "conv2"),
+                            ("bn2.weight", "bn2_weight"), ("bn2.bias", "bn2_bias")):
+            dict(block.named_parameters())[name].data[...] = inputs[value]
+        return block.residual, ["x"]
+    raise ValueError(f"unknown op {op!r}")
+
+
+def _residual_probe(params, inputs):
+    """A ResidualBlock whose branch F is fixed: x*x - x at stride 1, else a given 1x1 conv."""
+    import tinyres
+    import tinyres.functional as F
+    from tinyres.models.blocks import ResidualBlock
+    stride = params["stride"]
+    branch = tinyres.tensor(inputs["branch_weight"])
+
+    class Probe(ResidualBlock):
+        def __init__(self):
+            super().__init__()
+            self._add_shortcut(params["option"], 3, params["channels"], stride, "shortcut")
+
+        def residual(self, x):
+            return x * x - x if stride == 1 else F.conv2d(x, branch, stride=stride)
+
+    block = Probe().to(dtype=numpy.float64)
+    shortcut = block.shortcut_path()
+    if params["option"] == "B" and stride != 1:          # the projection: 1x1 conv, then BN
+        shortcut[0].weight.data[...] = inputs["projection_weight"]
+    return block
+
+
+def run_autograd(params, inputs):
+    """Recipe "autograd": forward on leaf Tensors, backward with the given direction."""
+    import tinyres
+    op, names = _op(params, inputs)
+    leaves = [tinyres.tensor(inputs[n].copy(), requires_grad=True) for n in names]
+    out = op(*leaves)
+    out.backward(tinyres.tensor(inputs["direction"]))
+    outputs = {"forward": out.numpy()}
+    for name, leaf in zip(names, leaves):
+        if leaf.grad is None:
+            raise RuntimeError(f"no gradient reached input {name!r}: the output must be built "
+                               f"from tinyres ops")
+        outputs[f"grad {name}"] = numpy.asarray(leaf.grad)
+    return outputs
+
+
+def run_sgd(params, inputs):
+    """Recipe "sgd": SGD.step after each step's gradients are set (None where not sent)."""
+    from tinyres.nn import Parameter
+    from tinyres.optim import SGD
+    weights = [Parameter(inputs[f"start {i}"].copy()) for i in range(params["parameters"])]
+    optimizer = SGD(weights, **params["hyper"])
+    for step in range(params["steps"]):
+        for i, p in enumerate(weights):
+            grad = inputs.get(f"grad {step} {i}")
+            p.grad = None if grad is None else grad.copy()
+        optimizer.step()
+    return {f"param {i}": p.numpy() for i, p in enumerate(weights)}
+
+
+RECIPES = {"function": run_function, "autograd": run_autograd, "sgd": run_sgd}
+
+
+def where_in_copy(err):
+    """'file:line in function: code' for the last frame of the traceback inside the copy."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if os.path.abspath(f.filename).startswith(PACKAGE + os.sep)]
+    if not frames:
+        return None
+    frame = frames[-1]
+    return (f"{os.path.relpath(frame.filename, PACKAGE)}:{frame.lineno} in {frame.name}: "
+            f"{(frame.line or '').strip()}")
+
+
+def main():
+    sys.path.insert(0, PACKAGE)
+    with open("request.json") as f:
+        request = json.load(f)
+    arrays = numpy.load("request.npz", allow_pickle=False)
+    import tinyres
+    outputs, report = {}, {"tinyres": os.path.abspath(tinyres.__file__), "cases": []}
+    for index, case in enumerate(request["cases"]):
+        inputs = {name: arrays[f"{index}/{name}"] for name in case["inputs"]}
+        try:
+            result = RECIPES[case["call"]](case["params"], inputs)
+            for name, value in result.items():
+                outputs[f"{index}/{name}"] = numpy.asarray(value)
+            report["cases"].append(None)
+        except BaseException as err:                 # the student's code raised: say where
+            report["cases"].append({"error": type(err).__name__, "message": str(err)[:500],
+                                    "where": where_in_copy(err)})
+    numpy.savez("outputs.npz.part", **outputs)
+    os.replace("outputs.npz.part.npz", "outputs.npz")
+    with open("outputs.json", "w") as f:
+        json.dump(report, f)
+
+
+if __name__ == "__main__":
+    main()
