@@ -26,6 +26,20 @@ def conv_inputs(cfg, rng, dtype=numpy.float64):
 
 
 # ----------------------------------------------------------------------------------------------
+# the definition as loops: first, by hand (A2 writes conv2d_loops before im2col, and the tests
+# below then hold im2col + GEMM to it)
+# ----------------------------------------------------------------------------------------------
+def test_conv2d_loops_on_a_hand_example():
+    x = numpy.arange(1.0, 10.0).reshape(1, 1, 3, 3)      # 1 2 3 / 4 5 6 / 7 8 9
+    w = numpy.array([[1.0, 2.0], [0.0, -1.0]]).reshape(1, 1, 2, 2)
+    # top-left window 1 2 / 4 5: 1*1 + 2*2 + 4*0 + 5*(-1) = 0, plus the bias 1
+    numpy.testing.assert_array_equal(conv2d_loops(x, w, numpy.array([1.0])), [[[[1, 3], [7, 9]]]])
+    # stride 2, padding 1: the top-left window is 0 0 / 0 1, so only 1 * w[1, 1] = -1 remains
+    numpy.testing.assert_array_equal(conv2d_loops(x, w, stride=2, padding=1),
+                                     [[[[-1, -3], [1, 8]]]])
+
+
+# ----------------------------------------------------------------------------------------------
 # im2col / col2im
 # ----------------------------------------------------------------------------------------------
 def test_im2col_layout_is_the_docstring_picture(backend):

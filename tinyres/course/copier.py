@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tinyres.course import signing
 from tinyres.course.assignments import ASSIGNMENTS, TASKS, check_assignment_id, tasks_of
-from tinyres.course.holes import find_regions, solution_lines, strip_solutions
+from tinyres.course.holes import find_regions, strip_solutions
 
 MANIFEST = ".tinyres-assignment"
 FOLDERS = ("tinyres", "kernels", "docs", "examples")
@@ -95,6 +95,23 @@ def make(assignment_id, out, solution=False, force=False, log=print):
                            f"{', '.join(sorted(missing))}; its markers were lost")
 
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        cut = _write_copy(root, out, assignment, solution)
+    except BaseException:
+        shutil.rmtree(out)                   # empty or absent before: nothing else is lost
+        raise
+
+    log(f"{assignment_id} ({assignment.title}): {'solution' if solution else 'student'} copy "
+        f"written to {out}")
+    for task in tasks_of(assignment_id):
+        log(f"   {'yours' if not solution else 'solved'}: {task.function:<28} {task.file}")
+    log(f"   handout: {out / assignment.handout}")
+    log(f"   install: cd {out} && python -m pip install -e .    (then: python -m pytest tests)")
+    return cut
+
+
+def _write_copy(root, out, assignment, solution):
+    assignment_id = assignment.id
     for folder in FOLDERS:
         shutil.copytree(root / folder, out / folder, ignore=shutil.ignore_patterns(*_IGNORED))
     for name in FILES:
@@ -122,15 +139,6 @@ def make(assignment_id, out, solution=False, force=False, log=print):
         "assignment": assignment_id, "solution": solution,
         "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "entries": sorted(p.name for p in out.iterdir())})
-
-    log(f"{assignment_id} ({assignment.title}): {'solution' if solution else 'student'} copy "
-        f"written to {out}")
-    for task in tasks_of(assignment_id):
-        log(f"   {'yours' if not solution else 'solved'}: {task.function:<28} {task.file}")
-    if kernels_off:
-        log(f"   fast kernels left out: {', '.join(kernels_off)}")
-    log(f"   handout: {out / assignment.handout}")
-    log(f"   install: cd {out} && python -m pip install -e .    (then: python -m pytest tests)")
     return cut
 
 
@@ -210,18 +218,24 @@ def _normalised(line):
 
 
 def find_leaks(copy, assignment_id, root):
-    """Files of `copy` holding half or more of a hole's distinctive solution lines (lines of
-    16+ characters), as 'file: task (k of n lines)' strings."""
-    sources = {r.file for r in all_regions(root) if r.file.suffix == ".py"}
+    """Files of `copy` holding half or more of the distinctive lines of any solution region of
+    the assignment, in the source or the docs, as 'file: function (k of n lines)' strings.
+    Distinctive: 16+ characters, and not in the copy of the task's own file (a docs block may
+    show the lines around a hole, such as the class and forward of Mul)."""
+    regions = []                                     # (task, its distinctive lines), per region
+    for region in all_regions(root):
+        if TASKS[region.task].assignment == assignment_id:
+            body = region.file.read_text().split("\n")[region.begin:region.end - 1]
+            lines = {_normalised(line) for line in body} - {""}
+            task = TASKS[region.task]
+            public = {_normalised(line) for line in (Path(copy) / task.file).read_text().split("\n")}
+            regions.append((task, {line for line in lines - public if len(line) >= 16}))
     leaks = []
-    for task in tasks_of(assignment_id):
-        lines = {_normalised(line) for path in sources
-                 for line in solution_lines(path.read_text(), task.id)}
-        lines = {line for line in lines if len(line) >= 16}
-        for path in sorted(p for p in Path(copy).rglob("*") if p.suffix in (".py", ".md")):
-            text = {_normalised(line) for line in path.read_text().split("\n")}
+    for path in sorted(p for p in Path(copy).rglob("*") if p.suffix in (".py", ".md")):
+        text = {_normalised(line) for line in path.read_text().split("\n")}
+        for task, lines in regions:
             found = lines & text
-            if len(found) >= max(2, (len(lines) + 1) // 2) or (len(lines) == 1 and found):
+            if found and len(found) >= min(len(lines), max(2, (len(lines) + 1) // 2)):
                 leaks.append(f"{path.relative_to(copy)}: {task.function} ({len(found)} of "
                              f"{len(lines)} lines)")
-    return leaks
+    return sorted(set(leaks))

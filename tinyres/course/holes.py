@@ -80,13 +80,6 @@ def find_regions(text, path="<text>"):
     return regions
 
 
-def solution_lines(text, task_id):
-    """The lines inside the regions of `task_id` (what a copy must not contain)."""
-    lines = text.split("\n")
-    return [line for r in find_regions(text) if r.task == task_id
-            for line in lines[r.begin:r.end - 1]]
-
-
 def strip_solutions(text, assignment_id, path="<text>"):
     """`text` with the regions of `assignment_id` cut out (assignment_id None: keep every
     solution) and every marker line removed."""
@@ -118,5 +111,5 @@ def student_stub(task, indent):
 def markdown_note(task, indent):
     """The line that stands where a worked code block of `task` was in the docs."""
     handout = ASSIGNMENTS[task.assignment].handout
-    return [f"{indent}*(The code of this step is {task.function}, yours to write in "
-            f"{task.assignment}: see [the handout](/{handout}).)*"]
+    return [f"{indent}*(Code left out of this copy: it is {task.function}, yours to write in "
+            f"{task.assignment}; see {handout}.)*"]
