@@ -60,9 +60,10 @@ SECTIONS = [
     ("tinyres.train", None, "Floor 7: training and evaluation."),
     ("tinyres.distributed", None, "Floor 7: data-parallel training on MPI."),
     ("tinyres.serialization", ["save", "load"], "Checkpoints and weight files."),
-    ("tinyres.assignment", ["make", "grade", "strip_solutions", "find_regions", "ASSIGNMENTS",
-                            "TASKS"],
-     "Course assignments: student copies and the autograder."),
+    ("tinyres.course.copier", ["make", "find_leaks"],
+     "The course: student copies (`tinyres assignment make`)."),
+    ("tinyres.course.grader", ["grade", "format_report", "gradescope_results", "write_csv"],
+     "The course: the autograder (`tinyres assignment grade`)."),
 ]
 
 

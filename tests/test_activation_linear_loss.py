@@ -207,7 +207,7 @@ def test_log_softmax_and_cross_entropy_match_pytorch(backend, rng):
 @pytest.mark.parametrize("name", ["relu", "linear / flatten", "log_softmax / cross_entropy"])
 def test_registered_cases_pass(backend, name):
     """The cases `tinyres gradcheck` runs for these ops."""
-    import tinyres.checks  # noqa: F401
+    import tinyres.course.checks  # noqa: F401
     from tinyres.gradcheck import REGISTRY
     for _, fn, inputs in REGISTRY[name](numpy.random.default_rng(0)):
         gradcheck(fn, inputs)

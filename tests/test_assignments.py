@@ -1,47 +1,50 @@
-"""Course assignments: the solution markers, `tinyres assignment make`, and the autograder.
+"""The course (tinyres/course/): holes, student copies, and a grader that cannot be fooled.
 
-Grading the repository itself (the reference solutions) must score full marks; grading a fresh
-student copy must score zero on exactly the removed functions, naming each; a wrong
-implementation must fail with its error. Grading runs a subprocess per call, so the calls are
-shared between tests (module-scoped fixtures).
+Fast tier: the markers, the feedback's comparisons, the signed manifest, the report formats.
+Slow tier (copies, subprocesses, a venv): a copy is a self-contained engine whose tests run the
+student's code and hold no answer; the reference solutions score full marks and a fresh copy
+zero; every cheat of the course issue scores zero or is refused, and says why; `make --force`
+deletes nothing it did not make.
 """
 import ast
 import json
+import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy
 import pytest
 
-from tinyres import assignment
-from tinyres.assignment import ASSIGNMENTS, TASKS, strip_solutions, tasks_of
 from tinyres.cli import main
+from tinyres.course import copier, grader, signing
+from tinyres.course.assignments import ASSIGNMENTS, TASKS, tasks_of
+from tinyres.course.cases import build
+from tinyres.course.feedback import compare, relative_errors
+from tinyres.course.holes import find_regions, strip_solutions
 
 REPO = Path(__file__).resolve().parents[1]
+KEY = "course-key-of-the-tests"
+
+
+@pytest.fixture(autouse=True)
+def course_key(monkeypatch):
+    """Sign and check manifests with a key of the tests' own (never the user's key file)."""
+    monkeypatch.setenv("TINYRES_COURSE_KEY", KEY)
 
 
 def quiet(*args, **kwargs):
     pass
 
 
-@pytest.fixture(scope="module")
-def solution_grades():
-    """The repository's own code, graded on every assignment (one subprocess)."""
-    return assignment.grade(REPO, timeout=300, log=quiet)
-
-
-@pytest.fixture(scope="module")
-def student_copies(tmp_path_factory):
-    """A fresh student copy of each assignment."""
-    root = tmp_path_factory.mktemp("assignments")
-    return {a: (root / a, assignment.make(a, root / a, log=quiet)) for a in ASSIGNMENTS}
-
-
-# -- the markers in the source -------------------------------------------------------------------
+# ==============================================================================================
+# fast tier
+# ==============================================================================================
 def test_every_task_has_exactly_one_region_in_the_source():
-    regions = assignment.all_regions(REPO)
-    found = [r.task for r in regions]
-    assert sorted(found) == sorted(TASKS), "solution markers were lost or duplicated"
+    regions = [r for r in copier.all_regions(REPO) if r.file.suffix == ".py"]
+    assert sorted(r.task for r in regions) == sorted(TASKS), "markers lost or duplicated"
     for region in regions:
         assert str(region.file.relative_to(REPO)) == TASKS[region.task].file
         assert region.end > region.begin + 1, f"{region.task}: an empty region"
@@ -55,8 +58,18 @@ def test_stripping_keeps_valid_python_and_other_assignments_code():
     assert stripped.count('raise NotImplementedError("A1: implement') == 3
     assert "unbroadcast(gy * self.b, self.a.shape)" not in stripped      # Mul's solution: gone
     assert "unbroadcast(gy, self.a_shape), unbroadcast(-gy, self.b_shape)" in stripped  # Sub's
-    kept = strip_solutions(source, "A2", "ops.py")                        # another assignment:
+    kept = strip_solutions(source, "A2", "ops.py")                        # another assignment's
     assert "unbroadcast(gy * self.b, self.a.shape)" in kept and "SOLUTION" not in kept
+
+
+def test_a_docs_block_of_a_hole_becomes_a_pointer_to_the_handout():
+    text = (REPO / "docs" / "batchnorm.md").read_text()
+    stripped = strip_solutions(text, "A3", "docs/batchnorm.md")
+    assert "gx = weight * inv_std / m" in text and "gx = weight * inv_std / m" not in stripped
+    assert ("Code left out of this copy: it is batch_norm_train_backward, yours to write in A3"
+            in stripped)
+    assert "m\\, g_j - \\sum_i g_i" in stripped                  # the math stays
+    assert "SOLUTION" not in strip_solutions(text, "A1", "docs/batchnorm.md")
 
 
 @pytest.mark.parametrize("text, error", [
@@ -64,117 +77,493 @@ def test_stripping_keeps_valid_python_and_other_assignments_code():
     ("x = 1\n# END SOLUTION\n", "without"),
     ("# BEGIN SOLUTION A1 mul_backward\n# BEGIN SOLUTION A1 sum_backward\n", "inside"),
     ("# BEGIN SOLUTION A2 mul_backward\nx = 1\n# END SOLUTION\n", "known task"),
-    ("# BEGIN SOLUTION\nx = 1\n# END SOLUTION\n", "known task"),
+    ("<!-- BEGIN SOLUTION -->\nx = 1\n<!-- END SOLUTION -->\n", "known task"),
 ])
 def test_broken_markers_are_reported_with_file_and_line(text, error):
     with pytest.raises(ValueError, match=error) as caught:
-        assignment.find_regions(text, "some/file.py")
+        find_regions(text, "some/file.py")
     assert "some/file.py:" in str(caught.value)
 
 
-# -- make -------------------------------------------------------------------------------------
-def test_student_copy_removes_exactly_the_assignments_functions(student_copies):
-    for assignment_id, (folder, removed) in student_copies.items():
-        assert sorted(removed) == sorted(t.id for t in tasks_of(assignment_id))
-        for path in (folder / "tinyres").rglob("*.py"):
-            text = path.read_text()
-            ast.parse(text, str(path))                   # every file is still valid Python
-            if path.name != "assignment.py":
-                assert "BEGIN SOLUTION" not in text, path
-        for test in ["tests/conftest.py"] + ASSIGNMENTS[assignment_id].tests:
-            assert (folder / test).is_file()
-        assert (folder / ASSIGNMENTS[assignment_id].handout).is_file()
-        assert (folder / "pyproject.toml").is_file() and (folder / "kernels").is_dir()
-        marker = json.loads((folder / ".tinyres-assignment").read_text())
-        assert marker["assignment"] == assignment_id
+def test_every_task_has_visible_and_hidden_cases_of_other_shapes():
+    for task in TASKS.values():
+        cases = build(task.id, 0, 1)
+        visible = {c.name for c in cases if not c.hidden}
+        hidden = [c for c in cases if c.hidden]
+        assert visible and hidden, task.id
+        assert any(c.name not in visible for c in hidden), f"{task.id}: no hidden shape"
+        for case in cases:
+            assert set(case.expected) == set(case.tolerance), task.id
+            assert not set(case.expected) & set(case.inputs), "expected outputs are never sent"
 
 
-def test_student_copy_imports_and_its_untouched_parts_work(student_copies):
-    folder = student_copies["A2"][0]
-    script = (
-        "import numpy, tinyres, tinyres.functional as F\n"
-        "assert tinyres.__file__.startswith(%r)\n"
-        "x = tinyres.tensor(numpy.random.default_rng(0).standard_normal((2, 3, 4, 4)))\n"
-        "y = F.max_pool2d(F.relu(F.batch_norm(x, None, None, None, None, True)), 2)\n"
-        "print('untouched ok', y.shape)\n"
-        "try:\n"
-        "    F.conv2d(x, tinyres.tensor(numpy.ones((2, 3, 3, 3))))\n"
-        "except NotImplementedError as err:\n"
-        "    print('removed:', err)\n" % str(folder))
-    done = subprocess.run([sys.executable, "-c", script], cwd=folder, capture_output=True,
-                          text=True, timeout=120,
-                          env={"PYTHONPATH": str(folder), "TINYRES_KERNELS": "reference",
-                               "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr
-    assert "untouched ok (2, 3, 2, 2)" in done.stdout
-    assert "removed: A2: implement conv2d_forward (see docs/assignments/" in done.stdout
+# -- feedback -----------------------------------------------------------------------------------
+def test_feedback_names_the_worst_element_with_expected_and_got():
+    expected = numpy.arange(12.0).reshape(3, 4) + 1
+    got = expected.copy()
+    got[2, 1] = -got[2, 1]
+    verdict = compare("y", got, expected, 1e-9)
+    assert not verdict.passed
+    assert "worst element [2, 1]: expected 10, got -10" in verdict.message
+    assert verdict.error == pytest.approx(2.0, rel=1e-2)      # 20 / (10 + 1e-3 * 12)
 
 
-def test_make_refuses_a_non_empty_folder_and_unknown_assignments(tmp_path):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not empty"):
-        assignment.make("A1", tmp_path / "x", log=quiet)
-    with pytest.raises(ValueError, match="unknown assignment 'A9'"):
-        assignment.make("A9", tmp_path / "y", log=quiet)
-    assert main(["assignment", "make", "A1", "--out", str(tmp_path / "x")]) == 2
+def test_the_relative_error_does_not_saturate():
+    """A sign flip, a factor 10 and a factor 100 read as different errors (max(|a|, |b|) in
+    the denominator would read ~2 for all of them... and 0.9, 0.99 for the scalings)."""
+    expected = numpy.array([1.0, -2.0, 3.0])
+    errors = [relative_errors(got, expected).max() for got in (-expected, 10 * expected,
+                                                               100 * expected)]
+    assert errors == sorted(errors) and errors[2] > 90 and errors[1] > 8.9
+    assert relative_errors(expected, expected).max() == 0.0
 
 
-# -- grade ------------------------------------------------------------------------------------
-def test_the_reference_solutions_score_full_marks(solution_grades):
-    assert set(solution_grades) == set(TASKS)
-    for task_id, result in solution_grades.items():
-        assert result["passed"], f"{task_id}: {result['message']}"
-        assert result["cases"] >= 1 and result["failed"] == 0
-        assert result["max_rel_error"] < 1e-5
+@pytest.mark.parametrize("got, words", [
+    (numpy.zeros((4, 3)), "wrong shape: got (4, 3), expected (3, 4)"),
+    (numpy.full((3, 4), numpy.nan), "got nan at [0, 0]"),
+    (numpy.array([["a"] * 4] * 3), "expected an array of numbers"),
+    (None, "no output returned"),
+])
+def test_feedback_on_outputs_that_are_not_the_right_array(got, words):
+    verdict = compare("cols", got, numpy.ones((3, 4)), 1e-9)
+    assert not verdict.passed and words in verdict.message and verdict.message.startswith("cols")
 
 
-def test_a_fresh_student_copy_scores_zero_and_names_what_to_implement(student_copies, capsys):
-    for assignment_id, (folder, _) in student_copies.items():
-        if assignment_id == "A2":
-            continue                                     # graded through the CLI below
-        results = assignment.grade(folder, timeout=300)
-        out = capsys.readouterr().out
-        assert f"score {assignment_id}: 0/{len(tasks_of(assignment_id))} functions pass" in out
-        for t in tasks_of(assignment_id):
-            assert not results[t.id]["passed"]
-            assert f"{assignment_id}: implement {t.function} " in results[t.id]["message"]
-            assert t.function in out
+def _report(assignment="A2", passing=("im2col",)):
+    """A Report as grade() returns it, without running anything."""
+    report = grader.Report(Path("/submissions/ada"), assignment, seconds=1.0)
+    for task in tasks_of(assignment):
+        ok = task.function in passing
+        cases = [grader.CaseResult(f"x {i}", i == 2, ok, 0.0 if ok else 2.0,
+                                   "" if ok else "NotImplementedError: A2: implement it")
+                 for i in range(3)]
+        report.tasks.append(grader.TaskResult(task, cases))
+    return report
 
 
-def test_grade_command_exit_status_and_table(student_copies, capsys):
-    folder = student_copies["A2"][0]
-    assert main(["assignment", "grade", str(folder)]) == 1
-    out = capsys.readouterr().out
-    for name in ("im2col", "col2im", "conv2d_forward", "conv2d_backward"):
-        assert any(line.startswith(name) and "FAIL  NotImplementedError: A2: implement" in line
-                   for line in out.splitlines()), name
-    assert "score A2: 0/4 functions pass" in out
+def _assert_gradescope_format(results):
+    """Gradescope's autograder results.json: top-level score (number), tests with name,
+    score, max_score, output, visibility."""
+    assert isinstance(results["score"], (int, float))
+    assert isinstance(results.get("max_score", 0), (int, float))
+    for test in results["tests"]:
+        assert set(test) == {"name", "score", "max_score", "output", "visibility"}
+        assert isinstance(test["name"], str) and isinstance(test["output"], str)
+        assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], (int, float))
+        assert 0 <= test["score"] <= test["max_score"]
+        assert test["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
+    json.dumps(results)
+    assert results["score"] == pytest.approx(sum(t["score"] for t in results["tests"]))
 
 
-def test_a_wrong_implementation_fails_with_its_error(student_copies):
-    """The solution's conv.py, but with a col2im that overwrites where patches overlap instead
-    of adding (a classic bug): col2im and the backward built on it fail, with their errors;
-    im2col and the forward pass: each function is scored on its own."""
-    folder = student_copies["A2"][0]
-    solution = strip_solutions((REPO / "tinyres" / "functional" / "conv.py").read_text(), None)
-    (folder / "tinyres" / "functional" / "conv.py").write_text(solution + """
+def test_gradescope_results_and_table_list_written_parts_as_manually_graded():
+    report = _report()
+    results = grader.gradescope_results(report)
+    _assert_gradescope_format(results)
+    assert results["score"] == 10 and results["max_score"] == 50
+    written = [t for t in results["tests"] if "written" in t["name"]]
+    assert written and all("manually graded" in t["output"] and t["max_score"] == 0
+                           for t in written)
+    table = grader.format_report(report)
+    assert "manually graded" in table and "score A2: 10/50" in table
+    assert table.count("NotImplementedError: A2: implement it") == 4        # once per function
+    assert "the same for: case x 1; hidden case x 2" in table
+    refused = grader.Report(Path("x"), refused="refused: no manifest")
+    _assert_gradescope_format(grader.gradescope_results(refused))
 
-@fast_twin("col2im")
-def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
-    (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry(
-        "col2im", x_shape, kernel_size, stride, padding)
-    cols = cols.reshape(N, OH, OW, C, KH, KW)
-    x = get_array_module(cols).zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=cols.dtype)
-    for kh in range(KH):
-        for kw in range(KW):
-            x[:, :, kh:kh + SH * OH:SH, kw:kw + SW * OW:SW] = cols[:, :, :, :, kh, kw].transpose(
-                0, 3, 1, 2)                                          # BUG: = instead of +=
-    return x[:, :, PH:PH + H, PW:PW + W]
-""")
-    results = assignment.grade(folder, timeout=300, log=quiet)
-    assert results["im2col"]["passed"] and results["conv2d_forward"]["passed"]
-    for task_id in ("col2im", "conv2d_backward"):
-        assert not results[task_id]["passed"]
-        assert "relative error" in results[task_id]["message"]
-        assert results[task_id]["max_rel_error"] > 1e-2
+
+def test_csv_has_one_row_per_student(tmp_path):
+    reports = [_report(), _report(passing=()), grader.Report(Path("/s/bob"),
+                                                             refused="refused: edited")]
+    grader.write_csv(reports, tmp_path / "grades.csv")
+    rows = (tmp_path / "grades.csv").read_text().splitlines()
+    assert rows[0].startswith("student,assignment,score,max_score,")
+    assert len(rows) == 4 and rows[1].startswith("ada,A2,10") and "refused: edited" in rows[3]
+
+
+# -- the manifest -------------------------------------------------------------------------------
+def test_an_edited_or_foreign_manifest_is_not_trusted(tmp_path, monkeypatch):
+    path = tmp_path / ".tinyres-assignment"
+    signing.write_manifest(path, {"assignment": "A2", "entries": []})
+    assert signing.read_manifest(path)["assignment"] == "A2"
+    path.write_text(path.read_text().replace('"A2"', '"A1"'))
+    assert signing.read_manifest(path) is None
+    assert "edited" in signing.manifest_problem(path)
+    signing.write_manifest(path, {"assignment": "A2", "entries": []})
+    monkeypatch.setenv("TINYRES_COURSE_KEY", "another course")
+    assert signing.read_manifest(path) is None
+
+
+def test_the_assignment_comes_from_the_command_or_a_valid_manifest(tmp_path):
+    assert grader.choose_assignment(tmp_path, "A3") == ("A3", [], "")
+    assignment, _, refused = grader.choose_assignment(tmp_path)
+    assert assignment is None and "no manifest" in refused and "--assignment" in refused
+    signing.write_manifest(tmp_path / copier.MANIFEST, {"assignment": "A2", "entries": []})
+    assert grader.choose_assignment(tmp_path)[0] == "A2"
+    assignment, notes, _ = grader.choose_assignment(tmp_path, "A3")
+    assert assignment == "A3" and "made for A2; graded as A3" in notes[0]
+
+
+# -- the house ----------------------------------------------------------------------------------
+def _imports(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module
+
+
+def test_the_engine_never_imports_the_course():
+    """The course is a top floor beside the CLI: imports point down to it from nowhere else."""
+    for path in (REPO / "tinyres").rglob("*.py"):
+        if "course" not in path.parts and path.name != "cli.py":
+            assert not any(name.startswith("tinyres.course") for name in _imports(path)), path
+
+
+def test_gradcheck_cases_share_one_leaf_helper():
+    checks = REPO / "tinyres" / "course" / "checks"
+    assert not any("def _leaf" in p.read_text() for p in checks.glob("*.py"))
+    import tinyres.course.checks  # noqa: F401
+    from tinyres.gradcheck import REGISTRY
+    assert {"conv2d", "max_pool2d", "batch_norm (training)"} <= set(REGISTRY)
+
+
+# ==============================================================================================
+# slow tier: copies
+# ==============================================================================================
+@pytest.fixture(scope="module")
+def copies(tmp_path_factory):
+    """A fresh student copy of each assignment, and a solution copy of each: {name: folder}."""
+    previous = os.environ.get("TINYRES_COURSE_KEY")
+    os.environ["TINYRES_COURSE_KEY"] = KEY
+    root = tmp_path_factory.mktemp("copies")
+    made = {}
+    for a in ASSIGNMENTS:
+        copier.make(a, root / a, log=quiet)
+        copier.make(a, root / f"{a}-solution", solution=True, log=quiet)
+        made[a], made[f"{a}-solution"] = root / a, root / f"{a}-solution"
+    yield made
+    if previous is None:
+        os.environ.pop("TINYRES_COURSE_KEY")
+    else:
+        os.environ["TINYRES_COURSE_KEY"] = previous
+
+
+def _fresh(copies, name, tmp_path):
+    """A private copy of copies[name] to change (the shared ones stay fresh)."""
+    shutil.copytree(copies[name], tmp_path / name, symlinks=True)
+    return tmp_path / name
+
+
+def _installed_layout(copy, destination):
+    """The copy as `pip install .` lays it out (kernels/ inside tinyres/), for PYTHONPATH."""
+    grader._layout(copy, destination)
+    return destination / "package"
+
+
+def _run_copy_tests(copy, tmp_path, *args):
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+           "PYTHONPATH": str(_installed_layout(copy, tmp_path / "layout"))}
+    return subprocess.run([sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
+                           "-m", "not slow", *args], cwd=copy, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+def test_a_fresh_copy_holds_no_answer(copies, assignment):
+    copy = copies[assignment]
+    assert copier.find_leaks(copy, assignment, REPO) == []
+    twins = {name for t in tasks_of(assignment) for name in t.twins}
+    for path in copy.rglob("*.py"):
+        text = path.read_text()
+        ast.parse(text, str(path))
+        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, path
+        assert not twins & copier._defined_names(path), f"{path}: a fast twin of a hole"
+    for name in copier.GRADER_SIDE:                     # references, hidden cases, grader
+        assert not (copy / "tinyres" / "course" / name).exists()
+    for task in tasks_of(assignment):
+        assert (f'raise NotImplementedError("{assignment}: implement {task.function} '
+                in (copy / task.file).read_text())
+
+
+@pytest.mark.slow
+def test_the_leak_check_finds_a_solution_left_in_a_copy(copies, tmp_path):
+    copy = _fresh(copies, "A3", tmp_path)
+    source = (REPO / "tinyres" / "functional" / "batchnorm.py").read_text()
+    region = next(r for r in find_regions(source) if r.task == "batch_norm_backward")
+    body = "\n".join(source.split("\n")[region.begin:region.end - 1])
+    (copy / "examples" / "cheat_sheet.py").write_text(f"def backward():\n{body}\n")
+    assert copier.find_leaks(copy, "A3", REPO) == [
+        "examples/cheat_sheet.py: batch_norm_train_backward (7 of 7 lines)"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+def test_a_fresh_copys_tests_run_and_fail_naming_each_hole(copies, assignment, tmp_path):
+    done = _run_copy_tests(copies[assignment], tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out[-3000:]             # tests failed (not: collection errors)
+    assert "error" not in out.splitlines()[-1], out[-3000:]
+    assert "ModuleNotFoundError" not in out and "ImportError" not in out
+    for task in tasks_of(assignment):
+        assert f"NotImplementedError: {assignment}: implement {task.function} " in out, task.id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+def test_a_solution_copys_tests_pass(copies, assignment, tmp_path):
+    done = _run_copy_tests(copies[f"{assignment}-solution"], tmp_path)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+
+
+@pytest.mark.slow
+def test_an_installed_copy_runs_the_students_code(copies, tmp_path):
+    """`pip install -e .` in the copy (one command), in a fresh venv: import tinyres, the
+    tinyres command and the examples run the copy; it says once which functions are yours."""
+    copy = _fresh(copies, "A2", tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                   check=True, timeout=300)
+    python = venv / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "-q", "-e", ".", "--no-deps",
+               "--no-build-isolation"]
+    done = subprocess.run(install, cwd=copy, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 and "bdist_wheel" in done.stderr + done.stdout:
+        tools = subprocess.run([str(python), "-m", "pip", "install", "-q", "wheel",
+                                "setuptools>=70"], capture_output=True, text=True, timeout=600)
+        if tools.returncode != 0:
+            pytest.skip(f"this venv cannot build editable installs offline: {tools.stderr[-300:]}")
+        done = subprocess.run(install, cwd=copy, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.rmtree(copy / "tinyres.egg-info", ignore_errors=True)
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    info = subprocess.run([str(venv / "bin" / "tinyres"), "info"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    assert info.returncode == 0, info.stderr
+    assert f"A2 copy: conv2d_loops, im2col, col2im, conv2d_forward, conv2d_backward are yours" \
+           in info.stdout and str(copy) in info.stdout
+    assert info.stderr.count("fast kernels off for them") == 1           # announced once
+    imported = subprocess.run([str(python), "-c", "import tinyres, tinyres.kernels.geometry as g;"
+                               " import tinyres; print(tinyres.__file__, g.__file__)"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert imported.stdout.split() == [str(copy / "tinyres" / "__init__.py"),
+                                       str(copy / "kernels" / "geometry.py")]
+    example = subprocess.run([str(python), "examples/02_im2col_convolution.py"],
+                             capture_output=True, text=True, env={**env, "MPLBACKEND": "Agg"},
+                             cwd=copy, timeout=300)
+    assert example.returncode != 0
+    assert "NotImplementedError: A2: implement conv2d_loops" in example.stderr
+    check = subprocess.run([str(venv / "bin" / "tinyres"), "gradcheck", "--only", "conv2d"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert check.returncode == 1 and "FAIL: NotImplementedError: A2: implement" in check.stdout
+
+
+# -- make --force -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_force_never_deletes_a_folder_make_did_not_write(copies, tmp_path, capsys):
+    thesis = tmp_path / "X"
+    thesis.mkdir()
+    (thesis / "thesis.tex").write_text("years of work")
+    assert main(["assignment", "make", "A2", "--out", str(thesis), "--force"]) == 2
+    assert "--force refused" in capsys.readouterr().err
+    assert (thesis / "thesis.tex").read_text() == "years of work"
+
+    checkout = tmp_path / "checkout"                     # a tinyres checkout, with its history
+    shutil.copytree(REPO / "tinyres", checkout / "tinyres",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", checkout / "pyproject.toml")
+    (checkout / ".git").mkdir()
+    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    with pytest.raises(FileExistsError, match="was not written by `tinyres assignment make`"):
+        copier.make("A2", checkout, force=True, log=quiet)
+    assert (checkout / ".git" / "HEAD").is_file() and (checkout / "tinyres" / "cli.py").is_file()
+    with pytest.raises(ValueError, match="overlaps the repository"):
+        copier.make("A2", REPO, force=True, log=quiet)
+
+    copy = _fresh(copies, "A1", tmp_path)                # a copy a student added work to
+    (copy / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds notes.txt"):
+        copier.make("A1", copy, force=True, log=quiet)
+    assert (copy / "notes.txt").is_file()
+    (copy / "notes.txt").unlink()
+    (copy / "tinyres.egg-info").mkdir()                  # what `pip install -e .` leaves
+    copier.make("A3", copy, force=True, log=quiet)       # a copy make wrote: replaced
+    assert json.loads((copy / copier.MANIFEST).read_text())["assignment"] == "A3"
+
+
+# ==============================================================================================
+# slow tier: grading
+# ==============================================================================================
+def _plant(copy, task_id, code):
+    """Put `code` (the function body, 4-space indented) where the copy's hole of task_id
+    raises NotImplementedError."""
+    task = TASKS[task_id]
+    path = copy / task.file
+    stub = f'raise NotImplementedError("{task.assignment}: implement {task.function} '
+    lines = path.read_text().split("\n")
+    at = next(i for i, line in enumerate(lines) if stub in line)
+    indent = lines[at][:len(lines[at]) - len(lines[at].lstrip())]
+    lines[at:at + 1] = [indent + line if line else line for line in code.strip("\n").split("\n")]
+    path.write_text("\n".join(lines))
+
+
+def _scores(report):
+    return {t.task.id: t.score for t in report.tasks}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", list(ASSIGNMENTS))
+def test_the_solutions_score_full_marks_and_a_fresh_copy_zero(copies, assignment):
+    full = grader.grade(copies[f"{assignment}-solution"])
+    assert full.assignment == assignment and not full.refused
+    assert full.score == full.max_score > 0, grader.format_report(full)
+    empty = grader.grade(copies[assignment])
+    assert empty.score == 0
+    for t in empty.tasks:
+        assert all(f"NotImplementedError: {assignment}: implement {t.task.function}"
+                   in c.message or "NotImplementedError" in c.message for c in t.cases)
+        assert any(f"implement {t.task.function}" in c.message for c in t.cases)
+
+
+@pytest.mark.slow
+def test_feedback_on_a_real_bug_and_an_exception_names_case_and_line(copies, tmp_path):
+    """im2col with its columns in (kh, kw, c) order; col2im raising from the student's line."""
+    copy = _fresh(copies, "A2", tmp_path)
+    _plant(copy, "im2col", '''
+(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry("im2col", x.shape, kernel_size,
+                                                                 stride, padding)
+x_pad = get_array_module(x).pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+cols = get_array_module(x).empty((N, OH, OW, KH, KW, C), dtype=x.dtype)
+for kh in range(KH):
+    for kw in range(KW):
+        cols[:, :, :, kh, kw, :] = x_pad[:, :, kh:kh + SH * OH:SH,
+                                         kw:kw + SW * OW:SW].transpose(0, 2, 3, 1)
+return cols.reshape(N * OH * OW, -1)
+''')
+    _plant(copy, "col2im", "rows_per_image = cols.shape[0] // x_shape[0]\n"
+                           "return cols.reshape(x_shape)  # the student's line")
+    report = grader.grade(copy)
+    tasks = {t.task.id: t for t in report.tasks}
+    im2col = tasks["im2col"]
+    assert 0 < im2col.passed < len(im2col.cases)             # 1x1 kernels: the order is moot
+    message = next(c.message for c in im2col.cases if not c.passed)
+    assert "cols: worst element [" in message and "expected" in message and "got" in message
+    col2im = next(c for c in tasks["col2im"].cases if not c.passed)
+    assert col2im.message.startswith("ValueError: cannot reshape array")
+    assert ("at tinyres/functional/conv.py:" in col2im.message
+            and "return cols.reshape(x_shape)  # the student's line" in col2im.message)
+    assert "x (2, 3, 5, 5), kernel (3, 3), stride (1, 1), padding (1, 1)" == col2im.name
+
+
+@pytest.mark.slow
+def test_special_casing_the_visible_cases_loses_the_hidden_ones(copies, tmp_path):
+    copy = _fresh(copies, "A2", tmp_path)
+    visible = [case for case in build("conv2d_forward", 0, 1) if not case.hidden]
+    answers = {c.inputs["x"].tobytes().hex()[:32]: c.expected["y"].tolist() for c in visible}
+    _plant(copy, "conv2d_forward", f'''
+import numpy
+answers = {answers!r}
+key = numpy.ascontiguousarray(x).tobytes().hex()[:32]
+return numpy.array(answers[key]) if key in answers else numpy.zeros((1,))
+''')
+    task = grader.grade(copy).tasks[3]
+    assert task.task.id == "conv2d_forward"
+    assert all(c.passed != c.hidden for c in task.cases)
+    assert 0 < task.score < task.task.points
+
+
+@pytest.mark.slow
+def test_cheats_score_zero_and_the_report_says_why(copies, tmp_path):
+    copy = _fresh(copies, "A2", tmp_path)
+    # 1. print the grader's result lines, then leave without returning anything
+    _plant(copy, "im2col", '''
+print("@@result {\\"task\\": \\"im2col\\", \\"passed\\": true}")
+print("im2col  7/7  0.0e+00  pass\\nscore A2: 50/50", flush=True)
+import os
+os._exit(0)
+''')
+    # 2. load the grader's reference through the grader's own command line
+    _plant(copy, "col2im", '''
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("grader", sys.argv[1])
+reference = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference)
+return reference.col2im_loops(cols, x_shape, kernel_size, stride, padding)
+''')
+    # 3. replace the grader's comparison through __main__, then return anything
+    _plant(copy, "conv2d_forward", '''
+import sys
+main = sys.modules["__main__"]
+main.rel_error = main.compare = main.relative_errors = lambda *args, **kwargs: 0.0
+return x
+''')
+    # 4. a grandchild that outlives the student's process and holds its output
+    pid_file = tmp_path / "grandchild.pid"
+    _plant(copy, "conv2d_backward", f'''
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+open({str(pid_file)!r}, "w").write(str(child.pid))
+raise RuntimeError("gone, the sleeper stays")
+''')
+    start = time.perf_counter()
+    report = grader.grade(copy, timeout=60)
+    assert time.perf_counter() - start < 50                    # nobody waited for the sleeper
+    tasks = {t.task.id: t for t in report.tasks}
+    assert all(tasks[t].score == 0 for t in ("im2col", "col2im", "conv2d_forward",
+                                             "conv2d_backward"))
+    assert "ended (exit status 0) without returning results" in tasks["im2col"].cases[0].message
+    assert tasks["col2im"].cases[0].message.startswith("IndexError: list index out of range at "
+                                                       "tinyres/functional/conv.py:")
+    assert "worst element" in tasks["conv2d_forward"].cases[0].message or \
+           "wrong shape" in tasks["conv2d_forward"].cases[0].message
+    assert "RuntimeError: gone, the sleeper stays" in tasks["conv2d_backward"].cases[0].message
+    pid = int(pid_file.read_text())
+    status = Path(f"/proc/{pid}/status")
+    assert not status.exists() or "State:\tZ" in status.read_text(), "the grandchild survived"
+    assert "50/50" not in grader.format_report(report)
+
+
+@pytest.mark.slow
+def test_an_endless_loop_is_killed_at_the_timeout(copies, tmp_path):
+    copy = _fresh(copies, "A4", tmp_path)
+    _plant(copy, "sgd_momentum", "while True:\n    pass")
+    start = time.perf_counter()
+    report = grader.grade(copy, timeout=8)
+    assert time.perf_counter() - start < 60
+    sgd = report.tasks[-1]
+    assert sgd.score == 0 and "did not finish within 8 s" in sgd.cases[0].message
+
+
+@pytest.mark.slow
+def test_an_edited_manifest_is_refused_and_the_command_decides(copies, tmp_path, capsys):
+    copy = _fresh(copies, "A2", tmp_path)
+    manifest = copy / copier.MANIFEST
+    manifest.write_text(manifest.read_text().replace('"A2"', '"A1"'))
+    refused = grader.grade(copy)
+    assert refused.refused and "edited" in refused.refused and refused.score == 0
+    results = tmp_path / "results.json"
+    assert main(["assignment", "grade", str(copy), "--json", str(results)]) == 0   # grading ran
+    assert "refused" in capsys.readouterr().out
+    _assert_gradescope_format(json.loads(results.read_text()))
+    chosen = grader.grade(copy, "A2")
+    assert chosen.assignment == "A2" and "edited" in chosen.notes[0]
+
+
+@pytest.mark.slow
+def test_grading_a_folder_of_submissions_writes_one_line_each_and_a_csv(copies, tmp_path,
+                                                                         capsys, monkeypatch):
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    shutil.copytree(copies["A1"], submissions / "ada")
+    shutil.copytree(copies["A1-solution"], submissions / "grace")
+    (submissions / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["assignment", "grade", *sorted(map(str, submissions.iterdir()))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ada") and "0/30 A1" in lines[0] and "failing:" in lines[0]
+    assert lines[1].startswith("empty") and "holds no tinyres copy" in lines[1]
+    assert lines[2].startswith("grace") and "30/30 A1" in lines[2]
+    rows = (tmp_path / "grades.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["student", "ada", "empty", "grace"]

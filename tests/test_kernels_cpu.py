@@ -419,7 +419,7 @@ def test_max_pool_kernels_equal_the_reference(cfg, seed):
 @pytest.mark.parametrize("choice", ["fast", "reference"])
 @pytest.mark.parametrize("family", ["conv", "pool", "batch_norm"])
 def test_registered_gradchecks_pass_on_both_paths(kernels, choice, family):
-    import tinyres.checks  # noqa: F401  (registers every family's cases)
+    import tinyres.course.checks  # noqa: F401  (registers every family's cases)
     from tinyres.gradcheck import REGISTRY
     dispatch.set_kernels(choice)
     names = [name for name in REGISTRY if family in name]

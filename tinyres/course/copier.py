@@ -23,6 +23,7 @@ still holds one.
 """
 import ast
 import datetime
+import fnmatch
 import shutil
 from pathlib import Path
 
@@ -35,6 +36,8 @@ FOLDERS = ("tinyres", "kernels", "docs", "examples")
 FILES = ("pyproject.toml", "README.md", ".gitignore")
 SHARED_TESTS = ("tests/conftest.py", "tests/helpers.py")
 GRADER_SIDE = ("copier.py", "grader.py", "runner.py", "references.py", "cases.py", "feedback.py")
+# what installing and testing a copy writes into it (--force may delete these too)
+REGENERATED = ("*.egg-info", "build", ".pytest_cache", ".hypothesis", ".benchmarks", "__pycache__")
 _IGNORED = ("__pycache__", "*.pyc", "*.nbi", "*.nbc", "out", "runs", "*.egg-info")
 
 
@@ -47,13 +50,19 @@ def repository_root():
     return root
 
 
+def _marked_files(root):
+    """The files that may hold regions: Python source, examples, Markdown docs (not this
+    package, whose docstrings describe the markers)."""
+    course = root / "tinyres" / "course"
+    return [path for folder, pattern in (("tinyres", "*.py"), ("docs", "*.md"),
+                                         ("examples", "*.py"))
+            for path in sorted((root / folder).rglob(pattern)) if course not in path.parents]
+
+
 def all_regions(root):
     """Every region in the repository's Python source and Markdown docs, in file order."""
-    regions = []
-    for folder, pattern in (("tinyres", "*.py"), ("docs", "*.md"), ("examples", "*.py")):
-        for path in sorted((root / folder).rglob(pattern)):
-            regions += find_regions(path.read_text(), path)
-    return regions
+    return [region for path in _marked_files(root)
+            for region in find_regions(path.read_text(), path)]
 
 
 def _prepare_out(out, root, force):
@@ -72,7 +81,8 @@ def _prepare_out(out, root, force):
         raise FileExistsError(f"--force refused: {out} was not written by `tinyres assignment "
                               f"make` (no valid {MANIFEST}); it holds {', '.join(present[:8])}"
                               f"{' ...' if len(present) > 8 else ''}. Nothing was deleted.")
-    foreign = sorted(set(present) - set(manifest.get("entries", [])) - {MANIFEST})
+    foreign = sorted(name for name in set(present) - set(manifest.get("entries", [])) - {MANIFEST}
+                     if not any(fnmatch.fnmatch(name, pattern) for pattern in REGENERATED))
     if foreign:
         raise FileExistsError(f"--force refused: {out} holds {', '.join(foreign)}, which "
                               f"`tinyres assignment make` did not write. Move them out first. "
@@ -124,7 +134,7 @@ def _write_copy(root, out, assignment, solution):
         (out / "tinyres" / "course" / name).unlink(missing_ok=True)
 
     cut = [] if solution else [t.id for t in tasks_of(assignment_id)]
-    for path in sorted([*out.rglob("*.py"), *out.rglob("*.md")]):
+    for path in _marked_files(out):
         text = path.read_text()
         if "SOLUTION" in text and find_regions(text, path):
             path.write_text(strip_solutions(text, None if solution else assignment_id, path))

@@ -243,15 +243,31 @@ def format_report(report):
         worst = max((c.error for c in t.cases), default=float("inf"))
         lines.append(f"{t.task.function:<28} {t.task.file:<38} {t.passed:>3}/{len(t.cases):<3} "
                      f"{worst:>10.1e} {t.score:>5g}/{t.task.points:<5}")
-        for c in t.cases:
-            if not c.passed:
-                lines.append(f"    FAIL {'hidden case' if c.hidden else 'case'} {c.name}: "
-                             f"{c.message}")
+        lines += ["    " + line for line in failure_lines(t.cases)]
     for part in assignment.written:
         lines.append(f"{'written: ' + part.name:<67} {'manually graded':>21} (/{part.points})")
     lines.append(f"score {report.assignment}: {report.score:g}/{report.max_score} (autograded; "
                  f"written parts manually graded) in {report.seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _label(case):
+    return f"{'hidden case' if case.hidden else 'case'} {case.name}"
+
+
+def failure_lines(cases):
+    """The failing cases, each distinct message once: 'FAIL case ...: message', then the other
+    cases that failed with the same message."""
+    by_message = {}
+    for case in cases:
+        if not case.passed:
+            by_message.setdefault(case.message, []).append(case)
+    lines = []
+    for message, failed in by_message.items():
+        lines.append(f"FAIL {_label(failed[0])}: {message}")
+        if len(failed) > 1:
+            lines.append(f"     the same for: {'; '.join(_label(c) for c in failed[1:])}")
+    return lines
 
 
 def gradescope_results(report):
@@ -261,9 +277,7 @@ def gradescope_results(report):
         return {"score": 0, "max_score": 0, "output": report.refused, "tests": []}
     tests = []
     for t in report.tasks:
-        lines = [f"{t.passed}/{len(t.cases)} cases pass"]
-        lines += [f"{'hidden case' if c.hidden else 'case'} {c.name}: "
-                  f"{'pass' if c.passed else 'FAIL ' + c.message}" for c in t.cases]
+        lines = [f"{t.passed}/{len(t.cases)} cases pass"] + failure_lines(t.cases)
         tests.append({"name": f"{t.task.assignment} {t.task.function}", "score": t.score,
                       "max_score": t.task.points, "output": "\n".join(lines),
                       "visibility": "visible"})

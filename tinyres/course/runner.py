@@ -154,8 +154,9 @@ def where_in_copy(err):
     if not frames:
         return None
     frame = frames[-1]
-    return (f"{os.path.relpath(frame.filename, PACKAGE)}:{frame.lineno} in {frame.name}: "
-            f"{(frame.line or '').strip()}")
+    where = f"{os.path.relpath(frame.filename, PACKAGE)}:{frame.lineno} in {frame.name}"
+    code = (frame.line or "").strip()
+    return where if not code or code.startswith("raise NotImplementedError") else f"{where}: {code}"
 
 
 def main():
