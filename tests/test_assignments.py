@@ -149,7 +149,7 @@ def _assert_gradescope_format(results):
     for test in results["tests"]:
         assert set(test) == {"name", "score", "max_score", "output", "visibility"}
         assert isinstance(test["name"], str) and isinstance(test["output"], str)
-        assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], (int, float))
+        assert all(isinstance(test[key], (int, float)) for key in ("score", "max_score"))
         assert 0 <= test["score"] <= test["max_score"]
         assert test["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
     json.dumps(results)
@@ -275,10 +275,11 @@ def test_a_fresh_copy_holds_no_answer(copies, assignment):
     copy = copies[assignment]
     assert copier.find_leaks(copy, assignment, REPO) == []
     twins = {name for t in tasks_of(assignment) for name in t.twins}
+    for path in copier._marked_files(copy):
+        assert find_regions(path.read_text(), path) == [], f"{path}: markers left"
     for path in copy.rglob("*.py"):
-        text = path.read_text()
-        ast.parse(text, str(path))
-        assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, path
+        ast.parse(path.read_text(), str(path))
+    for path in (copy / "kernels").rglob("*.py"):
         assert not twins & copier._defined_names(path), f"{path}: a fast twin of a hole"
     for name in copier.GRADER_SIDE:                     # references, hidden cases, grader
         assert not (copy / "tinyres" / "course" / name).exists()
@@ -294,8 +295,9 @@ def test_the_leak_check_finds_a_solution_left_in_a_copy(copies, tmp_path):
     region = next(r for r in find_regions(source) if r.task == "batch_norm_backward")
     body = "\n".join(source.split("\n")[region.begin:region.end - 1])
     (copy / "examples" / "cheat_sheet.py").write_text(f"def backward():\n{body}\n")
-    assert copier.find_leaks(copy, "A3", REPO) == [
-        "examples/cheat_sheet.py: batch_norm_train_backward (7 of 7 lines)"]
+    leaks = copier.find_leaks(copy, "A3", REPO)
+    assert len(leaks) == 1 and leaks[0].startswith("examples/cheat_sheet.py: "
+                                                   "batch_norm_train_backward (")
 
 
 @pytest.mark.slow

@@ -249,7 +249,8 @@ def format_assignments():
     lines = []
     for a in ASSIGNMENTS.values():
         lines.append(f"{a.id}  {a.title}   (handout: {a.handout})")
-        lines += [f"      {t.function:<28} {t.file:<40} {t.points:>3} points" for t in tasks_of(a.id)]
+        lines += [f"      {t.function:<28} {t.file:<40} {t.points:>3} points"
+                  for t in tasks_of(a.id)]
         lines += [f"      written: {w.name}   ({w.points} points, manually graded)"
                   for w in a.written]
     return "\n".join(lines)

@@ -238,7 +238,8 @@ def find_leaks(copy, assignment_id, root):
             body = region.file.read_text().split("\n")[region.begin:region.end - 1]
             lines = {_normalised(line) for line in body} - {""}
             task = TASKS[region.task]
-            public = {_normalised(line) for line in (Path(copy) / task.file).read_text().split("\n")}
+            own_file = (Path(copy) / task.file).read_text().split("\n")
+            public = {_normalised(line) for line in own_file}
             regions.append((task, {line for line in lines - public if len(line) >= 16}))
     leaks = []
     for path in sorted(p for p in Path(copy).rglob("*") if p.suffix in (".py", ".md")):

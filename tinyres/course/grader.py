@@ -217,12 +217,9 @@ def grade(directory, assignment_id=None, timeout=300, seed=0, hidden_seed=None):
             workdir.mkdir()
             (workdir / "package").symlink_to(scratch / "package")
             outputs, raised, problem = run_student(workdir, cases, timeout)
-            result = TaskResult(task, [judge(c, o, r) for c, o, r in zip(cases, outputs,
-                                                                        raised)], problem)
-            if problem:
-                for case in result.cases:
-                    case.passed, case.message = False, case.message or problem
-            report.tasks.append(result)
+            report.tasks.append(TaskResult(task, [
+                CaseResult(c.name, c.hidden, False, message=problem) if problem and not (o or r)
+                else judge(c, o, r) for c, o, r in zip(cases, outputs, raised)], problem))
     report.seconds = time.perf_counter() - start
     return report
 
