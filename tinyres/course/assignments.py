@@ -57,8 +57,7 @@ ASSIGNMENTS = {a.id: a for a in (
                 WrittenPart("timing: the graph of primitive ops against the closed form", 5))),
     Assignment("A4", "Residual networks on CIFAR-10", "docs/assignments/A4-residual-networks.md",
                ("tests/test_models_resnet.py", "tests/test_optim.py"),
-               (WrittenPart("the degradation experiment on your engine: figure and explanation",
-                            15),)),
+               (WrittenPart("the degradation experiment, run on your engine", 15),)),
 )}
 
 TASKS = {t.id: t for t in (

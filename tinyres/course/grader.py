@@ -232,8 +232,8 @@ def format_report(report):
     if report.refused:
         return "\n".join(lines + [report.refused, "score 0/0"])
     assignment = ASSIGNMENTS[report.assignment]
-    lines.append(f"{assignment.id}: {assignment.title} (NumPy backend, reference kernels, "
-                 f"float64; the student's code in its own process)")
+    lines.append(f"{assignment.id}: {assignment.title}")
+    lines.append("(the student's code in its own process; NumPy, reference kernels, float64)")
     header = f"{'function':<28} {'file':<38} {'cases':>7} {'worst err':>10} {'score':>11}"
     lines += [header, "-" * len(header)]
     for t in report.tasks:
@@ -242,10 +242,10 @@ def format_report(report):
                      f"{worst:>10.1e} {t.score:>5g}/{t.task.points:<5}")
         lines += ["    " + line for line in failure_lines(t.cases)]
     for part in assignment.written:
-        lines.append(f"{'written: ' + part.name:<67} {'manually graded':>21} (/{part.points})")
+        lines.append(f"written: {part.name}: manually graded ({part.points} points)")
     lines.append(f"score {report.assignment}: {report.score:g}/{report.max_score} (autograded; "
                  f"written parts manually graded) in {report.seconds:.1f} s")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _label(case):
