@@ -37,25 +37,35 @@ def _gpu_visible():
     return f"yes ({count} device{'s' if count != 1 else ''})" if count else "no"
 
 
+def _student_copy():
+    """tinyres.student_copy, which `tinyres assignment make` writes into a course copy; else
+    None."""
+    try:
+        from tinyres import student_copy
+    except ImportError:
+        return None
+    return student_copy
+
+
 def cmd_info(args):
     from tinyres import dispatch
+    copy = _student_copy()
+    kernels = dispatch.get_kernels()
+    if copy and copy.KERNELS_OFF:
+        kernels += f" (not in this copy: {', '.join(copy.KERNELS_OFF)}; the readable code runs)"
     rows = [
         ("tinyres", tinyres.__version__),
+        *([("copy", f"{copy.describe()}; at {Path(tinyres.__file__).parent.parent}")]
+          if copy else []),
         ("python", platform.python_version()),
         ("backend", tinyres.get_backend()),
-        ("kernels", dispatch.get_kernels()),
+        ("kernels", kernels),
         ("numpy", numpy.__version__),
         ("numba (CPU kernels)", _version_of("numba")),
         ("numba-cuda (GPU kernels)", _version_of("numba_cuda")),
         ("cupy", _version_of("cupy")),
         ("GPU visible", _gpu_visible()),
     ]
-    try:
-        from tinyres import student_copy          # written into a course copy by `make`
-        rows.insert(1, ("copy", f"{student_copy.describe()}; at "
-                                f"{Path(tinyres.__file__).parent.parent}"))
-    except ImportError:
-        pass
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
@@ -200,16 +210,17 @@ def format_confusion(confusion, classes):
 
 def cmd_assignment(args):
     """tinyres assignment make / grade / list: course copies of tinyres and their autograder."""
+    if args.action == "list":
+        print(format_assignments())
+        return 0
     try:
         from tinyres.course import copier, grader
     except ImportError:                     # a student copy leaves the course tools out
-        print(f"tinyres assignment: this tinyres is a student copy; making copies and grading "
-              f"are course staff's tools (in the course's own tinyres)", file=sys.stderr)
+        print("tinyres assignment: this tinyres is a student copy; making copies and grading "
+              "are course staff's tools (in the course's own tinyres)", file=sys.stderr)
         return 2
     try:
-        if args.action == "list":
-            print(format_assignments())
-        elif args.action == "make":
+        if args.action == "make":
             copier.make(args.assignment, args.out, solution=args.solution, force=args.force)
         else:
             return _grade(args, grader)
