@@ -31,16 +31,6 @@ class Case:
     hidden: bool = False
 
 
-CASES = {}
-
-
-def cases_for(task_id):
-    def register(builder):
-        CASES[task_id] = builder
-        return builder
-    return register
-
-
 def build(task_id, seed, hidden_seed):
     """The visible cases (from `seed`) then the hidden ones (from `hidden_seed`) of a task."""
     visible = CASES[task_id](numpy.random.default_rng(seed), hidden=False)
@@ -69,12 +59,7 @@ def function_case(name, function, inputs, expected, tolerance=FORWARD_TOL, **par
                 {k: tolerance for k in expected})
 
 
-def _pairs(*values):
-    return [list(v) for v in values]
-
-
 # -- A1 -----------------------------------------------------------------------------------------
-@cases_for("mul_backward")
 def mul_cases(rng, hidden):
     shapes = (((3, 4, 2), (4, 1)), ((1, 5), (3, 1))) if hidden else (
         ((2, 3), (2, 3)), ((3, 1, 4), (5, 1)), ((4,), ()))
@@ -83,7 +68,6 @@ def mul_cases(rng, hidden):
             for a, b in shapes]
 
 
-@cases_for("matmul_backward")
 def matmul_cases(rng, hidden):
     shapes = (((2, 1, 3, 4), (5, 4, 2)), ((5,), (5,))) if hidden else (
         ((3, 4), (4, 2)), ((2, 3, 4), (4, 5)), ((4,), (4, 3)), ((3, 4), (4,)))
@@ -92,7 +76,6 @@ def matmul_cases(rng, hidden):
             for a, b in shapes]
 
 
-@cases_for("sum_backward")
 def sum_cases(rng, hidden):
     settings = (((3, 2, 5), (0, 1), False), ((4, 3), -2, True)) if hidden else (
         ((2, 3, 4), None, False), ((2, 3, 4), 1, False), ((2, 3, 4), (0, 2), True),
@@ -126,7 +109,6 @@ def _describe(x_shape, kernel, stride, padding):
     return f"x {x_shape}, kernel {kernel}, stride {stride}, padding {padding}"
 
 
-@cases_for("conv2d_loops")
 def conv_loops_cases(rng, hidden):
     cases = []
     for x_shape, (OC, KH, KW), stride, padding in _convs(hidden)[:3]:
@@ -135,11 +117,10 @@ def conv_loops_cases(rng, hidden):
         cases.append(function_case(
             _describe(x_shape, (KH, KW), stride, padding) + ", bias", "conv2d_loops",
             {"x": x, "weight": w, "bias": b}, {"y": ref.conv_reference(x, w, stride, padding, b)},
-            stride=_pairs(stride)[0], padding=_pairs(padding)[0]))
+            stride=list(stride), padding=list(padding)))
     return cases
 
 
-@cases_for("im2col")
 def im2col_cases(rng, hidden):
     cases = []
     for x_shape, (_, KH, KW), stride, padding in _convs(hidden):
@@ -151,7 +132,6 @@ def im2col_cases(rng, hidden):
     return cases
 
 
-@cases_for("col2im")
 def col2im_cases(rng, hidden):
     cases = []
     for x_shape, (_, KH, KW), stride, padding in _convs(hidden):
@@ -165,7 +145,6 @@ def col2im_cases(rng, hidden):
     return cases
 
 
-@cases_for("conv2d_forward")
 def conv_forward_cases(rng, hidden):
     cases = []
     for x_shape, (OC, KH, KW), stride, padding in _convs(hidden):
@@ -177,7 +156,6 @@ def conv_forward_cases(rng, hidden):
     return cases
 
 
-@cases_for("conv2d_backward")
 def conv_backward_cases(rng, hidden):
     cases = []
     for x_shape, (OC, KH, KW), stride, padding in _convs(hidden)[:3]:
@@ -214,17 +192,14 @@ def _batch_norm_cases(rng, hidden, op):
     return cases
 
 
-@cases_for("batch_norm_graph")
 def batch_norm_graph_cases(rng, hidden):
     return _batch_norm_cases(rng, hidden, "batch_norm_graph")
 
 
-@cases_for("batch_norm_backward")
 def batch_norm_cases(rng, hidden):
     return _batch_norm_cases(rng, hidden, "batch_norm")
 
 
-@cases_for("max_pool_backward")
 def max_pool_cases(rng, hidden):
     settings = ((((1, 3, 8, 9), (3, 2), (2, 1), (1, 1)), ((2, 1, 4, 4), (4, 4), (1, 1), (0, 0)))
                 if hidden else
@@ -240,7 +215,6 @@ def max_pool_cases(rng, hidden):
 
 
 # -- A4 -----------------------------------------------------------------------------------------
-@cases_for("zero_pad_shortcut")
 def zero_pad_cases(rng, hidden):
     settings = ((5, 9, 3), (1, 4, 2)) if hidden else ((4, 8, 2), (3, 8, 2), (4, 4, 1), (2, 6, 1))
     return [gradient_case(f"{c_in} -> {c_out} channels, stride {stride}", "zero_pad_shortcut",
@@ -250,7 +224,6 @@ def zero_pad_cases(rng, hidden):
             for c_in, c_out, stride in settings]
 
 
-@cases_for("residual_forward")
 def residual_cases(rng, hidden):
     """A block whose branch F is known (x^2 - x at stride 1, a given conv at stride 2), so only
     the addition, the shortcut slot and the last ReLU are tested."""
@@ -280,7 +253,6 @@ def residual_cases(rng, hidden):
     return cases
 
 
-@cases_for("basic_block_residual")
 def basic_block_cases(rng, hidden):
     settings = ((3, 5, 2),) if hidden else ((3, 3, 1), (2, 4, 2))
     cases = []
@@ -303,7 +275,6 @@ def basic_block_cases(rng, hidden):
     return cases
 
 
-@cases_for("sgd_momentum")
 def sgd_cases(rng, hidden):
     settings = ((dict(lr=0.3, momentum=0.7, dampening=0.1, weight_decay=0.01),
                  dict(lr=0.01, momentum=0.95, nesterov=True)) if hidden else
@@ -326,3 +297,22 @@ def sgd_cases(rng, hidden):
                           inputs, {f"param {i}": w for i, w in enumerate(final)},
                           {f"param {i}": 1e-12 for i in range(len(final))}))
     return cases
+
+
+CASES = {  # task id -> builder(rng, hidden) of its cases
+    "mul_backward": mul_cases,
+    "matmul_backward": matmul_cases,
+    "sum_backward": sum_cases,
+    "conv2d_loops": conv_loops_cases,
+    "im2col": im2col_cases,
+    "col2im": col2im_cases,
+    "conv2d_forward": conv_forward_cases,
+    "conv2d_backward": conv_backward_cases,
+    "batch_norm_graph": batch_norm_graph_cases,
+    "batch_norm_backward": batch_norm_cases,
+    "max_pool_backward": max_pool_cases,
+    "zero_pad_shortcut": zero_pad_cases,
+    "residual_forward": residual_cases,
+    "basic_block_residual": basic_block_cases,
+    "sgd_momentum": sgd_cases,
+}

@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 
 from tinyres.course import signing
-from tinyres.course.assignments import ASSIGNMENTS, TASKS, check_assignment_id, tasks_of
+from tinyres.course.assignments import TASKS, check_assignment_id, tasks_of
 from tinyres.course.holes import find_regions, strip_solutions
 
 MANIFEST = ".tinyres-assignment"

@@ -48,7 +48,6 @@ def run_function(params, inputs):
 
 def _op(params, inputs):
     """The op of recipe "autograd" and the names of its differentiated inputs."""
-    import tinyres
     import tinyres.functional as F
     from tinyres import ops
     op = params["op"]
