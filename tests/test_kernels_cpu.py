@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import venv
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tinyres
-from tinyres import Tensor, dispatch, gradcheck, parallel
+from tinyres import Tensor, dispatch, gradcheck
 from tinyres.functional import activation, batchnorm as bn
 from tinyres.functional import conv, pooling
 from tinyres.models import get_model, summary
@@ -215,33 +216,21 @@ def test_winograd_filter_transform_and_its_adjoint():
                          rtol=1e-12)
 
 
-@settings(max_examples=10, deadline=None)
-@given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16),
-       chunk_bytes=st.sampled_from([1, 3000, 30000]), threads=st.sampled_from([1, 3]))
-def test_the_reference_conv_in_chunks_equals_the_whole_batch(cfg, seed, chunk_bytes, threads):
-    """The readable path runs its conv a few images at a time on the CPU (conv.CHUNK_BYTES),
-    the chunks shared among threads (tinyres.parallel): the same outputs, input gradient and
-    summed weight gradient as the whole batch at once on one thread."""
-    rng = numpy.random.default_rng(seed)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
-    w = rng.standard_normal((cfg["oc"], cfg["c"]) + cfg["kernel"])
-    gy = rng.standard_normal((cfg["n"], cfg["oc"]) + conv_output_shape(cfg))
-    args = (cfg["stride"], cfg["padding"])
-    previous_threads = parallel.num_threads()
-    previous_bytes, conv.CHUNK_BYTES = conv.CHUNK_BYTES, 10**12
-    try:
-        parallel.set_num_threads(1)
-        whole = (conv.conv2d_forward.reference(x, w, *args),
-                 *conv.conv2d_backward.reference(gy, x, w, *args))
-        conv.CHUNK_BYTES = chunk_bytes
-        parallel.set_num_threads(threads)
-        chunked = (conv.conv2d_forward.reference(x, w, *args),
-                   *conv.conv2d_backward.reference(gy, x, w, *args))
-    finally:
-        conv.CHUNK_BYTES = previous_bytes
-        parallel.set_num_threads(previous_threads)
-    for a, b in zip(chunked, whole):
-        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+def test_the_readable_conv_is_one_call_on_the_whole_batch_on_this_thread(monkeypatch, kernels):
+    """The readable conv is the lesson: im2col once on all N images, on the calling thread (a
+    learner's breakpoint lands where they are), for the forward and for the backward."""
+    calls = []
+    unfold = conv.im2col
+
+    def spy(x, *args):
+        calls.append((x.shape[0], threading.current_thread() is threading.main_thread()))
+        return unfold(x, *args)
+    monkeypatch.setattr(conv, "im2col", spy)
+    dispatch.set_kernels("reference")
+    x = tinyres.tensor(numpy.ones((64, 16, 32, 32), numpy.float32), requires_grad=True)
+    w = tinyres.tensor(numpy.ones((16, 16, 3, 3), numpy.float32), requires_grad=True)
+    tinyres.functional.conv2d(x, w, padding=1).sum().backward()
+    assert calls == [(64, True), (64, True)]
 
 
 def test_conv_kernels_raise_as_the_reference():

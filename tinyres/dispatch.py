@@ -11,15 +11,23 @@ reference with ``@fast_twin("im2col")`` lets this door pick, at each call:
 
 ``tinyres.set_kernels("reference")`` (or TINYRES_KERNELS=reference) forces the readable path on
 the CPU, which is how a learner steps through the NumPy code and how tests hold the twins equal.
+
+The other knob of the fast path is its thread count. The readable path runs on the calling
+thread (its matrix products in BLAS, which has threads of its own); the CPU kernels share a job
+among Numba's thread count (kernels/cpu/threads.py). ``tinyres.set_num_threads(n)`` (or
+TINYRES_NUM_THREADS, read the first time an op passes this door) sets both, as
+``torch.set_num_threads`` does.
 """
 import functools
 import importlib
 import os
 
 from tinyres import backend
+from tinyres.kernels.blas import blas_threads, set_blas_threads
 
 KERNEL_CHOICES = ("fast", "reference")
 _kernels = None
+_threads_from_environment = True        # TINYRES_NUM_THREADS not yet read
 
 
 def set_kernels(choice):
@@ -45,8 +53,47 @@ def _kernel_module(kind):
         return None
 
 
+def set_num_threads(count):
+    """Use `count` threads (>= 1) from now on: for BLAS's matrix products and for the fast
+    kernels (Numba's thread count, at most NUMBA_NUM_THREADS). Returns the count."""
+    global _threads_from_environment
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {count!r}")
+    _threads_from_environment = False    # an explicit call wins over the environment
+    set_blas_threads(count)
+    if _kernel_module("cpu") is not None:
+        import numba
+        numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    return count
+
+
+def get_num_threads():
+    """How many threads the fast kernels share a job among (BLAS's count where Numba is
+    missing)."""
+    _read_thread_setting()
+    if _kernel_module("cpu") is not None:
+        import numba
+        return numba.get_num_threads()
+    return blas_threads()
+
+
+def _read_thread_setting():
+    """Apply TINYRES_NUM_THREADS, once, unless set_num_threads was called first."""
+    global _threads_from_environment
+    if not _threads_from_environment:
+        return
+    _threads_from_environment = False
+    setting = os.environ.get("TINYRES_NUM_THREADS", "")
+    if setting:
+        if not setting.isdigit() or int(setting) < 1:
+            raise ValueError(f"TINYRES_NUM_THREADS: expected a positive whole number, "
+                             f"got {setting!r}")
+        set_num_threads(int(setting))
+
+
 def kernel_for(name, array):
     """The fast twin of `name` for this array under the current settings, or None."""
+    _read_thread_setting()
     device = backend.device_of(array)
     if device == "cuda" or (device == "cpu" and backend.get_backend() == "cudasim"):
         module = _kernel_module("gpu")

@@ -60,10 +60,6 @@ from ..geometry import window_geometry
 from . import winograd
 from .threads import share
 
-def geometry(op, x_shape, kernel_size, stride, padding):
-    """(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW), raising as the reference does."""
-    return (tuple(x_shape),) + window_geometry(op, x_shape, kernel_size, stride, padding)
-
 
 def _float_array(op, a):
     """A C-contiguous float32 / float64 array (the two types the kernels are compiled for)."""
@@ -121,7 +117,8 @@ def _col2im_rows(cols, n, KH, KW, SH, SW, PH, PW, x):
 
 def im2col(x, kernel_size, stride=1, padding=0):
     """x (N, C, H, W) -> cols (N*OH*OW, C*KH*KW), as the reference; one image per part."""
-    (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = geometry(
+    N, C, H, W = x.shape
+    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = window_geometry(
         "im2col", x.shape, kernel_size, stride, padding)
     x = _float_array("im2col", x)
     cols = numpy.empty((N * OH * OW, C * KH * KW), dtype=x.dtype)
@@ -131,7 +128,8 @@ def im2col(x, kernel_size, stride=1, padding=0):
 
 def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     """cols (N*OH*OW, C*KH*KW) -> (N, C, H, W), the adjoint of im2col, as the reference."""
-    (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = geometry(
+    N, C, H, W = x_shape
+    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = window_geometry(
         "col2im", x_shape, kernel_size, stride, padding)
     cols = _float_array("col2im", cols).reshape(N * OH * OW, C * KH * KW)
     x = numpy.zeros((N, C, H, W), dtype=cols.dtype)
@@ -268,8 +266,8 @@ def conv2d_forward(x, weight, stride, padding):
     """y = conv(x, weight): x (N, C, H, W), weight (OC, C, KH, KW) -> y (N, OC, OH, OW),
     C-contiguous, no bias (the Function adds it). One chunk of images per part."""
     OC, C, KH, KW = weight.shape
-    (N, _, H, W), _, (SH, SW), (PH, PW), (OH, OW) = geometry(
-        "conv2d", x.shape, (KH, KW), stride, padding)
+    N, _, H, W = x.shape
+    _, (SH, SW), (PH, PW), (OH, OW) = window_geometry("conv2d", x.shape, (KH, KW), stride, padding)
     x = _float_array("conv2d", x)
     if _winograd_applies(weight.shape, (SH, SW), (OH, OW)):
         return _winograd_forward(x, weight, (PH, PW), (OH, OW))
@@ -300,8 +298,8 @@ def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
     One chunk of images per part; the parts' weight gradients are added in chunk order, so the
     result does not depend on which thread did which chunk."""
     OC, C, KH, KW = weight.shape
-    (N, _, H, W), _, (SH, SW), (PH, PW), (OH, OW) = geometry(
-        "conv2d", x.shape, (KH, KW), stride, padding)
+    N, _, H, W = x.shape
+    _, (SH, SW), (PH, PW), (OH, OW) = window_geometry("conv2d", x.shape, (KH, KW), stride, padding)
     gy = _float_array("conv2d", gy).reshape(N, OC, OH * OW)
     x = numpy.ascontiguousarray(x, dtype=gy.dtype)
     if _winograd_applies(weight.shape, (SH, SW), (OH, OW)):
