@@ -208,8 +208,8 @@ def cmd_assignment(args):
 
 def cmd_bench(args):
     """tinyres bench: ResNet training steps and eval forwards on every path, racing PyTorch."""
-    from tinyres import bench
-    return bench.run(args)
+    from tinyres.bench.command import run          # the benchmark is imported only to run it
+    return run(args)
 
 
 def build_parser():
@@ -290,7 +290,7 @@ def build_parser():
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)
 
-    from tinyres.bench import add_arguments as add_bench_arguments
+    from tinyres.bench.options import add_arguments as add_bench_arguments
     race = commands.add_parser("bench", help="time training steps and eval forwards on every "
                                              "path (reference, fast, GPU) against PyTorch")
     add_bench_arguments(race)

@@ -9,6 +9,11 @@ reference with ``@fast_twin("im2col")`` lets this door pick, at each call:
     data on the CPU and kernels set to 'fast'       -> the Numba kernel, if Numba imports
     otherwise (or no twin exists)                   -> the readable reference
 
+One contract holds at this door: each kernel module declares the data types it takes (its
+DTYPES, float32 and float64 today), and data of any other type (float16, say) goes to the
+readable reference, on every path. So an op gives the same answer, or the same error, whichever
+path runs it (tests/test_dispatch.py holds every op to that on every dtype).
+
 ``tinyres.set_kernels("reference")`` (or TINYRES_KERNELS=reference) forces the readable path on
 the CPU, which is how a learner steps through the NumPy code and how tests hold the twins equal.
 
@@ -21,11 +26,13 @@ TINYRES_NUM_THREADS, read the first time an op passes this door) sets both, as
 import functools
 import importlib
 import os
+import sys
 
 from tinyres import backend
 from tinyres.kernels.blas import blas_threads, set_blas_threads
 
 KERNEL_CHOICES = ("fast", "reference")
+TWINS = {}                              # name -> the routed reference, every op at this door
 _kernels = None
 _threads_from_environment = True        # TINYRES_NUM_THREADS not yet read
 
@@ -92,7 +99,8 @@ def _read_thread_setting():
 
 
 def kernel_for(name, array):
-    """The fast twin of `name` for this array under the current settings, or None."""
+    """The fast twin of `name` for this array under the current settings and its dtype, or
+    None (then the reference runs)."""
     _read_thread_setting()
     device = backend.device_of(array)
     if device == "cuda" or (device == "cpu" and backend.get_backend() == "cudasim"):
@@ -100,8 +108,11 @@ def kernel_for(name, array):
     elif device == "cpu" and get_kernels() == "fast":
         module = _kernel_module("cpu")
     else:
-        module = None
-    return getattr(module, name, None) if module is not None else None
+        return None
+    kernel = getattr(module, name, None) if module is not None else None
+    if kernel is None or array.dtype not in sys.modules[kernel.__module__].DTYPES:
+        return None                          # no twin, or data of a type it does not take
+    return kernel
 
 
 def fast_twin(name):
@@ -112,5 +123,6 @@ def fast_twin(name):
             kernel = kernel_for(name, array)
             return (kernel or reference)(array, *args, **kwargs)
         route.reference = reference          # tests call both and hold them equal
+        TWINS[name] = route
         return route
     return decorate

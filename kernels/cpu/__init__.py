@@ -11,7 +11,6 @@ or tinyres.set_kernels("reference") turns them off).
     winograd.py     F(2x2, 3x3)'s tile transforms         3x3 convs at stride 1: 4/9 of the
                                                           multiplications (conv.py calls them)
     batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
-                    batch_norm_relu_train_forward, _backward   the same with the ReLU fused in
                     batch_norm_eval_forward               the running statistics, one pass
     elementwise.py  relu_forward, relu_backward           one pass, shared among the threads
     pooling.py      max_pool2d_forward, _backward         image by image
@@ -26,8 +25,7 @@ references. It never imports tinyres.
 """
 import numba  # noqa: F401  (no Numba: ImportError, and tinyres.dispatch uses the references)
 
-from .batchnorm import (batch_norm_eval_forward, batch_norm_relu_train_backward,
-                        batch_norm_relu_train_forward, batch_norm_train_backward,
+from .batchnorm import (batch_norm_eval_forward, batch_norm_train_backward,
                         batch_norm_train_forward)
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .elementwise import relu_backward, relu_forward
@@ -38,6 +36,5 @@ keep_freed_memory()            # no page faults in the steady state (see memory.
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "batch_norm_train_forward", "batch_norm_train_backward",
-           "batch_norm_relu_train_forward", "batch_norm_relu_train_backward",
            "batch_norm_eval_forward", "relu_forward", "relu_backward",
            "max_pool2d_forward", "max_pool2d_backward"]

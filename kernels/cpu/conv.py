@@ -50,8 +50,9 @@ convs) take another route to the same numbers: Winograd's F(2x2, 3x3) (winograd.
 of this file), 16 small GEMMs over transformed 4x4 tiles that do 4/9 of im2col's multiplications.
 The chunks, the threads and the layout copies are the same; the patches become tile transforms.
 
-Everything here is plain arrays; GEMMs stay in BLAS (numpy.matmul). Other float types than
-float32 / float64 are refused (the reference handles them). This module never imports tinyres.
+Everything here is plain arrays; GEMMs stay in BLAS (numpy.matmul). The kernels take float32 and
+float64 data (DTYPES): tinyres.dispatch sends any other type to the reference, and a direct
+call with another is refused. This module never imports tinyres.
 """
 import numpy
 from numba import njit
@@ -61,9 +62,12 @@ from . import winograd
 from .threads import share
 
 
+DTYPES = (numpy.float32, numpy.float64)
+
+
 def _float_array(op, a):
-    """A C-contiguous float32 / float64 array (the two types the kernels are compiled for)."""
-    if a.dtype not in (numpy.float32, numpy.float64):
+    """A C-contiguous array of one of DTYPES (the types the kernels are compiled for)."""
+    if a.dtype not in DTYPES:
         raise TypeError(f"{op} (CPU kernel): expected float32 or float64 data, got {a.dtype}")
     return numpy.ascontiguousarray(a)
 

@@ -7,13 +7,15 @@ The readable twins are in tinyres/functional/activation.py:
 
 NumPy already does each in one pass, but on one core; here the flat array is cut into pieces of
 about PIECE numbers and the pieces are shared among the threads (threads.py). Arrays that are not
-C-contiguous, or of another type than float32 / float64, go to NumPy itself.
-This module never imports tinyres.
+C-contiguous go to NumPy itself. The kernels take float32 and float64 data (DTYPES);
+tinyres.dispatch sends any other type to the reference. This module never imports tinyres.
 """
 import numpy
 from numba import njit
 
 from .threads import share
+
+DTYPES = (numpy.float32, numpy.float64)
 
 PIECE = 1 << 18            # numbers per part: 1 MB of float32, enough to hide the hand-over
 
@@ -39,8 +41,7 @@ def _relu_grad(gy, y, gx, zero, first, last):
 
 def _flat(*arrays):
     """The arrays as flat C-contiguous vectors, or None when one cannot be (without a copy)."""
-    if any(a.dtype not in (numpy.float32, numpy.float64) or not a.flags.c_contiguous
-           for a in arrays):
+    if not all(a.flags.c_contiguous for a in arrays):
         return None
     return [a.reshape(-1) for a in arrays]
 

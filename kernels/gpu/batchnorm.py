@@ -46,8 +46,8 @@ import math
 from numba import cuda, float32, float64
 
 from .elementwise import batch_norm_apply_kernel, batch_norm_backward_dx_kernel
-from .launch import (REDUCE_THREADS, array_module, check_float, launch_per_channel,
-                     launch_per_element)
+from .launch import (DTYPES, REDUCE_THREADS, array_module, check_float,  # noqa: F401 (DTYPES:
+                     launch_per_channel, launch_per_element)               # what it takes)
 
 
 # The tree (step 3 above) is written out in each kernel rather than in a helper device function:
