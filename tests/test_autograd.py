@@ -1,9 +1,11 @@
 """The autograd core: the graph walk, accumulation, no_grad, retain_graph, dtypes, errors."""
+import traceback
+
 import numpy
 import pytest
 
 import tinyres
-from tinyres import Tensor, tensor
+from tinyres import Function, Tensor, tensor
 
 
 def leaf(data, dtype=numpy.float64):
@@ -148,6 +150,21 @@ def test_shape_errors_name_the_op_and_shapes():
         tensor(numpy.ones((2, 3))) + tensor(numpy.ones(4))
     with pytest.raises(ValueError, match=r"cannot reshape .* \(2, 3\) .* to \(4,\)"):
         tensor(numpy.ones((2, 3))).reshape(4)
+
+
+class StudentOp(Function):
+    """An op whose forward fails on the learner's own line."""
+
+    def forward(self, x):
+        raise ValueError("my forward does not handle this shape")   # the learner's line
+
+
+def test_an_error_in_forward_keeps_the_learners_line_in_the_traceback():
+    with pytest.raises(ValueError) as caught:
+        StudentOp()(tensor(numpy.ones((2, 3))))
+    text = "".join(traceback.format_exception(caught.type, caught.value, caught.tb))
+    assert 'raise ValueError("my forward does not handle this shape")' in text
+    assert "StudentOp on inputs of shapes (2, 3)" in text
 
 
 def test_graph_outputs_are_not_kept_alive_by_the_graph():

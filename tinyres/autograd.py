@@ -63,9 +63,13 @@ class Function:
         arrays = [t.data for t in tensors]
         try:
             ys = self.forward(*arrays)
-        except ValueError as err:              # name the op and the shapes it was given
+        except ValueError as err:              # name the op and the shapes it was given ...
             shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
-            raise ValueError(f"{self.name} on inputs of shapes {shapes}: {err}") from None
+            context = f"{self.name} on inputs of shapes {shapes}"
+            if hasattr(err, "add_note"):       # ... keeping the error, and the traceback down
+                err.add_note(context)          # to the line in forward that raised it (3.11+)
+                raise
+            raise ValueError(f"{context}: {err}") from err      # (3.10: chained to it)
         ys = ys if isinstance(ys, tuple) else (ys,)
         device = tensors[0].device if tensors else None
         outputs = []

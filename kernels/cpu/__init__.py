@@ -15,7 +15,6 @@ or tinyres.set_kernels("reference") turns them off).
     elementwise.py  relu_forward, relu_backward           one pass, shared among the threads
     pooling.py      max_pool2d_forward, _backward         image by image
     threads.py      how a job is shared among the cores (Python threads, single-threaded BLAS)
-    memory.py       keeping freed memory for the next step (no page faults)
 
 Every kernel is compiled by Numba the first time it meets a new argument type (float32 for
 training, float64 for gradient checks) and cached on disk (cache=True), so later runs load it
@@ -29,10 +28,8 @@ from .batchnorm import (batch_norm_eval_forward, batch_norm_train_backward,
                         batch_norm_train_forward)
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .elementwise import relu_backward, relu_forward
-from .memory import keep_freed_memory
 from .pooling import max_pool2d_backward, max_pool2d_forward
 
-keep_freed_memory()            # no page faults in the steady state (see memory.py)
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "batch_norm_train_forward", "batch_norm_train_backward",

@@ -9,6 +9,7 @@ import tinyres
 import tinyres.functional as F
 from tinyres import backend, dispatch
 from tinyres.autograd import no_grad
+from tinyres.kernels.memory import keep_freed_memory
 from tinyres.models import get_model
 from tinyres.optim import SGD
 
@@ -34,6 +35,7 @@ class TinyresRunner:
         self.name = path
         self.kernels = "reference" if path == "reference" else "fast"
         self.device = "cuda" if path == "cupy" else "cpu"
+        keep_freed_memory()        # as a training run does (tinyres.train.Trainer.fit)
         tinyres.manual_seed(seed)
         self.model = get_model(model_name).to(self.device)
         self.optimizer = SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
