@@ -15,9 +15,10 @@ import tinyres
 from tinyres import Tensor, dispatch, gradcheck
 from tinyres.functional import activation, batchnorm as bn
 from tinyres.functional import conv, pooling
+from tinyres.functional import winograd as readable_winograd
 
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
-from tinyres.kernels.cpu import conv as cpu_conv  # noqa: E402
+from tinyres.kernels.cpu import conv_gemm, conv_winograd  # noqa: E402
 from tinyres.kernels.cpu import winograd  # noqa: E402
 from helpers import conv_configs, conv_output_shape  # noqa: E402
 
@@ -89,7 +90,7 @@ def test_im2col_and_col2im_equal_the_reference(cfg, seed):
 @SETTINGS
 @given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed, input_grad):
-    monkeypatch.setattr(cpu_conv, "CHUNK_ROWS", cfg["chunk_rows"])
+    monkeypatch.setattr(conv_gemm, "CHUNK_ROWS", cfg["chunk_rows"])
     rng = numpy.random.default_rng(seed)
     dtype = cfg["dtype"]
     x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
@@ -128,7 +129,7 @@ def winograd_configs(draw):
 @SETTINGS
 @given(cfg=winograd_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
-    monkeypatch.setattr(cpu_conv, "WINOGRAD_CHUNK_BYTES", cfg["chunk_bytes"])
+    monkeypatch.setattr(conv_winograd, "CHUNK_BYTES", cfg["chunk_bytes"])
     taken, input_transform = [], winograd.input_transform
     monkeypatch.setattr(winograd, "input_transform",
                         lambda *args: taken.append(1) or input_transform(*args))
@@ -149,6 +150,31 @@ def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
     if input_grad:
         assert gx.dtype == dtype and gx.shape == x.shape
         numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
+
+
+@SETTINGS
+@given(cfg=winograd_configs(), seed=st.integers(0, 2**16))
+def test_the_winograd_route_equals_its_readable_twin(cfg, seed):
+    """kernels/cpu/conv_winograd.py against tinyres/functional/winograd.py, the algorithm
+    written out in NumPy: forward, input and weight gradients, on every shape it takes."""
+    rng = numpy.random.default_rng(seed)
+    dtype, padding = cfg["dtype"], cfg["padding"]
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    w = made(rng, (cfg["oc"], cfg["c"], 3, 3), dtype, cfg["noncontiguous"])
+    out_size = (cfg["h"] + 2 * padding[0] - 2, cfg["w"] + 2 * padding[1] - 2)
+    if out_size[0] % 2 or out_size[1] % 2:
+        assert not conv_winograd.applies(w.shape, (1, 1), out_size)
+        return
+    y = conv_winograd.forward(numpy.ascontiguousarray(x), w, (1, 1), padding, out_size)
+    expected = readable_winograd.winograd_conv2d_forward(x, w, padding)
+    assert y.dtype == dtype
+    numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
+    gy = made(rng, y.shape, dtype, cfg["noncontiguous"])
+    gx, gw = conv_winograd.backward(numpy.ascontiguousarray(gy), numpy.ascontiguousarray(x), w,
+                                    (1, 1), padding, out_size, True)
+    gx_twin, gw_twin = readable_winograd.winograd_conv2d_backward(gy, x, w, padding)
+    numpy.testing.assert_allclose(gx, gx_twin, **tolerance(dtype))
+    numpy.testing.assert_allclose(gw, gw_twin, **tolerance(dtype))
 
 
 def split_columns(grid):

@@ -6,10 +6,13 @@ when the kernels are set to 'fast' (the default where Numba imports; TINYRES_KER
 or tinyres.set_kernels("reference") turns them off).
 
     conv.py         im2col, col2im                        the faithful twins, reference layout
-                    conv2d_forward, conv2d_backward       the whole conv: chunks of images whose
-                                                          patches stay in the cache, BLAS GEMMs
-    winograd.py     F(2x2, 3x3)'s tile transforms         3x3 convs at stride 1: 4/9 of the
-                                                          multiplications (conv.py calls them)
+                    conv2d_forward, conv2d_backward       the whole conv, by one of two routes:
+      conv_gemm.py      im2col + GEMM                     chunks of images whose patches stay in
+                                                          the cache, BLAS GEMMs
+      conv_winograd.py  Winograd's F(2x2, 3x3)            3x3 convs at stride 1: 4/9 of the
+                                                          multiplications
+    winograd.py     F(2x2, 3x3)'s tile transforms         what conv_winograd.py runs
+    layout.py       NCHW <-> channels-last chunk copies   shared by both routes
     batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
                     batch_norm_eval_forward               the running statistics, one pass
     elementwise.py  relu_forward, relu_backward           one pass, shared among the threads

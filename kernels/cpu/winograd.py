@@ -39,8 +39,10 @@ from the 1-D transforms below; the filter transforms are small enough for numpy.
 in G are exact in binary, and the transforms only add and subtract, so float32 results differ from im2col + GEMM's by rounding
 only (tests/test_kernels_cpu.py holds them equal to the readable conv).
 
-kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes) and runs it in
-chunks of images, as it runs im2col + GEMM. This module never imports tinyres.
+kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes) and
+conv_winograd.py runs it in chunks of images, as conv_gemm.py runs im2col + GEMM. The readable
+NumPy twin of the whole algorithm is tinyres/functional/winograd.py. This module never imports
+tinyres.
 """
 import numpy
 from numba import njit

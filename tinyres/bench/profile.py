@@ -132,13 +132,13 @@ def conv_products(x_shape, w_shape, stride, padding, input_grad):
     passes transposed). Winograd's 16 batched products for 3x3 filters at stride 1, im2col's
     otherwise; the backward (input_grad not None) multiplies for the weight gradient and, if
     input_grad, for the input gradient."""
-    from tinyres.kernels.cpu import conv as cpu_conv
+    from tinyres.kernels.cpu import conv_gemm, conv_winograd
     N, C = x_shape[:2]
     (KH, KW), stride, _, (OH, OW) = window_geometry("conv2d", x_shape, w_shape[2:], stride,
                                                     padding)
     OC, forward = w_shape[0], input_grad is None
-    if cpu_conv._winograd_applies(w_shape, stride, (OH, OW)):
-        chunks = cpu_conv._winograd_chunks(N, OH, OW, max(C, OC), 4)     # float32
+    if conv_winograd.applies(w_shape, stride, (OH, OW)):
+        chunks = conv_winograd.chunks_of(N, OH, OW, max(C, OC), 4)     # float32
 
         def products(B):
             T = B * OH * OW // 4                                          # 2x2 output tiles
@@ -147,7 +147,7 @@ def conv_products(x_shape, w_shape, stride, padding, input_grad):
             return ([((16, OC, T), (16, T, C), "left")]                   # dM^T @ V
                     + [((16, T, OC), (16, OC, C), "")] * bool(input_grad))   # dM @ U
     else:
-        chunks, K, P = cpu_conv._chunks(N, OH * OW), C * KH * KW, OH * OW
+        chunks, K, P = conv_gemm.chunks_of(N, OH * OW), C * KH * KW, OH * OW
 
         def products(B):
             if forward:
