@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_wheel_installs_the_kernels_inside_tinyres(tmp_path):
-    """Build the wheel from a clean copy of the sources, install it into a fresh venv (which sees
-    this interpreter's numpy and numba), import tinyres.kernels.cpu from it."""
+    """Build the wheel from a clean copy of the sources (with the setuptools and wheel that
+    `.[dev]` declares), install it into a folder of its own, import tinyres.kernels.cpu from it."""
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -28,16 +27,13 @@ def test_the_wheel_installs_the_kernels_inside_tinyres(tmp_path):
                     "--no-build-isolation", "-q", "-w", str(wheels)], check=True, cwd=tmp_path)
     wheel = next(wheels.glob("tinyres-*.whl"))
 
-    environment = tmp_path / "venv"
-    venv.create(environment, system_site_packages=True, with_pip=False)
-    python = str(environment / "bin" / "python")
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    # the venv runs this interpreter's pip (a system site package); no network needed
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                   check=True, cwd=tmp_path, env=env)
-    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site = Path(subprocess.run([python, "-c", purelib], check=True, capture_output=True,
-                               text=True, env=env).stdout.strip())
+    # installed into a folder of its own, put first on the path of this interpreter, which
+    # brings numpy and numba (what a fresh `pip install -e ".[dev]"` environment has: no venv
+    # of the base Python, whose site-packages may lack them); no network needed
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                    "--target", str(site), str(wheel)], check=True, cwd=tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(site))
     assert (site / "tinyres" / "kernels" / "cpu" / "__init__.py").is_file()
     assert (site / "tinyres" / "kernels" / "gpu" / "__init__.py").is_file()
     assert not (site / "kernels").exists(), "a top-level `kernels` package was installed"
@@ -53,7 +49,7 @@ def test_the_wheel_installs_the_kernels_inside_tinyres(tmp_path):
     probe = ("import tinyres, tinyres.kernels.cpu as k, importlib.util; "
              "print(tinyres.__file__); print(k.__file__); "
              "print(importlib.util.find_spec('kernels'))")
-    done = subprocess.run([python, "-c", probe], check=True, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
                           text=True, cwd=tmp_path, env=env)
     tinyres_file, kernels_file, top_level = done.stdout.split("\n")[:3]
     assert tinyres_file.startswith(str(site)) and kernels_file.startswith(str(site))

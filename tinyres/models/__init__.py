@@ -59,9 +59,7 @@ def get_model(name, **kwargs):
 # The constructors and classes, importable from tinyres.models. (Importing the functions
 # cifar_resnet and imagenet_resnet makes those attribute names refer to the functions; the
 # modules stay importable with `from tinyres.models.cifar_resnet import ...`.)
-from tinyres.models.cifar_resnet import (CifarResNet, cifar_plain, cifar_resnet,  # noqa: E402
-                                         plain20, plain32, plain44, plain56, plain110, resnet20,
-                                         resnet32, resnet44, resnet56, resnet110, resnet1202)
+from tinyres.models.cifar_resnet import CifarResNet, cifar_plain, cifar_resnet  # noqa: E402
 from tinyres.models.imagenet_resnet import (ImageNetResNet, imagenet_resnet,  # noqa: E402
                                             plain18, plain34, resnet18, resnet34, resnet50,
                                             resnet101, resnet152)
@@ -70,6 +68,8 @@ from tinyres.models.summary import LayerRow, ModelSummary, summary  # noqa: E402
 from tinyres.models.views import (block_outputs, compare_gradient_norms,  # noqa: E402
                                   gradient_norms)
 
-# VGG's builders are one table (vgg.MODELS); as in torchvision, each is also a name here:
-# models.vgg16(), models.vgg16_bn(num_classes=10), models.cifar_vgg11().
+# The CIFAR ResNets' and VGG's builders are tables (cifar_resnet.MODELS, vgg.MODELS); as in
+# torchvision, each is also a name here: models.resnet20(), models.plain56(), models.vgg16(),
+# models.vgg16_bn(num_classes=10), models.cifar_vgg11().
+globals().update(_cifar_resnet_family.MODELS)
 globals().update(_vgg_family.MODELS)
