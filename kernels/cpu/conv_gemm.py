@@ -128,12 +128,23 @@ def _filters_channels_last(weight, dtype):
 
 
 
+def _chunk_patches(buffer, x, n0, B, kernel, stride, padding, out_size):
+    """The chunk of B images from n0 as padded (B, H+2PH, W+2PW, C), channels last, and its
+    patches rows (B*OH*OW, KH*KW*C), in the worker's scratch buffers."""
+    C, H, W = x.shape[1:]
+    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = kernel, stride, padding, out_size
+    padded = buffer("padded", (B, H + 2 * PH, W + 2 * PW, C))
+    to_padded_channels_last(x, n0, PH, PW, padded)
+    rows = buffer("rows", (B * OH * OW, KH * KW * C))
+    _patches(padded, KH, KW, SH, SW, rows)
+    return padded, rows
+
+
 def forward(x, weight, stride, padding, out_size):
     """y = conv(x, weight): x (N, C, H, W) C-contiguous, weight (OC, C, KH, KW) -> y
     (N, OC, OH, OW), C-contiguous. One chunk of images per part."""
-    OC, C, KH, KW = weight.shape
-    N, _, H, W = x.shape
-    (SH, SW), (PH, PW), (OH, OW) = stride, padding, out_size
+    OC, _, KH, KW = weight.shape
+    N, (OH, OW) = x.shape[0], out_size
     w2 = _filters_channels_last(weight, x.dtype)               # (OC, K)
     y = numpy.empty((N, OC, OH * OW), dtype=x.dtype)
     chunks = chunks_of(N, OH * OW)
@@ -143,10 +154,7 @@ def forward(x, weight, stride, padding, out_size):
 
         def convolve(i):
             n0, B = chunks[i]
-            padded = buffer("padded", (B, H + 2 * PH, W + 2 * PW, C))
-            to_padded_channels_last(x, n0, PH, PW, padded)
-            rows = buffer("rows", (B * OH * OW, KH * KW * C))
-            _patches(padded, KH, KW, SH, SW, rows)
+            _, rows = _chunk_patches(buffer, x, n0, B, (KH, KW), stride, padding, out_size)
             y_rows = buffer("y_rows", (B * OH * OW, OC))
             numpy.matmul(rows, w2.T, out=y_rows)               # (B*P, K) @ (K, OC)
             _rows_to_nchw(y_rows, n0, y)
@@ -174,10 +182,8 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
 
         def differentiate(i):
             n0, B = chunks[i]
-            padded = buffer("padded", (B, H + 2 * PH, W + 2 * PW, C))
-            to_padded_channels_last(x, n0, PH, PW, padded)
-            rows = buffer("rows", (B * OH * OW, KH * KW * C))
-            _patches(padded, KH, KW, SH, SW, rows)            # recomputed, not kept
+            padded, rows = _chunk_patches(buffer, x, n0, B, (KH, KW), stride, padding,
+                                          out_size)          # recomputed, not kept
             gy_rows = buffer("gy_rows", (B * OH * OW, OC))
             _nchw_to_rows(gy, n0, gy_rows)
             numpy.matmul(gy_rows.T, rows, out=gweight_parts[i])   # (OC, B*P) @ (B*P, K)
