@@ -105,6 +105,11 @@ def _set_engine(args):
         dispatch.set_kernels(args.kernels)
     if getattr(args, "threads", None) is not None:
         tinyres.set_num_threads(args.threads)
+        return
+    try:
+        tinyres.get_num_threads()           # applies TINYRES_NUM_THREADS now, before any op
+    except ValueError as err:
+        raise SystemExit(f"tinyres: {err}; set it to a whole number >= 1, or unset it")
 
 
 def cmd_train(args):
