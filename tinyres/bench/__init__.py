@@ -6,11 +6,11 @@ random images; one eval forward is the model in eval mode under no_grad. The pat
     reference    tinyres on NumPy with the readable kernels (TINYRES_KERNELS=reference)
     fast         tinyres on NumPy with the Numba kernels of tinyres.kernels.cpu (the default)
     cupy         tinyres on a GPU (where CuPy sees one)
-    torch        PyTorch on the CPU, the same network built here (where torch is installed)
+    torch        PyTorch on the CPU, the same network (torch_resnet.py; where torch is installed)
     torch-cuda   PyTorch on the GPU (where it sees one)
 
 Times drift from run to run on a shared machine, so the paths are timed *interleaved* in one
-process (A B C A B C ...), each timed call after a short pause (see `race`), and compared by their
+process (A B C A B C ...), each timed call after a short pause (race.py), and compared by their
 medians over the same stretch of time; the ratio column divides by PyTorch's median. Peak memory
 is measured separately, in a fresh process per path (Python cannot see what BLAS and Numba
 allocate, so tracemalloc would miss most of it): the resident set high-water mark (VmHWM) of
@@ -24,7 +24,7 @@ the two with /proc/self/clear_refs.
     tinyres bench --kernels                        each fast kernel against its reference twin
 
 `--profile` times every Function's forward and backward (by wrapping them for the duration of the
-profile, see `op_timer`), the optimizer, and calls the rest "Python and graph overhead".
+profile, see profile.py), the optimizer, and calls the rest "Python and graph overhead".
 
 The rooms of this package (the benchmark is a tool: nothing of the engine imports it; the CLI
 imports it only when `tinyres bench` runs):
