@@ -30,8 +30,9 @@ def register_models(family, lr=0.1):
     with the initial learning rate its CIFAR recipe starts from (the paper's 0.1 for ResNets)."""
     for name, constructor in family.items():
         if name in MODELS and MODELS[name] is not constructor:
+            builder = getattr(MODELS[name], "func", MODELS[name])   # a table's: a partial
             raise ValueError(f"model name {name!r} is already registered (by "
-                             f"{MODELS[name].__module__}.{MODELS[name].__qualname__})")
+                             f"{builder.__module__}.{builder.__qualname__})")
         MODELS[name] = constructor
         TRAINING_LR[name] = lr
 
