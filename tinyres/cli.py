@@ -266,8 +266,8 @@ def build_parser():
         command.add_argument("--backend", choices=tinyres.backend.BACKENDS)
         command.add_argument("--kernels", choices=["fast", "reference"])
         command.add_argument("--threads", type=positive_int, metavar="N",
-                             help="threads for BLAS, the kernels and the readable path "
-                                  "(default: every core this process may use)")
+                             help="threads for BLAS and the fast kernels; the readable path "
+                                  "runs on one (default: every core this process may use)")
 
     info = commands.add_parser("info", help="versions, backend, kernels and GPU pieces")
     info.set_defaults(run=cmd_info)

@@ -117,7 +117,7 @@ def conv2d_forward(x, weight, stride, padding):
     # BEGIN SOLUTION A2 conv2d_forward
     xp = get_array_module(x)
     OC, C, KH, KW = weight.shape
-    (N, _, H, W), _, (SH, SW), (PH, PW), (OH, OW) = _geometry(
+    (N, _, _, _), _, (SH, SW), (PH, PW), (OH, OW) = _geometry(
         "conv2d", x.shape, (KH, KW), stride, padding)
     cols = im2col(x, (KH, KW), (SH, SW), (PH, PW))                 # (N*OH*OW, C*KH*KW)
     y = cols @ weight.reshape(OC, C * KH * KW).T                    # (N*OH*OW, OC)
