@@ -44,13 +44,22 @@ y = z * z
 y.name = "y"
 L = y.mean()
 L.name = "L"
+def sent_to(edge):
+    """Where backward sends one input's gradient: a leaf's .grad, or an op's output."""
+    if edge.creator is None:
+        return f"{edge.leaf.name}.grad"
+    return f"{edge.creator.name} (its output {edge.index})"
+
+
 for t in (xW, z, y, L):
     creator = t.creator
-    inputs = ", ".join(f"{i.name} {tuple(i.shape)}" for i in creator.inputs)
-    print(f"{t.name}: shape {tuple(t.shape)}, made by {creator.name}({inputs}), "
-          f"generation {creator.generation}")
+    edges = ", ".join(sent_to(e) for e in creator.input_edges)
+    print(f"{t.name}: shape {tuple(t.shape)}, made by {creator.name}, "
+          f"generation {creator.generation}; gradients go to {edges}")
 print(f"L = {L.item():.6f}")
-print("Each output keeps .creator (the Function that made it); each Function keeps .inputs.")
+print("Each output keeps .creator (the Function that made it); each Function keeps one edge per")
+print("input: where that input's gradient goes. It does not keep the input tensors themselves,")
+print("so an intermediate array that backward does not need is freed as soon as it is dropped.")
 print("The generation counts ops from the leaves: backward visits the highest first.")
 
 # -------------------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def conv_calls(runner):
 
     def recorded_backward(self, gy):
         calls.append((self.x.shape, self.weight.shape, self.stride, self.padding,
-                      self.inputs[0].requires_grad))
+                      self.needs_input_grad[0]))
         return backward(self, gy)
     Conv2d.forward, Conv2d.backward = recorded_forward, recorded_backward
     try:

@@ -175,9 +175,9 @@ class Conv2d(Function):
         return y
 
     def backward(self, gy):
-        input_grad = self.inputs[0].requires_grad   # the first layer's image needs no gradient
+        input_grad = self.needs_input_grad[0]       # the first layer's image needs no gradient
         gx, gw = conv2d_backward(gy, self.x, self.weight, self.stride, self.padding, input_grad)
-        if len(self.inputs) == 2:
+        if len(self.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, gy.sum(axis=(0, 2, 3))                       # (OC,)
 
