@@ -44,18 +44,18 @@ y = z * z
 y.name = "y"
 L = y.mean()
 L.name = "L"
-def sent_to(edge):
-    """Where backward sends one input's gradient: a leaf's .grad, or an op's output."""
-    if edge.creator is None:
-        return f"{edge.leaf.name}.grad"
-    return f"{edge.creator.name} (its output {edge.index})"
+def input_of(edge):
+    """The tensor an edge leads back to: the leaf itself, or output `index` of the op that made
+    it (held weakly: alive here because this script keeps xW, z and y in variables)."""
+    t = edge.leaf if edge.creator is None else edge.creator.outputs[edge.index]()
+    return f"{t.name} {tuple(t.shape)}"
 
 
 for t in (xW, z, y, L):
     creator = t.creator
-    edges = ", ".join(sent_to(e) for e in creator.input_edges)
-    print(f"{t.name}: shape {tuple(t.shape)}, made by {creator.name}, "
-          f"generation {creator.generation}; gradients go to {edges}")
+    inputs = ", ".join(input_of(e) for e in creator.input_edges)
+    print(f"{t.name}: shape {tuple(t.shape)}, made by {creator.name}({inputs}), "
+          f"generation {creator.generation}")
 print(f"L = {L.item():.6f}")
 print("Each output keeps .creator (the Function that made it); each Function keeps one edge per")
 print("input: where that input's gradient goes. It does not keep the input tensors themselves,")

@@ -38,10 +38,22 @@ def made_noncontiguous(data):
     return numpy.ascontiguousarray(numpy.swapaxes(data, -1, -2)).swapaxes(-1, -2)
 
 
-def made(rng, shape, dtype, noncontiguous):
-    """Random data of `shape`, optionally as a non-contiguous view."""
+def made_channels_last(data):
+    """The same (N, C, H, W) values with channels-last memory, as the fast path's activations."""
+    return numpy.ascontiguousarray(data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def made(rng, shape, dtype, noncontiguous, channels_last=False):
+    """Random data of `shape`, optionally as a non-contiguous view, or (4-D) with channels-last
+    memory."""
     data = rng.standard_normal(shape).astype(dtype)
+    if channels_last and data.ndim == 4:
+        return made_channels_last(data)
     return made_noncontiguous(data) if noncontiguous else data
+
+
+def has_channels_last_memory(a):
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 @pytest.fixture
@@ -69,7 +81,8 @@ def kernel_conv_configs():
     chunk: 1 gives one image per chunk; 20 a few; 2**20 all at once."""
     return conv_configs(max_batch=5, max_channels=4, max_size=9, max_stride=4, max_padding=2,
                         dtype=st.sampled_from([numpy.float32, numpy.float64]),
-                        chunk_rows=st.sampled_from([1, 20, 1 << 20]))
+                        chunk_rows=st.sampled_from([1, 20, 1 << 20]),
+                        x_channels_last=st.booleans(), gy_channels_last=st.booleans())
 
 
 @SETTINGS
@@ -93,20 +106,22 @@ def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed,
     monkeypatch.setattr(conv_gemm, "CHUNK_ROWS", cfg["chunk_rows"])
     rng = numpy.random.default_rng(seed)
     dtype = cfg["dtype"]
-    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"],
+             cfg["x_channels_last"])
     w = made(rng, (cfg["oc"], cfg["c"]) + cfg["kernel"], dtype, cfg["noncontiguous"])
-    gy = made(rng, (cfg["n"], cfg["oc"]) + conv_output_shape(cfg), dtype, cfg["noncontiguous"])
+    gy = made(rng, (cfg["n"], cfg["oc"]) + conv_output_shape(cfg), dtype, cfg["noncontiguous"],
+              cfg["gy_channels_last"])
     args = (cfg["stride"], cfg["padding"])
     y = cpu.conv2d_forward(x, w, *args)
     expected = conv.conv2d_forward.reference(x, w, *args)
-    assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
+    assert y.dtype == dtype and y.shape == expected.shape and has_channels_last_memory(y)
     numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
     gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
     gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
     numpy.testing.assert_allclose(gw, gw_ref, **tolerance(dtype))
     assert gw.dtype == dtype and (gx is None) == (not input_grad)
     if input_grad:
-        assert gx.dtype == dtype and gx.shape == x.shape
+        assert gx.dtype == dtype and gx.shape == x.shape and has_channels_last_memory(gx)
         numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
 
 
@@ -121,7 +136,7 @@ def winograd_configs(draw):
                 h=draw(st.integers(max(1, 3 - 2 * padding[0]), 11)),
                 w=draw(st.integers(max(1, 3 - 2 * padding[1]), 11)),
                 kernel=(3, 3), stride=(1, 1), padding=padding,
-                noncontiguous=draw(st.booleans()),
+                noncontiguous=draw(st.booleans()), channels_last=draw(st.booleans()),
                 dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
                 chunk_bytes=draw(st.sampled_from([1, 3000, 1 << 20])))
 
@@ -135,14 +150,15 @@ def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
                         lambda *args: taken.append(1) or input_transform(*args))
     rng = numpy.random.default_rng(seed)
     dtype, args = cfg["dtype"], (cfg["stride"], cfg["padding"])
-    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"],
+             cfg["channels_last"])
     w = made(rng, (cfg["oc"], cfg["c"], 3, 3), dtype, cfg["noncontiguous"])
     y = cpu.conv2d_forward(x, w, *args)
     expected = conv.conv2d_forward.reference(x, w, *args)
-    assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
+    assert y.dtype == dtype and y.shape == expected.shape and has_channels_last_memory(y)
     numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
     assert bool(taken) == (y.shape[2] % 2 == 0 and y.shape[3] % 2 == 0)
-    gy = made(rng, y.shape, dtype, cfg["noncontiguous"])
+    gy = made(rng, y.shape, dtype, cfg["noncontiguous"], cfg["channels_last"])
     gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
     gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
     assert gw.dtype == dtype and gw.shape == w.shape and (gx is None) == (not input_grad)
@@ -270,15 +286,18 @@ def bn_configs(draw):
     elif shape[0] == 1:
         shape = (2, shape[1])                       # training needs 2+ values per channel
     return dict(shape=shape, affine=draw(st.booleans()), noncontiguous=draw(st.booleans()),
+                x_channels_last=draw(st.booleans()), gy_channels_last=draw(st.booleans()),
                 dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
-                offset=draw(st.sampled_from([0.0, 50.0])))
+                offset=draw(st.sampled_from([0.0, 50.0])),
+                rows_per_block=draw(st.sampled_from([1, 5, 4096])))
 
 
 def bn_inputs(cfg, seed):
     rng = numpy.random.default_rng(seed)
     dtype, shape, C = cfg["dtype"], cfg["shape"], cfg["shape"][1]
-    x = made(rng, shape, dtype, cfg["noncontiguous"]) + dtype(cfg["offset"])
-    gy = made(rng, shape, dtype, cfg["noncontiguous"])
+    x = made(rng, shape, dtype, cfg["noncontiguous"], cfg["x_channels_last"])
+    x += dtype(cfg["offset"])                                        # in place: keeps the layout
+    gy = made(rng, shape, dtype, cfg["noncontiguous"], cfg["gy_channels_last"])
     weight = rng.standard_normal(C).astype(dtype) if cfg["affine"] else None
     bias = rng.standard_normal(C).astype(dtype) if cfg["affine"] else None
     return x, gy, weight, bias
@@ -295,12 +314,15 @@ def assert_all_close(got, want, dtype):
 
 @SETTINGS
 @given(cfg=bn_configs(), seed=st.integers(0, 2**16))
-def test_batch_norm_kernels_equal_the_reference(cfg, seed):
+def test_batch_norm_kernels_equal_the_reference(monkeypatch, cfg, seed):
+    monkeypatch.setattr(cpu.batchnorm, "ROWS_PER_BLOCK", cfg["rows_per_block"])
     x, gy, weight, bias = bn_inputs(cfg, seed)
     dtype = cfg["dtype"]
     fast = cpu.batch_norm_train_forward(x, weight, bias, 1e-5)
     reference = bn.batch_norm_train_forward.reference(x, weight, bias, 1e-5)
     assert_all_close(fast, reference, dtype)
+    if x.ndim == 4 and has_channels_last_memory(x):         # the next layer gets what it wants
+        assert has_channels_last_memory(fast[0])
     _, mean, _, inv_std = reference
     fast = cpu.batch_norm_train_backward(gy, x, mean, inv_std, weight)
     assert_all_close(fast, bn.batch_norm_train_backward.reference(gy, x, mean, inv_std, weight),
@@ -309,7 +331,8 @@ def test_batch_norm_kernels_equal_the_reference(cfg, seed):
 
 @SETTINGS
 @given(cfg=bn_configs(), seed=st.integers(0, 2**16))
-def test_batch_norm_eval_kernel_equals_the_reference(cfg, seed):
+def test_batch_norm_eval_kernel_equals_the_reference(monkeypatch, cfg, seed):
+    monkeypatch.setattr(cpu.batchnorm, "ROWS_PER_BLOCK", cfg["rows_per_block"])
     x, _, weight, bias = bn_inputs(cfg, seed)
     rng = numpy.random.default_rng(seed)
     mean = rng.standard_normal(x.shape[1]).astype(cfg["dtype"])
@@ -319,10 +342,13 @@ def test_batch_norm_eval_kernel_equals_the_reference(cfg, seed):
                      cfg["dtype"])
 
 
-def test_batch_norm_statistics_survive_a_large_mean():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batch_norm_statistics_survive_a_large_mean(channels_last):
     """The float64 sums about a shift lose nothing when |mean| >> std (float32 data)."""
     rng = numpy.random.default_rng(0)
     x = (1000.0 + rng.standard_normal((64, 3, 8, 8))).astype(numpy.float32)
+    if channels_last:
+        x = made_channels_last(x)
     _, mean, var, _ = cpu.batch_norm_train_forward(x, None, None, 1e-5)
     exact = x.astype(numpy.float64)
     numpy.testing.assert_allclose(mean, exact.mean(axis=(0, 2, 3)), rtol=1e-7)
@@ -334,18 +360,24 @@ def test_batch_norm_statistics_survive_a_large_mean():
 # ----------------------------------------------------------------------------------------------
 @SETTINGS
 @given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), seed=st.integers(0, 2**16),
-       noncontiguous=st.booleans(), dtype=st.sampled_from([numpy.float32, numpy.float64]),
-       pieces=st.sampled_from([3, 1 << 18]))
-def test_relu_kernels_equal_the_reference(monkeypatch, shape, seed, noncontiguous, dtype, pieces):
-    """Bit for bit, NaN and infinities included (a NaN stays NaN; gy * 0 keeps NaN * 0 = NaN)."""
+       layout=st.sampled_from(["C", "swapped", "channels last", "mixed"]),
+       dtype=st.sampled_from([numpy.float32, numpy.float64]), pieces=st.sampled_from([3, 1 << 18]))
+def test_relu_kernels_equal_the_reference(monkeypatch, shape, seed, layout, dtype, pieces):
+    """Bit for bit, NaN and infinities included (a NaN stays NaN; gy * 0 keeps NaN * 0 = NaN),
+    in every memory layout; the output keeps its input's."""
     monkeypatch.setattr(cpu.elementwise, "PIECE", pieces)
     rng = numpy.random.default_rng(seed)
     x, gy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     x.flat[0], gy.flat[-1] = numpy.nan, numpy.inf
-    if noncontiguous:
+    if layout == "swapped":
         x, gy = (made_noncontiguous(a) for a in (x, gy))
+    elif layout in ("channels last", "mixed") and x.ndim == 4:
+        x = made_channels_last(x)
+        gy = made_channels_last(gy) if layout == "channels last" else gy
     y = cpu.relu_forward(x)
     assert y.dtype == dtype and y.shape == x.shape
+    if x.ndim == 4 and has_channels_last_memory(x):
+        assert has_channels_last_memory(y)
     numpy.testing.assert_array_equal(y, activation.relu_forward.reference(x))
     with numpy.errstate(invalid="ignore"):                  # inf * 0
         numpy.testing.assert_array_equal(cpu.relu_backward(gy, y),

@@ -26,6 +26,13 @@ passes, the mean first; the GPU kernels do the same.)
 
 The eval-mode twin applies the running statistics, a per-channel affine map, in one pass.
 
+Channels-last input (the fast path's activations: a convolution's output, layout.py) is an
+(M, C) matrix of rows, M = N*H*W, one row per pixel, and takes the second set of kernels below:
+there a channel's values are C apart, so the work is cut into blocks of rows instead of channels.
+Each block's per-channel sums (float64, about the same shift) are kept apart and added in block
+order afterwards, so the result does not depend on the threads; then a second pass over the
+blocks writes y (or dx) with channels-last memory, so the next layer gets the layout it wants.
+
 The kernels take float32 and float64 data (DTYPES); tinyres.dispatch sends any other type to
 the reference. This module never imports tinyres.
 """
@@ -125,6 +132,128 @@ def _eval_forward(x, mean, scale, bias, y, first, last):
                 target[l] = (source[l] - mean_c) * scale_c + bias_c
 
 
+# Channels last: x (M, C), one row per pixel; the loops over a row's C channels vectorise.
+@njit(nogil=True, cache=True)
+def _row_sums(x, shift, first, last, sums, squares):
+    """sums[c], squares[c] = the float64 sums of (x - shift) and (x - shift)^2 over the rows
+    first .. last-1 of x (M, C)."""
+    C = x.shape[1]
+    for c in range(C):
+        sums[c] = 0.0
+        squares[c] = 0.0
+    for r in range(first, last):
+        row = x[r]
+        for c in range(C):
+            d = numpy.float64(row[c]) - shift[c]
+            sums[c] += d
+            squares[c] += d * d
+
+
+@njit(nogil=True, cache=True)
+def _row_grad_sums(gy, x, mean, first, last, sum_dy, sum_dy_xc):
+    """sum_dy[c], sum_dy_xc[c] = the float64 sums of dy and dy * (x - mean) over the rows
+    first .. last-1."""
+    C = x.shape[1]
+    for c in range(C):
+        sum_dy[c] = 0.0
+        sum_dy_xc[c] = 0.0
+    for r in range(first, last):
+        g, source = gy[r], x[r]
+        for c in range(C):
+            dy = numpy.float64(g[c])
+            sum_dy[c] += dy
+            sum_dy_xc[c] += dy * (source[c] - numpy.float64(mean[c]))
+
+
+@njit(nogil=True, cache=True)
+def _rows_affine(x, mean, scale, shift, y, first, last):
+    """Eval mode: y = (x - mean) * scale + shift per channel over the rows first .. last-1."""
+    C = x.shape[1]
+    for r in range(first, last):
+        source, target = x[r], y[r]
+        for c in range(C):
+            target[c] = (source[c] - mean[c]) * scale[c] + shift[c]
+
+
+@njit(nogil=True, cache=True)
+def _rows_normalise(x, mean, inv_std, weight, bias, y, first, last):
+    """y = ((x - mean) * inv_std) * weight + bias over the rows first .. last-1, in x's dtype, the
+    reference's steps in its order."""
+    C = x.shape[1]
+    for r in range(first, last):
+        source, target = x[r], y[r]
+        for c in range(C):
+            target[c] = (source[c] - mean[c]) * inv_std[c] * weight[c] + bias[c]
+
+
+@njit(nogil=True, cache=True)
+def _rows_grad(gy, x, mean, mean_dy, slope, scale, gx, first, last):
+    """dx = (dy - mean_dy - (x - mean) * slope) * scale per channel (float64 vectors), rows
+    first .. last-1."""
+    C = x.shape[1]
+    for r in range(first, last):
+        g, source, target = gy[r], x[r], gx[r]
+        for c in range(C):
+            target[c] = (numpy.float64(g[c]) - mean_dy[c]
+                         - (source[c] - numpy.float64(mean[c])) * slope[c]) * scale[c]
+
+
+ROWS_PER_BLOCK = 4096          # 256 KB of 16 float32 channels: a block stays in a core's cache
+
+
+def _row_blocks(M):
+    bounds = list(range(0, M, ROWS_PER_BLOCK)) + [M]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _as_rows(x):
+    """x (N, C, H, W) with channels-last memory as its (M, C) rows (a view), else None."""
+    if x.ndim != 4 or x.shape[1] < 2:
+        return None
+    x_cl = x.transpose(0, 2, 3, 1)
+    return x_cl.reshape(-1, x.shape[1]) if x_cl.flags.c_contiguous else None
+
+
+def _rows_like(x, dtype):
+    """An uninitialised array of x's shape with channels-last memory, and its (M, C) rows."""
+    N, C, H, W = x.shape
+    memory = numpy.empty((N, H, W, C), dtype=dtype)
+    return memory.transpose(0, 3, 1, 2), memory.reshape(-1, C)
+
+
+def _train_forward_rows(x, x2, weight, bias, eps):
+    M, C = x2.shape
+    blocks = _row_blocks(M)
+    shift = x2[0].astype(numpy.float64)                      # each channel's first value
+    sums, squares = numpy.empty((2, len(blocks), C))
+    share(len(blocks), lambda: lambda i: _row_sums(x2, shift, *blocks[i], sums[i], squares[i]))
+    mean_shifted = sums.sum(axis=0) / M                      # block order: deterministic
+    variance = numpy.maximum(squares.sum(axis=0) / M - mean_shifted ** 2, 0.0)
+    mean = (shift + mean_shifted).astype(x.dtype)
+    var = variance.astype(x.dtype)
+    inv_std = (1.0 / numpy.sqrt(variance + eps)).astype(x.dtype)
+    y, y2 = _rows_like(x, x.dtype)
+    share(len(blocks), lambda: lambda i: _rows_normalise(x2, mean, inv_std, weight, bias, y2,
+                                                         *blocks[i]))
+    return y, mean, var, inv_std
+
+
+def _train_backward_rows(gy2, x2, shape_like, mean, inv_std, weight_k):
+    M, C = x2.shape
+    blocks = _row_blocks(M)
+    sum_dy, sum_dy_xc = numpy.empty((2, len(blocks), C))
+    share(len(blocks), lambda: lambda i: _row_grad_sums(gy2, x2, mean, *blocks[i], sum_dy[i],
+                                                        sum_dy_xc[i]))
+    sum_dy, sum_dy_xc = sum_dy.sum(axis=0), sum_dy_xc.sum(axis=0)
+    inv_std64 = inv_std.astype(numpy.float64)
+    slope = inv_std64 * inv_std64 * sum_dy_xc / M
+    scale = weight_k.astype(numpy.float64) * inv_std64
+    gx, gx2 = _rows_like(shape_like, gy2.dtype)
+    share(len(blocks), lambda: lambda i: _rows_grad(gy2, x2, mean, sum_dy / M, slope, scale, gx2,
+                                                    *blocks[i]))
+    return gx, (sum_dy_xc * inv_std64).astype(gy2.dtype), sum_dy.astype(gy2.dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 # Host functions: same names, signatures and results as tinyres.functional.batchnorm's twins
 # ----------------------------------------------------------------------------------------------
@@ -152,7 +281,13 @@ def _vector(v, C, dtype, fill):
 
 
 def batch_norm_train_forward(x, weight, bias, eps):
-    """x (N, C) or (N, C, H, W) -> y (x's shape), mean, var (biased), inv_std (C,)."""
+    """x (N, C) or (N, C, H, W) -> y (x's shape and memory layout), mean, var (biased),
+    inv_std (C,)."""
+    x2 = _as_rows(x)                                         # (M, C) if channels last
+    if x2 is not None:
+        C = x.shape[1]
+        return _train_forward_rows(x, x2, _vector(weight, C, x.dtype, 1.0),
+                                   _vector(bias, C, x.dtype, 0.0), eps)
     x3 = _as_ncl(x, x.dtype)                                 # (N, C, L)
     C = x3.shape[1]
     y = numpy.empty_like(x3)
@@ -170,6 +305,18 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
         raise ValueError(f"batch_norm_train_backward: gy has shape {tuple(gy.shape)}, x has "
                          f"shape {tuple(x.shape)}; they must match")
     dtype = gy.dtype
+    x2 = _as_rows(x)
+    if x2 is not None:                                       # channels last: gy made so too
+        C = x.shape[1]
+        gy2 = _as_rows(gy)
+        if gy2 is None:
+            gy2 = numpy.ascontiguousarray(gy.transpose(0, 2, 3, 1)).reshape(-1, C)
+        gx, gweight, gbias = _train_backward_rows(gy2.astype(dtype, copy=False),
+                                                  x2.astype(dtype, copy=False), x,
+                                                  _vector(mean, C, dtype, 0.0),
+                                                  _vector(inv_std, C, dtype, 0.0),
+                                                  _vector(weight, C, dtype, 1.0))
+        return gx, (None if weight is None else gweight), gbias
     gy3, x3 = _as_ncl(gy, dtype), _as_ncl(x, dtype)         # (N, C, L)
     C = x3.shape[1]
     gx = numpy.empty_like(gy3)
@@ -183,12 +330,19 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
 
 
 def batch_norm_eval_forward(x, mean, scale, bias):
-    """Eval mode: y = (x - mean) * scale + bias per channel (bias None: no shift)."""
-    x3 = _as_ncl(x, x.dtype)                                 # (N, C, L)
-    C = x3.shape[1]
-    y = numpy.empty_like(x3)
+    """Eval mode: y = (x - mean) * scale + bias per channel (bias None: no shift); y keeps x's
+    memory layout."""
+    x2 = _as_rows(x)                                         # (M, C) if channels last
+    x3 = _as_ncl(x, x.dtype) if x2 is None else None         # else (N, C, L)
+    C = x.shape[1]
     mean, scale = _vector(mean, C, x.dtype, 0.0), _vector(scale, C, x.dtype, 1.0)
     bias = _vector(bias, C, x.dtype, 0.0)
+    if x2 is not None:
+        y, y2 = _rows_like(x, x.dtype)
+        blocks = _row_blocks(x2.shape[0])
+        share(len(blocks), lambda: lambda i: _rows_affine(x2, mean, scale, bias, y2, *blocks[i]))
+        return y
+    y = numpy.empty_like(x3)
     ranges = _channel_ranges(C)
     share(len(ranges), lambda: lambda i: _eval_forward(x3, mean, scale, bias, y, *ranges[i]))
     return y.reshape(x.shape)

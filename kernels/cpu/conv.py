@@ -28,16 +28,17 @@ from numba import njit
 
 from ..geometry import window_geometry
 from . import conv_gemm, conv_winograd
+from .layout import kernel_array
 from .threads import share
 
 DTYPES = (numpy.float32, numpy.float64)
 
 
 def _float_array(op, a):
-    """A C-contiguous array of one of DTYPES (the types the kernels are compiled for)."""
+    """a, checked to be of one of DTYPES (the types the kernels are compiled for)."""
     if a.dtype not in DTYPES:
         raise TypeError(f"{op} (CPU kernel): expected float32 or float64 data, got {a.dtype}")
-    return numpy.ascontiguousarray(a)
+    return a
 
 
 # ----------------------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def im2col(x, kernel_size, stride=1, padding=0):
     N, C, H, W = x.shape
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = window_geometry(
         "im2col", x.shape, kernel_size, stride, padding)
-    x = _float_array("im2col", x)
+    x = numpy.ascontiguousarray(_float_array("im2col", x))
     cols = numpy.empty((N * OH * OW, C * KH * KW), dtype=x.dtype)
     share(N, lambda: lambda n: _im2col_rows(x, n, KH, KW, SH, SW, PH, PW, cols))
     return cols
@@ -103,7 +104,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
     N, C, H, W = x_shape
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = window_geometry(
         "col2im", x_shape, kernel_size, stride, padding)
-    cols = _float_array("col2im", cols).reshape(N * OH * OW, C * KH * KW)
+    cols = numpy.ascontiguousarray(_float_array("col2im", cols)).reshape(N * OH * OW, C * KH * KW)
     x = numpy.zeros((N, C, H, W), dtype=cols.dtype)
     share(N, lambda: lambda n: _col2im_rows(cols, n, KH, KW, SH, SW, PH, PW, x))
     return x
@@ -113,20 +114,21 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
 # The conv twins: check as the reference does, then one of the two routes
 # ----------------------------------------------------------------------------------------------
 def conv2d_forward(x, weight, stride, padding):
-    """y = conv(x, weight): x (N, C, H, W), weight (OC, C, KH, KW) -> y (N, OC, OH, OW),
-    C-contiguous, no bias (the Function adds it)."""
+    """y = conv(x, weight): x (N, C, H, W), weight (OC, C, KH, KW) -> y (N, OC, OH, OW) with
+    channels-last memory (layout.py), no bias (the Function adds it)."""
     _, stride, padding, out_size = window_geometry("conv2d", x.shape, weight.shape[2:], stride,
                                                    padding)
-    x = _float_array("conv2d", x)
+    x = kernel_array(_float_array("conv2d", x))
     route = conv_winograd if conv_winograd.applies(weight.shape, stride, out_size) else conv_gemm
     return route.forward(x, weight, stride, padding, out_size)
 
 
 def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
-    """gy (N, OC, OH, OW), x and weight as in the forward -> (gx or None, gweight)."""
+    """gy (N, OC, OH, OW), x and weight as in the forward, each of either memory layout ->
+    (gx (channels-last memory) or None, gweight)."""
     _, stride, padding, out_size = window_geometry("conv2d", x.shape, weight.shape[2:], stride,
                                                    padding)
-    gy = _float_array("conv2d", gy)
-    x = numpy.ascontiguousarray(x, dtype=gy.dtype)
+    gy = kernel_array(_float_array("conv2d", gy))
+    x = kernel_array(x.astype(gy.dtype, copy=False))
     route = conv_winograd if conv_winograd.applies(weight.shape, stride, out_size) else conv_gemm
     return route.backward(gy, x, weight, stride, padding, out_size, input_grad)

@@ -14,8 +14,10 @@ the threads (threads.py):
     for every chunk of B images:
         padded = x[chunk] as (B, H+2PH, W+2PW, C), zero border    channels last
         rows   = its patches, (B*OH*OW, KH*KW*C)                  stays in the cache
-        y_rows = rows @ W2^T                  (B*P, K) @ (K, OC): one BLAS GEMM
-        y[chunk] = y_rows as (B, OC, OH, OW)
+        y[chunk] = rows @ W2^T                (B*P, K) @ (K, OC): one BLAS GEMM
+
+y has channels-last memory (layout.py), so its chunk *is* a (B*P, OC) matrix: the product is
+written in place, with no copy back to NCHW.
 
 It is the reference's computation (one row per patch, times the filters), with two changes of
 layout that decide the speed:
@@ -32,7 +34,7 @@ speed of the same product written (OC, K) @ (K, B*P) on the machine of docs/perf
 The backward recomputes each chunk's rows instead of keeping 75 MB per layer from the forward pass
 (memory stays at the size of the activations, as PyTorch's), and per chunk:
 
-    gy_rows  = gy[chunk] as (B*P, OC)
+    gy_rows  = gy[chunk] as (B*P, OC)      (a view when gy is channels last, as the fast path's are)
     gweight += gy_rows^T @ rows            (OC, K), added over the chunks in order
     grows    = gy_rows @ W2                (B*P, K), the gradient of each patch
     gx[chunk] = fold(grows): each patch's gradient added back where the patch came from
@@ -42,7 +44,7 @@ GEMMs stay in BLAS (numpy.matmul). This module never imports tinyres.
 import numpy
 from numba import njit
 
-from .layout import padded_channels_last_to_nchw, scratch, to_padded_channels_last
+from .layout import channels_last, empty_channels_last, from_padded, scratch, to_padded
 from .threads import share
 
 # Rows (patches) per chunk: B = CHUNK_ROWS // (OH*OW) images, at least one. Small enough that a
@@ -91,18 +93,6 @@ def _fold_patches(grows, KH, KW, SH, SW, padded):
 
 
 @njit(nogil=True, cache=True)
-def _rows_to_nchw(rows, n0, out):
-    """out[n0 + b, m, p] = rows[b*P + p, m]: rows (B*P, M) -> out (N, M, P)."""
-    N, M, P = out.shape
-    for b in range(rows.shape[0] // P):
-        image = rows[b * P:(b + 1) * P]                            # (P, M)
-        for m in range(M):
-            source, target = image[:, m], out[n0 + b, m]
-            for p in range(P):
-                target[p] = source[p]
-
-
-@njit(nogil=True, cache=True)
 def _nchw_to_rows(array, n0, rows):
     """rows[b*P + p, m] = array[n0 + b, m, p]: array (N, M, P) -> rows (B*P, M)."""
     N, M, P = array.shape
@@ -134,19 +124,20 @@ def _chunk_patches(buffer, x, n0, B, kernel, stride, padding, out_size):
     C, H, W = x.shape[1:]
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = kernel, stride, padding, out_size
     padded = buffer("padded", (B, H + 2 * PH, W + 2 * PW, C))
-    to_padded_channels_last(x, n0, PH, PW, padded)
+    to_padded(x, n0, PH, PW, padded)
     rows = buffer("rows", (B * OH * OW, KH * KW * C))
     _patches(padded, KH, KW, SH, SW, rows)
     return padded, rows
 
 
 def forward(x, weight, stride, padding, out_size):
-    """y = conv(x, weight): x (N, C, H, W) C-contiguous, weight (OC, C, KH, KW) -> y
-    (N, OC, OH, OW), C-contiguous. One chunk of images per part."""
+    """y = conv(x, weight): x (N, C, H, W) (NCHW or channels-last memory), weight
+    (OC, C, KH, KW) -> y (N, OC, OH, OW) with channels-last memory. One chunk of images per
+    part; a chunk's product is written straight into y, whose memory is its rows."""
     OC, _, KH, KW = weight.shape
     N, (OH, OW) = x.shape[0], out_size
     w2 = _filters_channels_last(weight, x.dtype)               # (OC, K)
-    y = numpy.empty((N, OC, OH * OW), dtype=x.dtype)
+    y, y_cl = empty_channels_last((N, OC, OH, OW), x.dtype)    # y_cl (N, OH, OW, OC)
     chunks = chunks_of(N, OH * OW)
 
     def make_worker():
@@ -155,25 +146,27 @@ def forward(x, weight, stride, padding, out_size):
         def convolve(i):
             n0, B = chunks[i]
             _, rows = _chunk_patches(buffer, x, n0, B, (KH, KW), stride, padding, out_size)
-            y_rows = buffer("y_rows", (B * OH * OW, OC))
+            y_rows = y_cl[n0:n0 + B].reshape(B * OH * OW, OC)   # a view: y's own memory
             numpy.matmul(rows, w2.T, out=y_rows)               # (B*P, K) @ (K, OC)
-            _rows_to_nchw(y_rows, n0, y)
         return convolve
 
     share(len(chunks), make_worker)
-    return y.reshape(N, OC, OH, OW)
+    return y
 
 
 def backward(gy, x, weight, stride, padding, out_size, input_grad):
-    """gy (N, OC, OH, OW), x (N, C, H, W), both C-contiguous of one dtype, weight as in the
-    forward -> (gx or None, gweight). One chunk of images per part; the parts' weight gradients
-    are added in chunk order, so the result does not depend on which thread did which chunk."""
+    """gy (N, OC, OH, OW), x (N, C, H, W), each NCHW or channels-last memory, of one dtype,
+    weight as in the forward -> (gx (channels-last memory) or None, gweight). One chunk of
+    images per part; the parts' weight gradients are added in chunk order, so the result does
+    not depend on which thread did which chunk."""
     OC, C, KH, KW = weight.shape
     N, _, H, W = x.shape
-    (SH, SW), (PH, PW), (OH, OW) = stride, padding, out_size
-    gy = gy.reshape(N, OC, OH * OW)
+    (PH, PW), (OH, OW) = padding, out_size
+    gy_cl = channels_last(gy)                                  # (N, OH, OW, OC) or None
+    if gy_cl is None:
+        gy = gy.reshape(N, OC, OH * OW)
     w2 = _filters_channels_last(weight, gy.dtype)              # (OC, K)
-    gx = numpy.empty((N, C, H, W), dtype=gy.dtype) if input_grad else None
+    gx = empty_channels_last((N, C, H, W), gy.dtype)[0] if input_grad else None
     chunks = chunks_of(N, OH * OW)
     gweight_parts = numpy.empty((len(chunks),) + w2.shape, dtype=gy.dtype)
 
@@ -184,15 +177,18 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
             n0, B = chunks[i]
             padded, rows = _chunk_patches(buffer, x, n0, B, (KH, KW), stride, padding,
                                           out_size)          # recomputed, not kept
-            gy_rows = buffer("gy_rows", (B * OH * OW, OC))
-            _nchw_to_rows(gy, n0, gy_rows)
+            if gy_cl is not None:                              # gy's memory is its rows
+                gy_rows = gy_cl[n0:n0 + B].reshape(B * OH * OW, OC)
+            else:
+                gy_rows = buffer("gy_rows", (B * OH * OW, OC))
+                _nchw_to_rows(gy, n0, gy_rows)
             numpy.matmul(gy_rows.T, rows, out=gweight_parts[i])   # (OC, B*P) @ (B*P, K)
             if input_grad:
                 grows = buffer("grows", rows.shape)
                 numpy.matmul(gy_rows, w2, out=grows)           # (B*P, OC) @ (OC, K)
                 gpadded = buffer("gpadded", padded.shape)      # (padded's border must stay 0)
                 _fold_patches(grows, KH, KW, SH, SW, gpadded)
-                padded_channels_last_to_nchw(gpadded, n0, PH, PW, gx)
+                from_padded(gpadded, n0, PH, PW, gx)
         return differentiate
 
     share(len(chunks), make_worker)

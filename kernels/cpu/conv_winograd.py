@@ -19,7 +19,7 @@ imports tinyres.
 import numpy
 
 from . import winograd
-from .layout import padded_channels_last_to_nchw, scratch, to_padded_channels_last
+from .layout import empty_channels_last, from_padded, scratch, to_padded
 from .threads import share
 
 # A chunk's transformed tiles, V (16, T, C) or M (16, T, OC), take about this many bytes: small
@@ -44,18 +44,19 @@ def chunks_of(N, OH, OW, channels, itemsize):
 
 def _to_padded_columns_by_parity(x, n0, PH, PW, padded):
     """padded (B, H+2PH, 2, (W+2PW)/2, C) = x[chunk] channels last with a zero border, padded
-    column w stored at [w % 2, w // 2] (winograd.input_transform reads it so)."""
+    column w stored at [w % 2, w // 2] (winograd.input_transform reads it so); x of either
+    memory layout."""
     for parity in (0, 1):
         w0 = (parity - PW) % 2                   # the first x column that lands on this parity
-        to_padded_channels_last(x[:, :, :, w0::2], n0, PH, (PW + w0) // 2, padded[:, :, parity])
+        to_padded(x[:, :, :, w0::2], n0, PH, (PW + w0) // 2, padded[:, :, parity])
 
 
-def _padded_columns_by_parity_to_nchw(padded, n0, PH, PW, gx):
-    """The inside of a padded chunk laid out as _to_padded_columns_by_parity's, back to NCHW."""
+def _padded_columns_by_parity_to(padded, n0, PH, PW, gx):
+    """The inside of a padded chunk laid out as _to_padded_columns_by_parity's, into gx (either
+    memory layout)."""
     for parity in (0, 1):
         w0 = (parity - PW) % 2
-        padded_channels_last_to_nchw(padded[:, :, parity], n0, PH, (PW + w0) // 2,
-                                      gx[:, :, :, w0::2])
+        from_padded(padded[:, :, parity], n0, PH, (PW + w0) // 2, gx[:, :, :, w0::2])
 
 
 def _input_tiles(buffer, x, n0, B, padding, out_size):
@@ -75,16 +76,16 @@ def forward(x, weight, stride, padding, out_size):
         padded = x[chunk] channels last, zero border, columns by parity   (B, OH+2, 2, OW/2+1, C)
         V      = its 4x4 tiles, transformed                              (16, T, C)
         M[k]   = V[k] @ U[k]^T                                           (16, T, OC)
-        y_cl   = the 2x2 output tiles of M, laid out as padded           (B, OH, 2, OW/2, OC)
-        y[chunk] = y_cl as NCHW
+        y_tiles = the 2x2 output tiles of M, laid out as padded          (B, OH, 2, OW/2, OC)
+        y[chunk] = y_tiles, columns back in order                        channels-last memory
 
-    x C-contiguous; stride is (1, 1) (see `applies`).
+    x NCHW or channels-last memory; stride is (1, 1) (see `applies`).
     """
     N, C = x.shape[:2]
     OC, (OH, OW) = weight.shape[0], out_size
     U_T = numpy.ascontiguousarray(winograd.filter_transform(weight.astype(x.dtype))
                                   .transpose(0, 2, 1))         # (16, C, OC)
-    y = numpy.empty((N, OC, OH, OW), dtype=x.dtype)
+    y = empty_channels_last((N, OC, OH, OW), x.dtype)[0]
     chunks = chunks_of(N, OH, OW, max(C, OC), x.dtype.itemsize)
 
     def make_worker():
@@ -95,9 +96,9 @@ def forward(x, weight, stride, padding, out_size):
             _, V = _input_tiles(buffer, x, n0, B, padding, out_size)    # (16, T, C)
             M = buffer("M", V.shape[:2] + (OC,))
             numpy.matmul(V, U_T, out=M)                        # 16 x (T, C) @ (C, OC)
-            y_cl = buffer("y_cl", (B, OH, 2, OW // 2, OC))
-            winograd.output_transform(M, y_cl, buffer("out_rows", (2, 4, OW // 2, OC)))
-            _padded_columns_by_parity_to_nchw(y_cl, n0, 0, 0, y)
+            y_tiles = buffer("y_tiles", (B, OH, 2, OW // 2, OC))
+            winograd.output_transform(M, y_tiles, buffer("out_rows", (2, 4, OW // 2, OC)))
+            _padded_columns_by_parity_to(y_tiles, n0, 0, 0, y)
         return convolve
 
     share(len(chunks), make_worker)
@@ -105,7 +106,8 @@ def forward(x, weight, stride, padding, out_size):
 
 
 def backward(gy, x, weight, stride, padding, out_size, input_grad):
-    """(gx or None, gweight) of `forward`, by chunks of images (gy, x C-contiguous, one dtype):
+    """(gx or None, gweight) of `forward`, by chunks of images (gy, x of one dtype, each NCHW or
+    channels-last memory; gx channels last):
 
         V      = the input tiles, transformed again           (16, T, C)
         dM     = the output gradient's 2x2 tiles, transformed  (16, T, OC)
@@ -118,7 +120,7 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
     OC = weight.shape[0]
     (PH, PW), (OH, OW) = padding, out_size
     U = winograd.filter_transform(weight.astype(gy.dtype))     # (16, OC, C)
-    gx = numpy.empty((N, C, H, W), dtype=gy.dtype) if input_grad else None
+    gx = empty_channels_last((N, C, H, W), gy.dtype)[0] if input_grad else None
     chunks = chunks_of(N, OH, OW, max(C, OC), gy.dtype.itemsize)
     dU_parts = numpy.empty((len(chunks), 16, OC, C), dtype=gy.dtype)
 
@@ -128,10 +130,10 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
         def differentiate(i):
             n0, B = chunks[i]
             padded, V = _input_tiles(buffer, x, n0, B, padding, out_size)  # again
-            gy_cl = buffer("gy_cl", (B, OH, 2, OW // 2, OC))
-            _to_padded_columns_by_parity(gy, n0, 0, 0, gy_cl)
+            gy_tiles = buffer("gy_tiles", (B, OH, 2, OW // 2, OC))
+            _to_padded_columns_by_parity(gy, n0, 0, 0, gy_tiles)
             dM = buffer("dM", V.shape[:2] + (OC,))
-            winograd.output_transform_adjoint(gy_cl, dM, buffer("out_rows", (4, 2, OW // 2, OC)))
+            winograd.output_transform_adjoint(gy_tiles, dM, buffer("out_rows", (4, 2, OW // 2, OC)))
             numpy.matmul(dM.transpose(0, 2, 1), V, out=dU_parts[i])   # 16 x (OC, T) @ (T, C)
             if input_grad:
                 dV = buffer("dV", V.shape)
@@ -140,7 +142,7 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
                 gpadded[...] = 0.0
                 winograd.input_transform_adjoint(dV, gpadded,
                                                  buffer("grad_rows", (4, 4, OW // 2, C)))
-                _padded_columns_by_parity_to_nchw(gpadded, n0, PH, PW, gx)
+                _padded_columns_by_parity_to(gpadded, n0, PH, PW, gx)
         return differentiate
 
     share(len(chunks), make_worker)
