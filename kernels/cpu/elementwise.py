@@ -68,12 +68,15 @@ def relu_forward(x):
 
 
 def relu_backward(gy, y):
-    """gx = gy where y > 0, else 0 (gy * (y > 0))."""
-    flat = _flat(gy, y) if gy.dtype == y.dtype else None
-    if flat is None:
+    """gx = gy where y > 0, else 0 (gy * (y > 0)), in y's memory order: the gradient takes the
+    layout of the activations (gy may come in another, e.g. from a broadcast in pooling)."""
+    if gy.dtype != y.dtype:
         return gy * (y > 0)
-    gx = numpy.empty_like(gy)                                # gy's memory order
-    pieces, (gy1, y1, gx1) = _pieces(gy.size), _flat(gy, y, gx)
+    gx = numpy.empty_like(y)
+    flat = _flat(gy, y, gx)
+    if flat is None:
+        return numpy.multiply(gy, y > 0, out=gx)
+    pieces, (gy1, y1, gx1) = _pieces(gy.size), flat
     zero = numpy.zeros(1, gy.dtype)
     share(len(pieces), lambda: lambda i: _relu_grad(gy1, y1, gx1, zero, *pieces[i]))
     return gx
