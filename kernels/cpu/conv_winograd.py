@@ -19,7 +19,7 @@ imports tinyres.
 import numpy
 
 from . import winograd
-from .layout import empty_channels_last, from_padded, scratch, to_padded
+from .layout import channels_last, empty_channels_last, from_padded, scratch, to_padded
 from .threads import share
 
 # A chunk's transformed tiles, V (16, T, C) or M (16, T, OC), take about this many bytes: small
@@ -76,8 +76,9 @@ def forward(x, weight, stride, padding, out_size):
         padded = x[chunk] channels last, zero border, columns by parity   (B, OH+2, 2, OW/2+1, C)
         V      = its 4x4 tiles, transformed                              (16, T, C)
         M[k]   = V[k] @ U[k]^T                                           (16, T, OC)
-        y_tiles = the 2x2 output tiles of M, laid out as padded          (B, OH, 2, OW/2, OC)
-        y[chunk] = y_tiles, columns back in order                        channels-last memory
+        y[chunk] = the 2x2 output tiles of M, in place                    (B, OH, OW, OC)
+
+    y has channels-last memory (layout.py): the output transform writes its chunk directly.
 
     x NCHW or channels-last memory; stride is (1, 1) (see `applies`).
     """
@@ -85,7 +86,7 @@ def forward(x, weight, stride, padding, out_size):
     OC, (OH, OW) = weight.shape[0], out_size
     U_T = numpy.ascontiguousarray(winograd.filter_transform(weight.astype(x.dtype))
                                   .transpose(0, 2, 1))         # (16, C, OC)
-    y = empty_channels_last((N, OC, OH, OW), x.dtype)[0]
+    y, y_cl = empty_channels_last((N, OC, OH, OW), x.dtype)   # y_cl (N, OH, OW, OC)
     chunks = chunks_of(N, OH, OW, max(C, OC), x.dtype.itemsize)
 
     def make_worker():
@@ -96,9 +97,7 @@ def forward(x, weight, stride, padding, out_size):
             _, V = _input_tiles(buffer, x, n0, B, padding, out_size)    # (16, T, C)
             M = buffer("M", V.shape[:2] + (OC,))
             numpy.matmul(V, U_T, out=M)                        # 16 x (T, C) @ (C, OC)
-            y_tiles = buffer("y_tiles", (B, OH, 2, OW // 2, OC))
-            winograd.output_transform(M, y_tiles, buffer("out_rows", (2, 4, OW // 2, OC)))
-            _padded_columns_by_parity_to(y_tiles, n0, 0, 0, y)
+            winograd.output_transform(M, y_cl[n0:n0 + B], buffer("out_rows", (2, 4, OW // 2, OC)))
         return convolve
 
     share(len(chunks), make_worker)
@@ -110,7 +109,8 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
     channels-last memory; gx channels last):
 
         V      = the input tiles, transformed again           (16, T, C)
-        dM     = the output gradient's 2x2 tiles, transformed  (16, T, OC)
+        dM     = the output gradient's 2x2 tiles, transformed  (16, T, OC), read from gy's
+                                                               channels-last memory
         dU    += dM[k]^T @ V[k]                                (16, OC, C), chunk order
         dV     = dM[k] @ U[k]                                  (16, T, C)
         gx[chunk] = dV's tiles, transformed back and added where they came from
@@ -121,6 +121,9 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
     (PH, PW), (OH, OW) = padding, out_size
     U = winograd.filter_transform(weight.astype(gy.dtype))     # (16, OC, C)
     gx = empty_channels_last((N, C, H, W), gy.dtype)[0] if input_grad else None
+    gy_cl = channels_last(gy)                                  # (N, OH, OW, OC), as the tiles
+    if gy_cl is None or not gy_cl.flags.c_contiguous:          # transform reads it
+        gy_cl = numpy.ascontiguousarray(gy.transpose(0, 2, 3, 1))
     chunks = chunks_of(N, OH, OW, max(C, OC), gy.dtype.itemsize)
     dU_parts = numpy.empty((len(chunks), 16, OC, C), dtype=gy.dtype)
 
@@ -130,10 +133,9 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
         def differentiate(i):
             n0, B = chunks[i]
             padded, V = _input_tiles(buffer, x, n0, B, padding, out_size)  # again
-            gy_tiles = buffer("gy_tiles", (B, OH, 2, OW // 2, OC))
-            _to_padded_columns_by_parity(gy, n0, 0, 0, gy_tiles)
             dM = buffer("dM", V.shape[:2] + (OC,))
-            winograd.output_transform_adjoint(gy_tiles, dM, buffer("out_rows", (4, 2, OW // 2, OC)))
+            winograd.output_transform_adjoint(gy_cl[n0:n0 + B], dM,
+                                              buffer("out_rows", (4, 2, OW // 2, OC)))
             numpy.matmul(dM.transpose(0, 2, 1), V, out=dU_parts[i])   # 16 x (OC, T) @ (T, C)
             if input_grad:
                 dV = buffer("dV", V.shape)
