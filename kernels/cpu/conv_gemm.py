@@ -34,7 +34,7 @@ speed of the same product written (OC, K) @ (K, B*P) on the machine of docs/perf
 The backward recomputes each chunk's rows instead of keeping 75 MB per layer from the forward pass
 (memory stays at the size of the activations, as PyTorch's), and per chunk:
 
-    gy_rows  = gy[chunk] as (B*P, OC)      (a view when gy is channels last, as the fast path's are)
+    gy_rows  = gy[chunk] as (B*P, OC)      (a view when gy is channels last, as the fast path's)
     gweight += gy_rows^T @ rows            (OC, K), added over the chunks in order
     grows    = gy_rows @ W2                (B*P, K), the gradient of each patch
     gx[chunk] = fold(grows): each patch's gradient added back where the patch came from
@@ -161,7 +161,7 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
     not depend on which thread did which chunk."""
     OC, C, KH, KW = weight.shape
     N, _, H, W = x.shape
-    (PH, PW), (OH, OW) = padding, out_size
+    (SH, SW), (PH, PW), (OH, OW) = stride, padding, out_size
     gy_cl = channels_last(gy)                                  # (N, OH, OW, OC) or None
     if gy_cl is None:
         gy = gy.reshape(N, OC, OH * OW)

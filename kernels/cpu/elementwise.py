@@ -9,8 +9,9 @@ NumPy already does each in one pass, but on one core; here the flat array is cut
 about PIECE numbers and the pieces are shared among the threads (threads.py). An elementwise op
 does not care about the order of the numbers in memory, only that its arrays share one: C order,
 or the channels-last memory of the fast path's activations (layout.py), which the output keeps.
-Arrays that are neither, or not alike, go to NumPy itself. The kernels take float32 and float64 data (DTYPES);
-tinyres.dispatch sends any other type to the reference. This module never imports tinyres.
+Arrays that are neither, or not alike, go to NumPy itself. The kernels take float32 and float64
+data (DTYPES); tinyres.dispatch sends any other type to the reference. This module never imports
+tinyres.
 """
 import numpy
 from numba import njit

@@ -223,7 +223,7 @@ def output_transform_adjoint(gy, dM, rows):
     gy (B, OH, OW, OC), channels last -> dM (16, T, OC). rows: scratch (4, 2, TW, OC)."""
     B, OH, OW, OC = gy.shape
     TH, TW, T = OH // 2, OW // 2, dM.shape[1]
-    n, m = OW * OC, TW * OC
+    n = OW * OC                        # numbers in an output row
     Y, Mf, R = gy.reshape(gy.size), dM.reshape(dM.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
