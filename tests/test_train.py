@@ -79,6 +79,7 @@ def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert (tmp_path / "run" / "checkpoint.npz").read_bytes() == saved
 
 
+@pytest.mark.slow
 def test_cli_train_then_eval(tmp_path):
     out = tmp_path / "cli"
     train = subprocess.run(

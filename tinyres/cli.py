@@ -125,6 +125,11 @@ def _set_engine(args):
         dispatch.set_kernels(args.kernels)
     if getattr(args, "threads", None) is not None:
         tinyres.set_num_threads(args.threads)
+        return
+    try:
+        tinyres.get_num_threads()           # applies TINYRES_NUM_THREADS now, before any op
+    except ValueError as err:
+        raise SystemExit(f"tinyres: {err}; set it to a whole number >= 1, or unset it")
 
 
 def cmd_train(args):
@@ -269,8 +274,8 @@ def format_assignments():
 
 def cmd_bench(args):
     """tinyres bench: ResNet training steps and eval forwards on every path, racing PyTorch."""
-    from tinyres import bench
-    return bench.run(args)
+    from tinyres.bench.command import run          # the benchmark is imported only to run it
+    return run(args)
 
 
 def build_parser():
@@ -322,8 +327,8 @@ def build_parser():
         command.add_argument("--backend", choices=tinyres.backend.BACKENDS)
         command.add_argument("--kernels", choices=["fast", "reference"])
         command.add_argument("--threads", type=positive_int, metavar="N",
-                             help="threads for BLAS, the kernels and the readable path "
-                                  "(default: every core this process may use)")
+                             help="threads for BLAS and the fast kernels; the readable path "
+                                  "runs on one (default: every core this process may use)")
 
     info = commands.add_parser("info", help="versions, backend, kernels and GPU pieces")
     info.set_defaults(run=cmd_info)
@@ -360,7 +365,7 @@ def build_parser():
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)
 
-    from tinyres.bench import add_arguments as add_bench_arguments
+    from tinyres.bench.options import add_arguments as add_bench_arguments
     race = commands.add_parser("bench", help="time training steps and eval forwards on every "
                                              "path (reference, fast, GPU) against PyTorch")
     add_bench_arguments(race)

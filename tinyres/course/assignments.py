@@ -41,6 +41,7 @@ class Task:
     file: str                     # where, relative to the repository
     what: str                     # one line for the NotImplementedError's comment
     twins: tuple = ()             # names of fast kernels (kernels/) that compute the same thing
+    other_routes: tuple = ()      # readable files that compute it another way (left out)
     points: int = 10
 
 
@@ -79,10 +80,10 @@ TASKS = {t.id: t for t in (
          "padding", twins=("col2im",)),
     Task("conv2d_forward", "A2", "conv2d_forward", "tinyres/functional/conv.py",
          "y = im2col(x) @ W.reshape(OC, -1).T, reshaped to (N, OC, OH, OW)",
-         twins=("conv2d_forward",)),
+         twins=("conv2d_forward",), other_routes=("tinyres/functional/winograd.py",)),
     Task("conv2d_backward", "A2", "conv2d_backward", "tinyres/functional/conv.py",
          "dW = gY^T cols and dx = col2im(gY W2), with gY = gy as rows (N*OH*OW, OC)",
-         twins=("conv2d_backward",)),
+         twins=("conv2d_backward",), other_routes=("tinyres/functional/winograd.py",)),
     Task("batch_norm_graph", "A3", "batch_norm_graph", "tinyres/functional/batchnorm_graph.py",
          "batch norm in training mode from tinyres ops (mean, subtraction, powers, products): "
          "autograd derives the backward"),

@@ -11,7 +11,9 @@ tinyres`, the `tinyres` command, the examples and the tests run the student's co
   handout (the math stays);
 - a kernel package (kernels/cpu, kernels/gpu) that holds a fast twin of a hole is replaced by
   one that raises ImportError, so tinyres.dispatch runs the readable code (the student's);
-- the grader's side of tinyres/course (references, cases, grader, this copier) is left out;
+- readable files that compute a hole another way (functional/winograd.py, a 3x3 convolution,
+  in an A2 copy) and the grader's side of tinyres/course (references, cases, grader, this
+  copier) are left out;
 - tinyres/student_copy.py says which copy it is; `import tinyres` announces it once per process
   ("A2 copy: im2col, ... are yours; fast kernels off for them"), `tinyres info` shows it;
 - .tinyres-assignment, the manifest, names the assignment and what `make` wrote, signed with the
@@ -132,6 +134,9 @@ def _write_copy(root, out, assignment, solution):
         shutil.copy2(root / test, out / test)
     for name in GRADER_SIDE:
         (out / "tinyres" / "course" / name).unlink(missing_ok=True)
+    if not solution:
+        for route in {r for t in tasks_of(assignment_id) for r in t.other_routes}:
+            (out / route).unlink(missing_ok=True)
 
     cut = [] if solution else [t.id for t in tasks_of(assignment_id)]
     for path in _marked_files(out):
