@@ -44,6 +44,8 @@ from pathlib import Path, PurePosixPath
 import numpy
 from tqdm import tqdm
 
+from tinyres.errors import UserError
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER_NAME = "cifar-10-batches-py"
@@ -60,7 +62,7 @@ except ImportError:                    # NumPy 1.x
     from numpy.core.multiarray import _reconstruct as _rebuild_array
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """The data set could not be found, downloaded, verified or read."""
 
 

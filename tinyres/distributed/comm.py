@@ -24,13 +24,15 @@ import os
 import sys
 import traceback
 
+from tinyres.errors import UserError
+
 # Variables that MPI launchers set in every process they start (MPICH, Intel MPI and Slurm's
 # PMI: PMI_SIZE; Open MPI: OMPI_COMM_WORLD_SIZE; PMIx launchers: PMIX_RANK). Looking at them
 # tells us whether we were started by mpiexec without importing mpi4py.
 _LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
 
 
-class DistributedError(RuntimeError):
+class DistributedError(UserError, RuntimeError):
     """Something every rank agrees is wrong, raised on all ranks at once (so none is left waiting
     for the others): ranks whose parameters differ, a batch size that does not divide among the
     ranks, --sync-bn without MPI, a checkpoint made with another number of ranks."""
