@@ -129,6 +129,12 @@ class Trainer:
 
         train_set = load_cifar(config.data, True, config.download)
         self.test_set = load_cifar(config.data, False, config.download)
+        unverified = sorted(set(getattr(train_set, "unverified", []))
+                            | set(getattr(self.test_set, "unverified", [])))
+        if unverified:
+            self.log(f"note: {', '.join(unverified)} in {config.data} could not be verified (no "
+                     f"SHA256SUMS lists them and they are not the official CIFAR-10 files); "
+                     f"they are used as they are")
         if config.limit_train is not None:
             if config.limit_train > len(train_set.labels):
                 raise UserError(f"--limit-train {config.limit_train}: the training set "
