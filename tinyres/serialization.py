@@ -150,8 +150,8 @@ def load(path):
     try:
         archive = numpy.load(path, allow_pickle=False)
         if not isinstance(archive, numpy.lib.npyio.NpzFile):
-            raise CheckpointError(f"{path} is a single .npy array, not a tinyres checkpoint (an "
-                                  f".npz archive written by tinyres.save)")
+            raise CheckpointError(f"{path} is not a tinyres checkpoint: it holds a single .npy "
+                                  f"array, not an .npz archive as tinyres.save writes")
         with archive:
             arrays = {name: archive[name] for name in archive.files}
     except CheckpointError:
