@@ -244,7 +244,7 @@ def _train(args, comm):
              if getattr(args, option) is not None}
     model = given.get("model", TrainConfig.model)
     if model not in list_models():
-        raise UserError(f"--model {model!r} is not a model tinyres knows; choose one of: "
+        raise UserError(f"--model: unknown model {model!r}; choose one of: "
                         f"{', '.join(list_models())}")
     check_data_option(args.data, args.download)
     out = args.out or f"runs/{model}"

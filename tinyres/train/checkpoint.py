@@ -19,6 +19,7 @@ import numpy
 import tinyres
 from tinyres.nn.module import StateDictError
 from tinyres.serialization import CheckpointError
+from tinyres.tensor import Tensor
 
 CHECKPOINT = "checkpoint.npz"
 RUN_KEYS = ("config", "model", "optimizer", "scheduler", "loader", "rng", "progress")
@@ -45,7 +46,7 @@ def non_finite_tensors(tree, prefix=""):
     elif isinstance(tree, (list, tuple)):
         items = enumerate(tree)
     else:
-        array = getattr(tree, "data", tree)          # a Tensor's array, or the array itself
+        array = tree.data if isinstance(tree, Tensor) else tree
         kind = getattr(getattr(array, "dtype", None), "kind", None)
         finite = kind != "f" or bool(tinyres.get_array_module(array).isfinite(array).all())
         return [] if finite else [prefix]
@@ -58,7 +59,7 @@ def count_tensors(tree):
         return sum(count_tensors(v) for v in tree.values())
     if isinstance(tree, (list, tuple)):
         return sum(count_tensors(v) for v in tree)
-    return int(hasattr(tree, "dtype") or hasattr(getattr(tree, "data", None), "dtype"))
+    return int(isinstance(tree, Tensor) or hasattr(tree, "dtype"))
 
 
 def first_few(names, count=3):

@@ -107,10 +107,16 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
                         lr=f"{scheduler.get_last_lr()[0]:.3g}")
         if on_step is not None:
             on_step(iteration, loss)
+    sums["seconds"] = time.perf_counter() - start
+    return epoch_statistics(sums, iteration)
+
+
+def epoch_statistics(sums, iteration):
+    """The statistics of an epoch whose steps are all done, from its running sums."""
     seen = max(sums["seen"], 1)
     return {"iteration": iteration, "train_loss": sums["loss_sum"] / seen,
             "train_error": 1 - sums["correct"] / seen, "images": sums["seen"],
-            "seconds": time.perf_counter() - start, "last_finite_loss": last_finite_loss}
+            "seconds": sums["seconds"]}
 
 
 def describe_out_of_memory(error, model, batch_size):

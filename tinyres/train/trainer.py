@@ -53,7 +53,8 @@ from tinyres.models import TRAINING_LR, get_model
 from tinyres.optim import SGD, paper_schedule
 from tinyres.train.checkpoint import (CHECKPOINT, count_tensors, first_few, load_model_state,
                                       non_finite_tensors, read_run_checkpoint)
-from tinyres.train.loop import TrainingDiverged, epoch_sums, evaluate, train_epoch
+from tinyres.train.loop import (TrainingDiverged, epoch_statistics, epoch_sums, evaluate,
+                                train_epoch)
 from tinyres.train.metrics import append_metrics, plot_curves, truncate_metrics
 
 EXPLODING_FACTOR, EXPLODING_STEPS = 10, 5     # flag a loss 10x its first value, 5 steps running
@@ -198,7 +199,7 @@ class Trainer:
         if self.is_root:                    # every rank holds the same state: rank 0 writes it
             self.out.mkdir(parents=True, exist_ok=True)
             tinyres.save(self.state_dict(), self.out / CHECKPOINT)
-        self.saved_at = (self.epochs_done, self.iteration)
+        self.saved_at = (self.epochs_done, self.iteration, self.last_finite_loss)
         self.comm.barrier()                 # (under MPI the others wait until it is written)
 
     def check_state_is_finite(self):
@@ -217,9 +218,14 @@ class Trainer:
         """Which checkpoint on disk a diverged run leaves, in words."""
         if self.saved_at is None:
             return "no checkpoint of this run was written (it diverged before its first save)"
-        epochs, iteration = self.saved_at
+        epochs, iteration, loss = self.saved_at
         where = (f"end of epoch {epochs}" if epochs * len(self.train_loader) == iteration
                  else f"step {iteration}, in epoch {epochs + 1}")
+        if self.first_loss is not None and loss is not None and \
+                loss > EXPLODING_FACTOR * self.first_loss:
+            return (f"the last checkpoint, {self.out / CHECKPOINT} ({where}), is kept and finite, "
+                    f"but its loss had already exploded ({loss:.4g}, first {self.first_loss:.4g}): "
+                    f"resuming it would likely diverge again; start again with a lower --lr")
         return f"the last good checkpoint, {self.out / CHECKPOINT} ({where}), is kept"
 
     @classmethod
@@ -256,7 +262,7 @@ class Trainer:
         trainer.last_finite_loss = progress["last_finite_loss"]
         trainer.first_loss = progress.get("first_loss")
         trainer.sums.update(progress.get("epoch_sums") or {})
-        trainer.saved_at = (trainer.epochs_done, trainer.iteration)
+        trainer.saved_at = (trainer.epochs_done, trainer.iteration, trainer.last_finite_loss)
         if config.epochs != planned:
             trainer.log(trainer.describe_replanning(planned))
         return trainer
@@ -318,6 +324,8 @@ class Trainer:
                                    "tinyres train --sync-bn ...`, or leave out --sync-bn")
 
     def _one_epoch(self):
+        if self.train_loader.epoch > self.epochs_done:     # stopped after the epoch's last step:
+            return self._end_of_epoch(epoch_statistics(self.sums, self.iteration))  # finish it
         try:
             stats = train_epoch(self.model, self.train_loader, self.optimizer, self.scheduler,
                                 self.device, self.epochs_done, self.iteration,
@@ -332,6 +340,10 @@ class Trainer:
             self.log(f"interrupted at iteration {self.iteration}: checkpoint saved in "
                      f"{self.out / CHECKPOINT}; continue with --resume")
             raise
+        return self._end_of_epoch(stats)
+
+    def _end_of_epoch(self, stats):
+        """Test, write the epoch's row and curves, save the checkpoint."""
         config = self.config
         start = time.perf_counter()
         if self.parallel is not None:       # one model everywhere: average BN running statistics
