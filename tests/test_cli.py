@@ -13,7 +13,6 @@ import pytest
 import tinyres
 from tinyres.cli import main
 from tinyres.train import TrainConfig, Trainer
-from tinyres.train import run_directory
 
 
 def tiny_settings(out, **changes):
@@ -122,6 +121,7 @@ def test_a_directory_holding_a_run_is_refused_and_left_intact(tmp_path, capsys):
 
 
 def test_overwrite_replaces_only_the_runs_own_files(tmp_path):
+    from tinyres.train import run_directory
     out = saved_run(tmp_path / "run", epochs_done=2)
     (out / "notes.txt").write_text("mine")
     run_directory.prepare_run_directory(out, overwrite=True)
@@ -170,6 +170,7 @@ def test_resume_with_more_epochs_extends_the_run_and_says_how(tmp_path, capsys):
 
 # -- item 8: an unwritable directory, and the litter of killed saves ----------------------------
 def test_an_unwritable_run_directory_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    from tinyres.train import run_directory
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(run_directory.tempfile, "NamedTemporaryFile", refuse)
@@ -186,6 +187,7 @@ def test_a_file_as_run_directory_is_refused(tmp_path, capsys):
 
 
 def test_stale_temporary_files_of_killed_saves_are_removed_and_only_those(tmp_path):
+    from tinyres.train import run_directory
     out = saved_run(tmp_path / "run", epochs_done=1)
     stale = [".checkpoint.npz.0a1b2c3d.tmp", ".checkpoint.npz.ffffffff.tmp"]
     kept = [".checkpoint.npz.mine.tmp", "checkpoint.npz.0a1b2c3d.tmp", ".weights.npz.0a1b2c3d.tmp"]

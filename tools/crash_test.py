@@ -9,8 +9,9 @@ Not part of the test suite (it takes minutes). What it does:
 2. The same run again, killed with SIGKILL (no chance to clean up) after a random delay between
    0 and the reference run's duration, then continued with `--resume` (or started again with
    `--overwrite` when it died before its first checkpoint) and killed again, and so on until one
-   attempt finishes; then another such chain, until --kills kills have been made. After every
-   kill the newest checkpoint, if there is one, must load, be a run checkpoint and be finite.
+   attempt finishes; then another such chain, until --kills kills have been made (the last chain
+   is then left to finish). After every kill the newest checkpoint, if there is one, must load,
+   be a run checkpoint and be finite.
 3. At the end of every chain the run must equal the reference: every column of metrics.csv but
    the timings, and the final weights bit for bit.
 
@@ -96,7 +97,7 @@ def main():
         while True:
             resumable = (out / "checkpoint.npz").exists()
             attempt = train(out, "--resume") if resumable else train(out, "--overwrite")
-            delay = rng.uniform(0, duration)
+            delay = rng.uniform(0, duration) if kills < args.kills else None   # then let it end
             try:
                 code = attempt.wait(timeout=delay)
             except subprocess.TimeoutExpired:
