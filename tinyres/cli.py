@@ -13,6 +13,7 @@ or after the subcommand) or TINYRES_DEBUG=1 prints the traceback too. Options an
 variables are checked before any work starts.
 """
 import argparse
+import dataclasses
 import importlib
 import math
 import os
@@ -268,7 +269,7 @@ def _train(args, comm):
             print(f"resuming {out} at epoch {trainer.epochs_done}, iteration "
                   f"{trainer.iteration} (settings from its checkpoint)")
     else:
-        defaults = {field.name: field.default for field in TrainConfig.__dataclass_fields__.values()}
+        defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
         settings = {**defaults, **given, "out": out, "download": args.download}
         settings["epochs"] = args.epochs if args.epochs is not None else defaults["epochs"]
         trainer = Trainer(TrainConfig(**settings), show_progress=not args.quiet)
@@ -291,7 +292,8 @@ def _check_resume(out, given, epochs, comm):
     for option, field in RUN_SETTINGS.items():
         if field in given and not _same_setting(field, given[field], getattr(config, field)):
             flag = "--" + option.replace("_", "-")
-            differences.append(f"{flag} {_shown(getattr(config, field))} (not {_shown(given[field])})")
+            differences.append(f"{flag} {_shown(getattr(config, field))} "
+                               f"(not {_shown(given[field])})")
     if differences:
         raise UserError(f"--resume: {out} was started with {', '.join(differences)}; a run "
                         f"continues with its own settings: leave these options out, or start a "

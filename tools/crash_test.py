@@ -1,4 +1,4 @@
-"""Kill `tinyres train` with SIGKILL at random moments, many times, and check that it always recovers.
+"""Kill `tinyres train` with SIGKILL at random moments, many times; check that it always recovers.
 
     python tools/crash_test.py [--kills 20] [--seed 0] [--workdir DIR]
 
@@ -126,9 +126,10 @@ def main():
     leftovers = [str(p) for p in work.rglob(".checkpoint.npz.*.tmp")]
     problems = broken_checkpoints + unequal + failed + leftovers
     print(f"{kills} SIGKILLs in {chains} chains: {kills - len(broken_checkpoints)} of {kills} "
-          f"left a loadable, finite checkpoint (or none yet); {chains - len(unequal) - len(failed)} "
-          f"of {chains} chains completed by --resume equal to the uninterrupted run (metrics.csv "
-          f"but timings, weights bit for bit); {len(leftovers)} temporary files left")
+          f"left a loadable, finite checkpoint (or none yet); "
+          f"{chains - len(unequal) - len(failed)} of {chains} chains completed by --resume "
+          f"equal to the uninterrupted run (metrics.csv but timings, weights bit for bit); "
+          f"{len(leftovers)} temporary files left")
     for problem in problems:
         print("  " + problem)
     return 1 if problems else 0

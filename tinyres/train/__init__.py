@@ -2,5 +2,5 @@
 from tinyres.train.loop import OutOfMemory, TrainingDiverged, evaluate, train_epoch, train_step
 from tinyres.train.trainer import TrainConfig, Trainer, load_cifar
 
-__all__ = ["OutOfMemory", "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "load_cifar", "train_epoch",
-           "train_step"]
+__all__ = ["OutOfMemory", "TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "load_cifar",
+           "train_epoch", "train_step"]

@@ -421,8 +421,9 @@ def _check_same_ranks(checkpoint_ranks, ranks, path):
             return "one process (no mpiexec)" if n == 1 else f"{n} MPI ranks (mpiexec -n {n})"
         raise DistributedError(
             f"--resume: {path} was made by {job(checkpoint_ranks)}, this job runs on "
-            f"{job(ranks)}; resume it on {job(checkpoint_ranks)}: each rank's share of every batch depends on "
-            f"the number of ranks, so another number would not continue the same run")
+            f"{job(ranks)}; resume it on {job(checkpoint_ranks)}: each rank's share of every "
+            f"batch depends on the number of ranks, so another number would not continue the "
+            f"same run")
 
 
 def _first(dataset, count):
