@@ -32,6 +32,8 @@ from tinyres.models import cifar_resnet
 from tinyres.optim import SGD
 from tinyres.train.loop import train_step
 
+from conftest import write_tiny_cifar
+
 HERE = Path(__file__).resolve()
 # the mpiexec installed beside this Python (the mpich wheel's), else the one on PATH
 MPIEXEC = shutil.which("mpiexec", path=sysconfig.get_path("scripts")) or shutil.which("mpiexec")
@@ -64,27 +66,6 @@ def one_step(model, images, labels, parallel=None):
 
 def parameters(model):
     return {name: p.numpy().copy() for name, p in model.named_parameters()}
-
-
-def write_tiny_cifar(root, train_per_batch=16, test=32):
-    """A CIFAR-10 folder in the official format made of bundled-sample images (80 training
-    images in 5 batch files, 32 test images), so a whole `tinyres train` run takes a second."""
-    folder = Path(root) / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    train, test_set = bundled_sample(True), bundled_sample(False)
-
-    def dump(name, images, labels):
-        batch = {b"data": images.reshape(len(images), -1), b"labels": [int(v) for v in labels]}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)
-
-    for i in range(5):
-        part = slice(i * train_per_batch, (i + 1) * train_per_batch)
-        dump(f"data_batch_{i + 1}", train.images[part], train.labels[part])
-    dump("test_batch", test_set.images[:test], test_set.labels[:test])
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in train.classes]}, f, protocol=2)
-    return str(root)
 
 
 # ===============================================================================================

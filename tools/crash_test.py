@@ -90,7 +90,7 @@ def main():
     duration = time.perf_counter() - start
     print(f"reference run: {duration:.1f} s, in {work / 'reference'}", flush=True)
 
-    kills, chains, broken_checkpoints, unequal, failed = 0, 0, [], [], []
+    kills, chains, mid_save, broken_checkpoints, unequal, failed = 0, 0, 0, [], [], []
     while kills < args.kills:
         chains += 1
         out = work / f"chain{chains}"
@@ -104,6 +104,8 @@ def main():
                 attempt.send_signal(signal.SIGKILL)
                 attempt.wait()
                 kills += 1
+                if any(out.glob(".checkpoint.npz.*.tmp")):       # it died in the middle of a save
+                    mid_save += 1
                 problem = check_after_kill(out)
                 state = (f"checkpoint at epoch "
                          f"{int(load(out / 'checkpoint.npz')['progress']['epochs_done'])}"
@@ -125,7 +127,8 @@ def main():
             break
     leftovers = [str(p) for p in work.rglob(".checkpoint.npz.*.tmp")]
     problems = broken_checkpoints + unequal + failed + leftovers
-    print(f"{kills} SIGKILLs in {chains} chains: {kills - len(broken_checkpoints)} of {kills} "
+    print(f"{kills} SIGKILLs in {chains} chains ({mid_save} in the middle of a save): "
+          f"{kills - len(broken_checkpoints)} of {kills} "
           f"left a loadable, finite checkpoint (or none yet); "
           f"{chains - len(unequal) - len(failed)} of {chains} chains completed by --resume "
           f"equal to the uninterrupted run (metrics.csv but timings, weights bit for bit); "
