@@ -7,7 +7,8 @@ Not part of the test suite (it takes minutes). What it does:
 1. An uninterrupted reference run of `tinyres train` (ResNet-20 on the first 64 images of the
    bundled sample, batches of 16, 4 epochs, one thread).
 2. The same run again, killed with SIGKILL (no chance to clean up) after a random delay between
-   0 and the reference run's duration, then continued with `--resume` (or started again with
+   0 and 1.2 x the attempt's expected length (from the reference run's timeline: start-up and
+   first epoch, then the epochs left after its checkpoint), then continued with `--resume` (or started again with
    `--overwrite` when it died before its first checkpoint) and killed again, and so on until one
    attempt finishes; then another such chain, until --kills kills have been made (the last chain
    is then left to finish). After every kill the newest checkpoint, if there is one, must load,
@@ -38,12 +39,21 @@ from tinyres.train.metrics import TIMING_COLUMNS  # noqa: E402
 
 RUN = ["--model", "resnet20", "--data", "sample", "--limit-train", "64", "--batch-size", "16",
        "--epochs", "4", "--seed", "1", "--threads", "1", "--quiet"]
+EPOCHS = 4
 
 
 def train(out, *extra):
     return subprocess.Popen([sys.executable, "-m", "tinyres", "train", *RUN, "--out", str(out),
                              *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
+
+
+def epochs_saved(out):
+    """The epochs done in the run's checkpoint (0 without one, or while it cannot be read)."""
+    try:
+        return int(load(Path(out) / "checkpoint.npz")["progress"]["epochs_done"])
+    except Exception:                    # absent, or a check after a kill reports it
+        return 0
 
 
 def metrics_without_timings(out):
@@ -83,12 +93,20 @@ def main():
     rng = random.Random(args.seed)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tinyres-crash-"))
 
-    start = time.perf_counter()
+    start, saved_after = time.perf_counter(), {}
     reference = train(work / "reference")
-    if reference.wait() != 0:
+    while reference.poll() is None:               # when each epoch's checkpoint appears
+        time.sleep(0.1)
+        epochs = epochs_saved(work / "reference")
+        if epochs:
+            saved_after.setdefault(epochs, time.perf_counter() - start)
+    if reference.returncode != 0:
         sys.exit(f"the reference run failed: {reference.stderr.read()}")
     duration = time.perf_counter() - start
-    print(f"reference run: {duration:.1f} s, in {work / 'reference'}", flush=True)
+    first_epoch = saved_after.get(1, duration / EPOCHS)      # start-up, compiling, epoch 1
+    per_epoch = (duration - first_epoch) / (EPOCHS - 1)
+    print(f"reference run: {duration:.1f} s (the first checkpoint after {first_epoch:.1f} s), "
+          f"in {work / 'reference'}", flush=True)
 
     kills, chains, mid_save, broken_checkpoints, unequal, failed = 0, 0, 0, [], [], []
     while kills < args.kills:
@@ -97,7 +115,9 @@ def main():
         while True:
             resumable = (out / "checkpoint.npz").exists()
             attempt = train(out, "--resume") if resumable else train(out, "--overwrite")
-            delay = rng.uniform(0, duration) if kills < args.kills else None   # then let it end
+            # a random moment of this attempt's own expected length (and a little beyond)
+            expected = first_epoch + (EPOCHS - 1 - epochs_saved(out)) * per_epoch
+            delay = rng.uniform(0, 1.2 * expected) if kills < args.kills else None
             try:
                 code = attempt.wait(timeout=delay)
             except subprocess.TimeoutExpired:
@@ -107,10 +127,8 @@ def main():
                 if any(out.glob(".checkpoint.npz.*.tmp")):       # it died in the middle of a save
                     mid_save += 1
                 problem = check_after_kill(out)
-                state = (f"checkpoint at epoch "
-                         f"{int(load(out / 'checkpoint.npz')['progress']['epochs_done'])}"
-                         if (out / "checkpoint.npz").exists() and not problem
-                         else "no checkpoint yet" if not problem else problem)
+                state = problem or (f"checkpoint at epoch {epochs_saved(out)}"
+                                    if (out / "checkpoint.npz").exists() else "no checkpoint yet")
                 print(f"chain {chains}: kill {kills} after {delay:.1f} s, {state}", flush=True)
                 if problem:
                     broken_checkpoints.append(f"chain {chains}, kill {kills}: {problem}")
