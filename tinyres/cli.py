@@ -303,7 +303,7 @@ def _check_resume(out, given, epochs, comm):
         if comm.rank == 0:
             print(f"{out} has finished its {config.epochs} epochs: nothing to train. To train it "
                   f"longer, resume with --epochs N, N > {config.epochs} (the learning-rate "
-                  f"schedule is then re-planned for N epochs); {out / Path(CHECKPOINT)} is as "
+                  f"schedule is then re-planned for N epochs); {Path(out) / CHECKPOINT} is as "
                   f"it was")
         return True
     return False
@@ -316,12 +316,17 @@ def _same_setting(field, given, stored):
 
 
 def _shown(value):
-    return "(the default)" if value is None else ("(given)" if value is True else value)
+    """A setting as the message shows it: a flag is on or off, None is the default."""
+    if value is None:
+        return "(the default)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
 
 def cmd_eval(args):
     from tinyres.data import DataLoader
-    from tinyres.train import Trainer, evaluate, load_cifar
+    from tinyres.train import Trainer, evaluate
     from tinyres.train.checkpoint import checkpoint_file
 
     check_data_option(args.data)

@@ -95,9 +95,10 @@ def load_cifar(data, train, download=False):
         return bundled_sample(train)
 
 
-def read_run_config(path):
-    """(TrainConfig, progress dict) of the run checkpoint at `path` (checked: see checkpoint.py)."""
-    state = read_run_checkpoint(path)
+def read_run_config(path, state=None):
+    """(TrainConfig, progress dict) of the run checkpoint at `path` (read and checked, see
+    checkpoint.py, unless its `state` is given)."""
+    state = read_run_checkpoint(path) if state is None else state
     settings = json.loads(str(state["config"]))
     known = {field.name for field in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(settings) - known)
@@ -240,7 +241,7 @@ class Trainer:
         if not path.is_file():
             raise UserError(f"--resume: no checkpoint at {path}; start the run without --resume")
         state = read_run_checkpoint(path)
-        config, progress = read_run_config(path)
+        config, progress = read_run_config(path, state)
         config.out = str(out)
         epochs_done = int(progress["epochs_done"])
         comm = get_communicator() if comm is None else comm
@@ -272,7 +273,7 @@ class Trainer:
         """A one-process Trainer holding the model of the checkpoint file `checkpoint`, with its
         test set (from `data` if given, else the run's own)."""
         state = read_run_checkpoint(checkpoint)
-        config, _ = read_run_config(checkpoint)
+        config, _ = read_run_config(checkpoint, state)
         config.data = data if data is not None else config.data
         config.sync_bn = False                              # evaluation needs no MPI
         trainer = cls(config, show_progress=False, log=lambda *args: None,
