@@ -60,14 +60,14 @@ def interrupt_at_step(trainer, step):
     trainer._track = track
 
 
-@pytest.mark.parametrize("stop_at", [2, 3])      # at the end of epoch 1, and in the middle of 2
+@pytest.mark.parametrize("stop_at", [2, 3])      # after epoch 1's last step, and in epoch 2
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, stop_at, tiny_cifar):
     """Weights bit for bit, and every column of metrics.csv but the timings (the interrupted
     epoch's train loss and error cover all its batches, not only those after the resume)."""
-    straight = quiet(tiny_config(tmp_path / "a", epochs=3, data=tiny_cifar))
+    straight = quiet(tiny_config(tmp_path / "a", epochs=2, data=tiny_cifar))
     straight.fit()
 
-    first = quiet(tiny_config(tmp_path / "b", epochs=3, data=tiny_cifar))
+    first = quiet(tiny_config(tmp_path / "b", epochs=2, data=tiny_cifar))
     interrupt_at_step(first, stop_at)
     with pytest.raises(KeyboardInterrupt):
         first.fit()
@@ -80,7 +80,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, stop_at, tiny
     for name in want:
         numpy.testing.assert_array_equal(got[name], want[name], err_msg=name)
     expected = metrics_without_timings(tmp_path / "a" / "run")
-    assert len(expected) == 3 and "train_loss" in expected[0] and "test_loss" in expected[0]
+    assert len(expected) == 2 and "train_loss" in expected[0] and "test_loss" in expected[0]
     assert metrics_without_timings(tmp_path / "b" / "run") == expected
 
 
@@ -178,22 +178,22 @@ def test_resnet56_weights_in_a_resnet20_are_summarised_in_one_line():
 
 
 def test_extending_a_finished_run_replans_its_schedule(tmp_path, tiny_cifar):
-    trainer = quiet(tiny_config(tmp_path, epochs=2, data=tiny_cifar))
+    trainer = quiet(tiny_config(tmp_path, epochs=1, data=tiny_cifar))
     trainer.fit()
     lines = []
-    extended = Trainer.resume(tmp_path / "run", show_progress=False, log=lines.append, epochs=4)
+    extended = Trainer.resume(tmp_path / "run", show_progress=False, log=lines.append, epochs=2)
     replanned, = [line for line in lines if line.startswith("extending")]
-    assert "extending the run from 2 to 4 epochs" in replanned and "8 iterations" in replanned
-    # re-planned for 8 iterations: lr 0.1 until iteration 4, 0.01 until 6, then 0.001; the
-    # run is at iteration 4, where the 4-iteration plan had reached 0.001
-    assert "lr 0.1 until iteration 4, 0.01 until 6" in replanned
+    assert "extending the run from 1 to 2 epochs" in replanned and "4 iterations" in replanned
+    # re-planned for 4 iterations: lr 0.1 until iteration 2, 0.01 until 3, then 0.001; the
+    # run is at iteration 2, where the 2-iteration plan had reached 0.001
+    assert "lr 0.1 until iteration 2, 0.01 until 3" in replanned
     assert extended.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
     extended.fit()
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
-    assert [r["planned_epochs"] for r in rows] == [2, 2, 4, 4]
-    assert [r["iteration"] for r in rows] == [2, 4, 6, 8]
-    with pytest.raises(tinyres.errors.UserError, match="has already trained 4 epochs"):
-        Trainer.resume(tmp_path / "run", show_progress=False, log=lambda *a: None, epochs=3)
+    assert [r["planned_epochs"] for r in rows] == [1, 2]
+    assert [r["iteration"] for r in rows] == [2, 4]
+    with pytest.raises(tinyres.errors.UserError, match="has already trained 2 epochs"):
+        Trainer.resume(tmp_path / "run", show_progress=False, log=lambda *a: None, epochs=1)
 
 
 @pytest.mark.slow
