@@ -6,13 +6,15 @@ Not part of the test suite (it takes minutes). What it does:
 
 1. An uninterrupted reference run of `tinyres train` (ResNet-20 on the first 64 images of the
    bundled sample, batches of 16, 4 epochs, one thread).
-2. The same run again, killed with SIGKILL (no chance to clean up) after a random delay between
-   0 and 1.2 x the attempt's expected length (from the reference run's timeline: start-up and
-   first epoch, then the epochs left after its checkpoint), then continued with `--resume` (or started again with
-   `--overwrite` when it died before its first checkpoint) and killed again, and so on until one
-   attempt finishes; then another such chain, until --kills kills have been made (the last chain
-   is then left to finish). After every kill the newest checkpoint, if there is one, must load,
-   be a run checkpoint and be finite.
+2. The same run again, killed with SIGKILL (no chance to clean up) at a random moment of one of
+   three kinds, chosen at random for each attempt: a random time after the start (uniform up to
+   the reference run's length: start-up, compiling, any epoch); the instant a checkpoint is
+   being written (its temporary file has appeared); or up to half a second after a checkpoint
+   was renamed into place (while metrics.csv and curves.png are written). Then the run continues
+   with `--resume` (or starts again with `--overwrite` when it died before its first
+   checkpoint) and is killed again, until an attempt finishes: a chain. Chains follow each other
+   until --kills kills have been made (the last chain is then left to finish). After every kill
+   the newest checkpoint, if there is one, must load, be a run checkpoint and be finite.
 3. At the end of every chain the run must equal the reference: every column of metrics.csv but
    the timings, and the final weights bit for bit.
 
@@ -39,13 +41,19 @@ from tinyres.train.metrics import TIMING_COLUMNS  # noqa: E402
 
 RUN = ["--model", "resnet20", "--data", "sample", "--limit-train", "64", "--batch-size", "16",
        "--epochs", "4", "--seed", "1", "--threads", "1", "--quiet"]
-EPOCHS = 4
 
 
 def train(out, *extra):
-    return subprocess.Popen([sys.executable, "-m", "tinyres", "train", *RUN, "--out", str(out),
-                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    """Start `tinyres train` into `out`; its stderr goes to `out`.stderr (read on a failure)."""
+    log = open(Path(f"{out}.stderr"), "w")
+    process = subprocess.Popen([sys.executable, "-m", "tinyres", "train", *RUN, "--out",
+                                str(out), *extra], stdout=subprocess.DEVNULL, stderr=log)
+    log.close()                                       # the child holds its own copy
+    return process
+
+
+def errors_of(out):
+    return Path(f"{out}.stderr").read_text().strip()[-300:]
 
 
 def epochs_saved(out):
@@ -84,6 +92,28 @@ def check_after_kill(out):
     return ""
 
 
+def wait_for_the_moment(attempt, out, kind, delay, rng):
+    """Wait until the moment of `kind` (None: never) while `attempt` runs; True when it came
+    (kill now), False when the attempt ended first."""
+    def checkpoint_identity():
+        try:
+            return os.stat(out / "checkpoint.npz").st_ino      # a new file on every save
+        except FileNotFoundError:
+            return None
+
+    started, first = time.perf_counter(), checkpoint_identity()
+    while attempt.poll() is None:
+        if kind == "at a random time" and time.perf_counter() - started >= delay:
+            return True
+        if kind == "while a checkpoint was written" and any(out.glob(".checkpoint.npz.*.tmp")):
+            return True
+        if kind == "just after a checkpoint was written" and checkpoint_identity() != first:
+            time.sleep(rng.uniform(0, 0.5))
+            return attempt.poll() is None
+        time.sleep(0.002)
+    return False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs in all (default 20)")
@@ -92,60 +122,50 @@ def main():
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="tinyres-crash-"))
+    work.mkdir(parents=True, exist_ok=True)
 
-    start, saved_after = time.perf_counter(), {}
+    start = time.perf_counter()
     reference = train(work / "reference")
-    while reference.poll() is None:               # when each epoch's checkpoint appears
-        time.sleep(0.1)
-        epochs = epochs_saved(work / "reference")
-        if epochs:
-            saved_after.setdefault(epochs, time.perf_counter() - start)
-    if reference.returncode != 0:
-        sys.exit(f"the reference run failed: {reference.stderr.read()}")
+    if reference.wait() != 0:
+        sys.exit(f"the reference run failed: {errors_of(work / 'reference')}")
     duration = time.perf_counter() - start
-    first_epoch = saved_after.get(1, duration / EPOCHS)      # start-up, compiling, epoch 1
-    per_epoch = (duration - first_epoch) / (EPOCHS - 1)
-    print(f"reference run: {duration:.1f} s (the first checkpoint after {first_epoch:.1f} s), "
-          f"in {work / 'reference'}", flush=True)
+    print(f"reference run: {duration:.1f} s, in {work / 'reference'}", flush=True)
 
-    kills, chains, mid_save, broken_checkpoints, unequal, failed = 0, 0, 0, [], [], []
+    kills, chains, broken_checkpoints, unequal, failed = 0, 0, [], [], []
+    kinds = {"at a random time": 0, "while a checkpoint was written": 0,
+             "just after a checkpoint was written": 0}
     while kills < args.kills:
         chains += 1
         out = work / f"chain{chains}"
         while True:
             resumable = (out / "checkpoint.npz").exists()
             attempt = train(out, "--resume") if resumable else train(out, "--overwrite")
-            # a random moment of this attempt's own expected length (and a little beyond)
-            expected = first_epoch + (EPOCHS - 1 - epochs_saved(out)) * per_epoch
-            delay = rng.uniform(0, 1.2 * expected) if kills < args.kills else None
-            try:
-                code = attempt.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                attempt.send_signal(signal.SIGKILL)
-                attempt.wait()
-                kills += 1
-                if any(out.glob(".checkpoint.npz.*.tmp")):       # it died in the middle of a save
-                    mid_save += 1
-                problem = check_after_kill(out)
-                state = problem or (f"checkpoint at epoch {epochs_saved(out)}"
-                                    if (out / "checkpoint.npz").exists() else "no checkpoint yet")
-                print(f"chain {chains}: kill {kills} after {delay:.1f} s, {state}", flush=True)
-                if problem:
-                    broken_checkpoints.append(f"chain {chains}, kill {kills}: {problem}")
-                continue
-            if code != 0:
-                failed.append(f"chain {chains}: an attempt exited {code}: "
-                              f"{attempt.stderr.read().strip()[-300:]}")
+            kind = rng.choice(list(kinds)) if kills < args.kills else None
+            if not wait_for_the_moment(attempt, out, kind, rng.uniform(0, duration), rng):
+                if attempt.returncode != 0:
+                    failed.append(f"chain {chains}: an attempt exited {attempt.returncode}: "
+                                  f"{errors_of(out)}")
+                    break
+                difference = same_run(out, work / "reference")
+                print(f"chain {chains}: finished, "
+                      f"{difference or 'equal to the reference run'}", flush=True)
+                if difference:
+                    unequal.append(f"chain {chains}: {difference}")
                 break
-            difference = same_run(out, work / "reference")
-            print(f"chain {chains}: finished, "
-                  f"{difference or 'equal to the reference run'}", flush=True)
-            if difference:
-                unequal.append(f"chain {chains}: {difference}")
-            break
+            attempt.send_signal(signal.SIGKILL)
+            attempt.wait()
+            kills += 1
+            kinds[kind] += 1
+            problem = check_after_kill(out)
+            state = problem or (f"checkpoint at epoch {epochs_saved(out)}"
+                                if (out / "checkpoint.npz").exists() else "no checkpoint yet")
+            print(f"chain {chains}: kill {kills} {kind}, {state}", flush=True)
+            if problem:
+                broken_checkpoints.append(f"chain {chains}, kill {kills}: {problem}")
     leftovers = [str(p) for p in work.rglob(".checkpoint.npz.*.tmp")]
     problems = broken_checkpoints + unequal + failed + leftovers
-    print(f"{kills} SIGKILLs in {chains} chains ({mid_save} in the middle of a save): "
+    print(f"{kills} SIGKILLs in {chains} chains ("
+          f"{', '.join(f'{count} {kind}' for kind, count in kinds.items())}): "
           f"{kills - len(broken_checkpoints)} of {kills} "
           f"left a loadable, finite checkpoint (or none yet); "
           f"{chains - len(unequal) - len(failed)} of {chains} chains completed by --resume "
