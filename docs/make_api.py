@@ -28,11 +28,10 @@ SECTIONS = [
     ("tinyres.backend", ["BACKENDS", "set_backend", "get_backend", "get_array_module",
                          "device_of", "to_device", "array_module", "BackendError"],
      "Floor 1: where arrays live (numpy, cupy, cudasim, leakproof)."),
-    ("tinyres.parallel", ["set_num_threads", "num_threads", "map_parts"],
-     "Floor 1: how many threads tinyres uses (BLAS, the fast kernels, the readable path's "
-     "chunks); `tinyres.set_num_threads` / `tinyres.get_num_threads` are these."),
-    ("tinyres.dispatch", ["set_kernels", "get_kernels", "kernel_for", "fast_twin"],
-     "Floor 2: the one door from a readable op to its fast twin in `kernels/`."),
+    ("tinyres.dispatch", ["set_kernels", "get_kernels", "set_num_threads", "get_num_threads",
+                          "kernel_for", "fast_twin"],
+     "Floor 2: the one door from a readable op to its fast twin in `kernels/`, and the fast "
+     "path's knobs (`tinyres.set_num_threads` / `tinyres.get_num_threads` are these)."),
     ("tinyres.autograd", ["Function", "no_grad", "is_grad_enabled"],
      "Floor 3: one differentiable op, a node of the graph."),
     ("tinyres.ops", ["add", "sub", "mul", "div", "neg", "exp", "log", "matmul", "reshape",

@@ -44,13 +44,22 @@ y = z * z
 y.name = "y"
 L = y.mean()
 L.name = "L"
+def input_of(edge):
+    """The tensor an edge leads back to: the leaf itself, or output `index` of the op that made
+    it (held weakly: alive here because this script keeps xW, z and y in variables)."""
+    t = edge.leaf if edge.creator is None else edge.creator.outputs[edge.index]()
+    return f"{t.name} {tuple(t.shape)}"
+
+
 for t in (xW, z, y, L):
     creator = t.creator
-    inputs = ", ".join(f"{i.name} {tuple(i.shape)}" for i in creator.inputs)
+    inputs = ", ".join(input_of(e) for e in creator.input_edges)
     print(f"{t.name}: shape {tuple(t.shape)}, made by {creator.name}({inputs}), "
           f"generation {creator.generation}")
 print(f"L = {L.item():.6f}")
-print("Each output keeps .creator (the Function that made it); each Function keeps .inputs.")
+print("Each output keeps .creator (the Function that made it); each Function keeps one edge per")
+print("input: where that input's gradient goes. It does not keep the input tensors themselves,")
+print("so an intermediate array that backward does not need is freed as soon as it is dropped.")
 print("The generation counts ops from the leaves: backward visits the highest first.")
 
 # -------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Where a sliding window goes: the kernel, stride and padding of a conv or pooling, as pairs.
 
-Shared by the CPU and the GPU kernels (plain Python: no Numba). The same rules as the readable
-twins' (tinyres/functional/conv.py), with the same error messages, since a kernel may be the
-first to see an argument:
+Written once, for the readable ops (tinyres/functional/conv.py, pooling.py) and for the CPU and
+GPU kernels alike (plain Python: no Numba), so every path refuses a bad argument with the same
+message, whichever meets it first:
 
     OH = (H + 2*PH - KH) // SH + 1        OW = (W + 2*PW - KW) // SW + 1
 """

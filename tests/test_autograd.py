@@ -1,9 +1,11 @@
 """The autograd core: the graph walk, accumulation, no_grad, retain_graph, dtypes, errors."""
+import traceback
+
 import numpy
 import pytest
 
 import tinyres
-from tinyres import Tensor, tensor
+from tinyres import Function, Tensor, tensor
 
 
 def leaf(data, dtype=numpy.float64):
@@ -150,6 +152,21 @@ def test_shape_errors_name_the_op_and_shapes():
         tensor(numpy.ones((2, 3))).reshape(4)
 
 
+class StudentOp(Function):
+    """An op whose forward fails on the learner's own line."""
+
+    def forward(self, x):
+        raise ValueError("my forward does not handle this shape")   # the learner's line
+
+
+def test_an_error_in_forward_keeps_the_learners_line_in_the_traceback():
+    with pytest.raises(ValueError) as caught:
+        StudentOp()(tensor(numpy.ones((2, 3))))
+    text = "".join(traceback.format_exception(caught.type, caught.value, caught.tb))
+    assert 'raise ValueError("my forward does not handle this shape")' in text
+    assert "StudentOp on inputs of shapes (2, 3)" in text
+
+
 def test_graph_outputs_are_not_kept_alive_by_the_graph():
     import gc
     import weakref
@@ -159,3 +176,47 @@ def test_graph_outputs_are_not_kept_alive_by_the_graph():
     gc.collect()
     assert probe() is None
     assert isinstance(y, Tensor)
+
+
+def _peak_arrays_of_forward(depth, n=1 << 16):
+    """Peak memory of `depth` layers of relu(y + 1), in units of one activation array."""
+    import tracemalloc
+    import tinyres.functional as F
+    x = leaf(numpy.ones(n), dtype=numpy.float32)
+    tracemalloc.start()
+    try:
+        y = x
+        for _ in range(depth):
+            y = F.relu(y + 1.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert y.requires_grad
+    return peak / (4 * n)
+
+
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+def test_the_graph_keeps_only_what_backward_saved(kernels):
+    # Each layer makes two arrays: the sum y + 1 (its Add saves nothing) and relu's output (saved
+    # by ReLU for its backward). Only the second may outlive the layer: a graph that held its
+    # inputs would keep both, two arrays per layer.
+    previous = tinyres.get_kernels()
+    tinyres.set_kernels(kernels)
+    try:
+        _peak_arrays_of_forward(4)                                 # compile / warm up first
+        per_layer = (_peak_arrays_of_forward(48) - _peak_arrays_of_forward(16)) / 32
+    finally:
+        tinyres.set_kernels(previous)
+    assert 0.9 < per_layer < 1.2, per_layer
+
+
+def test_a_dropped_intermediate_is_freed_but_backward_still_works():
+    import weakref
+    x = leaf([1.0, -2.0, 3.0])
+    s = x * 3.0
+    dropped = weakref.ref(s)
+    y = tinyres.functional.relu(s)
+    del s
+    assert dropped() is None                   # ReLU saved its output, not its input Tensor
+    y.sum().backward()
+    numpy.testing.assert_allclose(x.grad, [3.0, 0.0, 3.0])

@@ -104,14 +104,19 @@ def test_conv2d_gradcheck(backend, cfg, seed):
     gradcheck(lambda *t: conv2d(*t, stride=cfg["stride"], padding=cfg["padding"]), inputs)
 
 
-def test_conv2d_keeps_float32_and_returns_contiguous_nchw(backend, rng):
+def test_conv2d_keeps_float32_and_returns_dense_nchw(backend, rng):
+    """(N, OC, OH, OW) in x's dtype, in dense memory: C order, or channels last on the fast CPU
+    path (its activations stay channels last between layers, as PyTorch's channels_last)."""
     x = Tensor(backend.asarray(rng.standard_normal((2, 3, 6, 6)).astype(numpy.float32)),
                requires_grad=True)
     w = Tensor(backend.asarray(rng.standard_normal((4, 3, 3, 3)).astype(numpy.float32)),
                requires_grad=True)
     b = Tensor(backend.asarray(numpy.zeros(4, numpy.float32)), requires_grad=True)
     y = conv2d(x, w, b, stride=2, padding=1)
-    assert y.dtype == numpy.float32 and y.shape == (2, 4, 3, 3) and y.data.flags.c_contiguous
+    assert y.dtype == numpy.float32 and y.shape == (2, 4, 3, 3)
+    fast_cpu = backend.__name__ == "numpy" and tinyres.get_kernels() == "fast"
+    memory = y.data.transpose(0, 2, 3, 1) if fast_cpu else y.data
+    assert memory.flags.c_contiguous
     (y * y).sum().backward()
     assert x.grad.dtype == w.grad.dtype == b.grad.dtype == numpy.float32
 
@@ -188,3 +193,31 @@ def test_conv2d_matches_torch(backend, rng, stride, padding, bias):
     for ours, theirs in zip(tensors, reference):
         numpy.testing.assert_allclose(host(ours.grad), theirs.grad.numpy(),
                                       rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Winograd's F(2x2, 3x3), the readable twin of the fast path's 3x3 convolutions
+# ----------------------------------------------------------------------------------------------
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), oc=st.integers(1, 4), tiles=st.tuples(
+       st.integers(1, 4), st.integers(1, 4)), padding=st.tuples(st.integers(0, 2),
+                                                                  st.integers(0, 2)),
+       seed=st.integers(0, 2**16))
+def test_winograd_is_the_convolution_and_its_backward_the_adjoint(n, c, oc, tiles, padding,
+                                                                  seed):
+    """tinyres/functional/winograd.py gives im2col's numbers (float64), and its backward the
+    gradients of the convolution."""
+    from tinyres.functional import winograd
+    from tinyres.functional.conv import conv2d_backward, conv2d_forward
+    rng = numpy.random.default_rng(seed)
+    H, W = 2 * tiles[0] + 2 - 2 * padding[0], 2 * tiles[1] + 2 - 2 * padding[1]
+    if H < 1 or W < 1:
+        return
+    x, w = rng.standard_normal((n, c, H, W)), rng.standard_normal((oc, c, 3, 3))
+    y = winograd.winograd_conv2d_forward(x, w, padding)
+    numpy.testing.assert_allclose(y, conv2d_forward.reference(x, w, (1, 1), padding),
+                                  rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    for got, want in zip(winograd.winograd_conv2d_backward(gy, x, w, padding),
+                         conv2d_backward.reference(gy, x, w, (1, 1), padding)):
+        numpy.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

@@ -244,6 +244,7 @@ def mpirun(*args, expect_fail=False):
     return done
 
 
+@pytest.mark.slow
 def test_one_step_on_two_ranks_is_one_step_on_one(mpi, tmp_path):
     """2 ranks x 8 images with --sync-bn == 1 process x 16 images; per-rank BN differs only
     through the statistics; eval-mode BN is equal; a perturbed rank is caught by the checksum."""
@@ -291,6 +292,7 @@ def test_one_step_on_two_ranks_is_one_step_on_one(mpi, tmp_path):
     assert "rank 1 differs from rank 0 in 1 of" in message and "fc.weight" in message
 
 
+@pytest.mark.slow
 def test_two_rank_training_run_and_resume_rules(mpi, tmp_path, capsys):
     from tinyres.cli import main
     data = write_tiny_cifar(tmp_path / "data")
@@ -338,6 +340,7 @@ def test_a_stopped_rank_is_named_and_the_job_ends(mpi, tmp_path):
     assert "within 3 s" in done.stderr and "Aborting all 2 ranks" in done.stderr
 
 
+@pytest.mark.slow
 def test_exact_resume_and_agreed_ctrl_c_on_two_ranks(mpi, tmp_path):
     """Ctrl-C seen by rank 1 alone stops both ranks at the same step; resuming with 2 ranks
     ends where the uninterrupted run ends."""
@@ -351,6 +354,7 @@ def test_exact_resume_and_agreed_ctrl_c_on_two_ranks(mpi, tmp_path):
                                       err_msg=name)
 
 
+@pytest.mark.slow
 def test_batch_size_not_divisible_by_ranks_is_a_clear_error(mpi, tmp_path):
     data = write_tiny_cifar(tmp_path / "data")
     done = mpirun("-m", "tinyres", "train", "--data", data, "--batch-size", "15",
@@ -359,6 +363,7 @@ def test_batch_size_not_divisible_by_ranks_is_a_clear_error(mpi, tmp_path):
     assert done.stderr.count("batch size 15 does not divide among 2 ranks") == 1, done.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_rank_aborts_the_whole_job(mpi, tmp_path):
     data = write_tiny_cifar(tmp_path / "data")
     done = mpirun(HERE, "fail", data, tmp_path / "run", expect_fail=True)
@@ -367,6 +372,7 @@ def test_a_failing_rank_aborts_the_whole_job(mpi, tmp_path):
     assert "aborting all 2 ranks" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_nan_on_one_rank_stops_every_rank_naming_it(mpi, tmp_path):
     data = write_tiny_cifar(tmp_path / "data")
     done = mpirun(HERE, "nan", data, tmp_path / "run", expect_fail=True)

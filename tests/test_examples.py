@@ -4,7 +4,8 @@ it should, so none of them rots.
 The examples start together, as subprocesses, when the first test asks for them; each test then
 waits for its own and checks its exit status, some lines of its output, and the figures it wrote.
 Where an example prints a check (autograd against finite differences, im2col + GEMM against
-loops...) the test also reads the number and holds it small.
+loops...) the test also reads the number and holds it small. The example runs are the slow tier
+(`pytest -m slow`); the fast tier checks only that every example has its expectations here.
 """
 import os
 import re
@@ -59,7 +60,7 @@ NUMBERS = {
 def runs(tmp_path_factory):
     """Start every example at once; returns {script: (Popen, output folder)}."""
     present = sorted(p.name for p in EXAMPLES.glob("*.py") if p.name != "lesson.py")
-    missing = sorted(set(EXPECTED) - set(present) - {"vgg_vs_resnet.py"})
+    missing = sorted(set(EXPECTED) - set(present))
     assert not missing, f"examples missing: {missing}"
     env = dict(os.environ, TINYRES_SMOKE="1", MPLBACKEND="Agg", TINYRES_KERNELS="reference",
                PYTHONDONTWRITEBYTECODE="1")
@@ -67,9 +68,7 @@ def runs(tmp_path_factory):
     started = {}
     for script in present:
         out = tmp_path_factory.mktemp(script.removesuffix(".py"))
-        command = [sys.executable, str(EXAMPLES / script), "--smoke"]
-        if script in EXPECTED and script != "vgg_vs_resnet.py":
-            command += ["--out", str(out)]            # the lesson helper's option
+        command = [sys.executable, str(EXAMPLES / script), "--smoke", "--out", str(out)]
         started[script] = (subprocess.Popen(command, cwd=EXAMPLES.parent, env=env,
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                             text=True), out)
@@ -80,8 +79,6 @@ def runs(tmp_path_factory):
 
 
 def finished(runs, script):
-    if script not in runs:
-        pytest.skip(f"examples/{script} does not exist yet")
     process, out = runs[script]
     try:
         output, _ = process.communicate(timeout=TIMEOUT)
@@ -92,6 +89,7 @@ def finished(runs, script):
     return output, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_runs_in_smoke_mode(runs, script):
     output, out = finished(runs, script)
@@ -112,6 +110,7 @@ def test_every_example_is_tested():
     assert scripts <= set(EXPECTED), f"add {sorted(scripts - set(EXPECTED))} to EXPECTED"
 
 
+@pytest.mark.slow
 def test_step_mode_waits_for_enter_between_steps(tmp_path):
     """--step pauses before every step after the first; Enter goes on (and EOF stops asking)."""
     done = subprocess.run([sys.executable, str(EXAMPLES / "01_autograd.py"), "--step",

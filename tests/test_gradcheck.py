@@ -66,6 +66,7 @@ def test_inputs_without_requires_grad_are_held_constant():
     assert gradcheck(lambda x, c: x * c, [x, c]).checked == 3
 
 
+@pytest.mark.slow
 def test_cli_gradcheck_prints_a_table_and_exit_status():
     out = subprocess.run([sys.executable, "-m", "tinyres", "gradcheck"], capture_output=True,
                          text=True)

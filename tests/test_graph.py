@@ -88,9 +88,9 @@ def test_walk_visits_each_function_after_all_its_consumers(rng):
     assert [f.name for f in order][0] == "Sum"
     position = {id(f): i for i, f in enumerate(order)}
     for f in order:
-        for t in f.inputs:
-            if t.creator is not None:
-                assert position[id(t.creator)] > position[id(f)]
+        for edge in f.input_edges:
+            if edge.creator is not None:
+                assert position[id(edge.creator)] > position[id(f)]
     assert len(order) == 4                                       # Exp, Mul, Add, Sum
 
 

@@ -1,36 +1,29 @@
 """The Numba CPU kernels (tinyres.kernels.cpu) against their readable NumPy twins, the gradient
-checks on both paths ('fast' and 'reference'), and the installed wheel.
+checks on both paths ('fast' and 'reference').
 
 Every kernel is held equal to its twin's `.reference` on shapes drawn by hypothesis: batch 1, odd
 sizes, strides larger than the kernel, padding, non-contiguous inputs; float32 to float32
 rounding, float64 (the gradient checks' type, which the kernels compile for too) more tightly.
 """
-import os
-import shutil
-import subprocess
-import sys
-import venv
-from fractions import Fraction
-from pathlib import Path
+import threading
 
 import numpy
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import tinyres
-from tinyres import Tensor, dispatch, gradcheck, parallel
+from tinyres import Tensor, dispatch, gradcheck
 from tinyres.functional import activation, batchnorm as bn
 from tinyres.functional import conv, pooling
-from tinyres.models import get_model, summary
+from tinyres.functional import winograd as readable_winograd
 
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
-from tinyres.kernels.cpu import conv as cpu_conv  # noqa: E402
+from tinyres.kernels.cpu import conv_gemm, conv_winograd  # noqa: E402
 from tinyres.kernels.cpu import winograd  # noqa: E402
 from helpers import conv_configs, conv_output_shape  # noqa: E402
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-REPO = Path(__file__).resolve().parents[1]
 
 
 def tolerance(dtype):
@@ -45,10 +38,22 @@ def made_noncontiguous(data):
     return numpy.ascontiguousarray(numpy.swapaxes(data, -1, -2)).swapaxes(-1, -2)
 
 
-def made(rng, shape, dtype, noncontiguous):
-    """Random data of `shape`, optionally as a non-contiguous view."""
+def made_channels_last(data):
+    """The same (N, C, H, W) values with channels-last memory, as the fast path's activations."""
+    return numpy.ascontiguousarray(data.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def made(rng, shape, dtype, noncontiguous, channels_last=False):
+    """Random data of `shape`, optionally as a non-contiguous view, or (4-D) with channels-last
+    memory."""
     data = rng.standard_normal(shape).astype(dtype)
+    if channels_last and data.ndim == 4:
+        return made_channels_last(data)
     return made_noncontiguous(data) if noncontiguous else data
+
+
+def has_channels_last_memory(a):
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 @pytest.fixture
@@ -76,7 +81,8 @@ def kernel_conv_configs():
     chunk: 1 gives one image per chunk; 20 a few; 2**20 all at once."""
     return conv_configs(max_batch=5, max_channels=4, max_size=9, max_stride=4, max_padding=2,
                         dtype=st.sampled_from([numpy.float32, numpy.float64]),
-                        chunk_rows=st.sampled_from([1, 20, 1 << 20]))
+                        chunk_rows=st.sampled_from([1, 20, 1 << 20]),
+                        x_channels_last=st.booleans(), gy_channels_last=st.booleans())
 
 
 @SETTINGS
@@ -97,23 +103,25 @@ def test_im2col_and_col2im_equal_the_reference(cfg, seed):
 @SETTINGS
 @given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed, input_grad):
-    monkeypatch.setattr(cpu_conv, "CHUNK_ROWS", cfg["chunk_rows"])
+    monkeypatch.setattr(conv_gemm, "CHUNK_ROWS", cfg["chunk_rows"])
     rng = numpy.random.default_rng(seed)
     dtype = cfg["dtype"]
-    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"],
+             cfg["x_channels_last"])
     w = made(rng, (cfg["oc"], cfg["c"]) + cfg["kernel"], dtype, cfg["noncontiguous"])
-    gy = made(rng, (cfg["n"], cfg["oc"]) + conv_output_shape(cfg), dtype, cfg["noncontiguous"])
+    gy = made(rng, (cfg["n"], cfg["oc"]) + conv_output_shape(cfg), dtype, cfg["noncontiguous"],
+              cfg["gy_channels_last"])
     args = (cfg["stride"], cfg["padding"])
     y = cpu.conv2d_forward(x, w, *args)
     expected = conv.conv2d_forward.reference(x, w, *args)
-    assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
+    assert y.dtype == dtype and y.shape == expected.shape and has_channels_last_memory(y)
     numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
     gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
     gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
     numpy.testing.assert_allclose(gw, gw_ref, **tolerance(dtype))
     assert gw.dtype == dtype and (gx is None) == (not input_grad)
     if input_grad:
-        assert gx.dtype == dtype and gx.shape == x.shape
+        assert gx.dtype == dtype and gx.shape == x.shape and has_channels_last_memory(gx)
         numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
 
 
@@ -128,7 +136,7 @@ def winograd_configs(draw):
                 h=draw(st.integers(max(1, 3 - 2 * padding[0]), 11)),
                 w=draw(st.integers(max(1, 3 - 2 * padding[1]), 11)),
                 kernel=(3, 3), stride=(1, 1), padding=padding,
-                noncontiguous=draw(st.booleans()),
+                noncontiguous=draw(st.booleans()), channels_last=draw(st.booleans()),
                 dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
                 chunk_bytes=draw(st.sampled_from([1, 3000, 1 << 20])))
 
@@ -136,20 +144,21 @@ def winograd_configs(draw):
 @SETTINGS
 @given(cfg=winograd_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
-    monkeypatch.setattr(cpu_conv, "WINOGRAD_CHUNK_BYTES", cfg["chunk_bytes"])
+    monkeypatch.setattr(conv_winograd, "CHUNK_BYTES", cfg["chunk_bytes"])
     taken, input_transform = [], winograd.input_transform
     monkeypatch.setattr(winograd, "input_transform",
                         lambda *args: taken.append(1) or input_transform(*args))
     rng = numpy.random.default_rng(seed)
     dtype, args = cfg["dtype"], (cfg["stride"], cfg["padding"])
-    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"],
+             cfg["channels_last"])
     w = made(rng, (cfg["oc"], cfg["c"], 3, 3), dtype, cfg["noncontiguous"])
     y = cpu.conv2d_forward(x, w, *args)
     expected = conv.conv2d_forward.reference(x, w, *args)
-    assert y.dtype == dtype and y.shape == expected.shape and y.flags.c_contiguous
+    assert y.dtype == dtype and y.shape == expected.shape and has_channels_last_memory(y)
     numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
     assert bool(taken) == (y.shape[2] % 2 == 0 and y.shape[3] % 2 == 0)
-    gy = made(rng, y.shape, dtype, cfg["noncontiguous"])
+    gy = made(rng, y.shape, dtype, cfg["noncontiguous"], cfg["channels_last"])
     gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
     gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
     assert gw.dtype == dtype and gw.shape == w.shape and (gx is None) == (not input_grad)
@@ -157,6 +166,31 @@ def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
     if input_grad:
         assert gx.dtype == dtype and gx.shape == x.shape
         numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
+
+
+@SETTINGS
+@given(cfg=winograd_configs(), seed=st.integers(0, 2**16))
+def test_the_winograd_route_equals_its_readable_twin(cfg, seed):
+    """kernels/cpu/conv_winograd.py against tinyres/functional/winograd.py, the algorithm
+    written out in NumPy: forward, input and weight gradients, on every shape it takes."""
+    rng = numpy.random.default_rng(seed)
+    dtype, padding = cfg["dtype"], cfg["padding"]
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    w = made(rng, (cfg["oc"], cfg["c"], 3, 3), dtype, cfg["noncontiguous"])
+    out_size = (cfg["h"] + 2 * padding[0] - 2, cfg["w"] + 2 * padding[1] - 2)
+    if out_size[0] % 2 or out_size[1] % 2:
+        assert not conv_winograd.applies(w.shape, (1, 1), out_size)
+        return
+    y = conv_winograd.forward(numpy.ascontiguousarray(x), w, (1, 1), padding, out_size)
+    expected = readable_winograd.winograd_conv2d_forward(x, w, padding)
+    assert y.dtype == dtype
+    numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
+    gy = made(rng, y.shape, dtype, cfg["noncontiguous"])
+    gx, gw = conv_winograd.backward(numpy.ascontiguousarray(gy), numpy.ascontiguousarray(x), w,
+                                    (1, 1), padding, out_size, True)
+    gx_twin, gw_twin = readable_winograd.winograd_conv2d_backward(gy, x, w, padding)
+    numpy.testing.assert_allclose(gx, gx_twin, **tolerance(dtype))
+    numpy.testing.assert_allclose(gw, gw_twin, **tolerance(dtype))
 
 
 def split_columns(grid):
@@ -188,18 +222,17 @@ def test_winograd_transforms_are_the_matrices_and_their_adjoints(seed, b, th, tw
     expected = numpy.einsum("pi,tijc,qj->pqtc", BT, tiles(d, 4), BT).reshape(16, T, c)
     numpy.testing.assert_allclose(V, expected, rtol=1e-12, atol=1e-12)
     M = rng.standard_normal((16, T, c))
-    y = numpy.empty((b, H, 2, tw, c))
+    y = numpy.empty((b, H, W, c))                           # channels last
     winograd.output_transform(M, y, numpy.empty((2, 4, tw, c)))
     expected = numpy.einsum("ip,tpqc,jq->tijc", AT, M.reshape(4, 4, T, c).transpose(2, 0, 1, 3),
                             AT)                             # (T, 2, 2, c): each tile's outputs
-    numpy.testing.assert_allclose(tiles(y.transpose(0, 1, 3, 2, 4).reshape(b, H, W, c), 2),
-                                  expected, rtol=1e-12, atol=1e-12)
+    numpy.testing.assert_allclose(tiles(y, 2), expected, rtol=1e-12, atol=1e-12)
     # adjoints
     dV = rng.standard_normal((16, T, c))
     gpadded = numpy.zeros((b, H + 2, 2, tw + 1, c))
     winograd.input_transform_adjoint(dV, gpadded, numpy.empty((4, 4, tw, c)))
     assert numpy.isclose(numpy.vdot(V, dV), numpy.vdot(split_columns(d), gpadded), rtol=1e-12)
-    gy = rng.standard_normal((b, H, 2, tw, c))
+    gy = rng.standard_normal((b, H, W, c))
     dM = numpy.empty((16, T, c))
     winograd.output_transform_adjoint(gy, dM, numpy.empty((4, 2, tw, c)))
     assert numpy.isclose(numpy.vdot(y, gy), numpy.vdot(M, dM), rtol=1e-12)
@@ -215,33 +248,21 @@ def test_winograd_filter_transform_and_its_adjoint():
                          rtol=1e-12)
 
 
-@settings(max_examples=10, deadline=None)
-@given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16),
-       chunk_bytes=st.sampled_from([1, 3000, 30000]), threads=st.sampled_from([1, 3]))
-def test_the_reference_conv_in_chunks_equals_the_whole_batch(cfg, seed, chunk_bytes, threads):
-    """The readable path runs its conv a few images at a time on the CPU (conv.CHUNK_BYTES),
-    the chunks shared among threads (tinyres.parallel): the same outputs, input gradient and
-    summed weight gradient as the whole batch at once on one thread."""
-    rng = numpy.random.default_rng(seed)
-    x = rng.standard_normal((cfg["n"], cfg["c"], cfg["h"], cfg["w"]))
-    w = rng.standard_normal((cfg["oc"], cfg["c"]) + cfg["kernel"])
-    gy = rng.standard_normal((cfg["n"], cfg["oc"]) + conv_output_shape(cfg))
-    args = (cfg["stride"], cfg["padding"])
-    previous_threads = parallel.num_threads()
-    previous_bytes, conv.CHUNK_BYTES = conv.CHUNK_BYTES, 10**12
-    try:
-        parallel.set_num_threads(1)
-        whole = (conv.conv2d_forward.reference(x, w, *args),
-                 *conv.conv2d_backward.reference(gy, x, w, *args))
-        conv.CHUNK_BYTES = chunk_bytes
-        parallel.set_num_threads(threads)
-        chunked = (conv.conv2d_forward.reference(x, w, *args),
-                   *conv.conv2d_backward.reference(gy, x, w, *args))
-    finally:
-        conv.CHUNK_BYTES = previous_bytes
-        parallel.set_num_threads(previous_threads)
-    for a, b in zip(chunked, whole):
-        numpy.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+def test_the_readable_conv_is_one_call_on_the_whole_batch_on_this_thread(monkeypatch, kernels):
+    """The readable conv is the lesson: im2col once on all N images, on the calling thread (a
+    learner's breakpoint lands where they are), for the forward and for the backward."""
+    calls = []
+    unfold = conv.im2col
+
+    def spy(x, *args):
+        calls.append((x.shape[0], threading.current_thread() is threading.main_thread()))
+        return unfold(x, *args)
+    monkeypatch.setattr(conv, "im2col", spy)
+    dispatch.set_kernels("reference")
+    x = tinyres.tensor(numpy.ones((8, 4, 16, 16), numpy.float32), requires_grad=True)
+    w = tinyres.tensor(numpy.ones((4, 4, 3, 3), numpy.float32), requires_grad=True)
+    tinyres.functional.conv2d(x, w, padding=1).sum().backward()
+    assert calls == [(8, True), (8, True)]
 
 
 def test_conv_kernels_raise_as_the_reference():
@@ -253,7 +274,7 @@ def test_conv_kernels_raise_as_the_reference():
 
 
 # ----------------------------------------------------------------------------------------------
-# batch norm, with and without the fused ReLU
+# batch norm
 # ----------------------------------------------------------------------------------------------
 @st.composite
 def bn_configs(draw):
@@ -264,15 +285,18 @@ def bn_configs(draw):
     elif shape[0] == 1:
         shape = (2, shape[1])                       # training needs 2+ values per channel
     return dict(shape=shape, affine=draw(st.booleans()), noncontiguous=draw(st.booleans()),
+                x_channels_last=draw(st.booleans()), gy_channels_last=draw(st.booleans()),
                 dtype=draw(st.sampled_from([numpy.float32, numpy.float64])),
-                offset=draw(st.sampled_from([0.0, 50.0])))
+                offset=draw(st.sampled_from([0.0, 50.0])),
+                rows_per_block=draw(st.sampled_from([1, 5, 4096])))
 
 
 def bn_inputs(cfg, seed):
     rng = numpy.random.default_rng(seed)
     dtype, shape, C = cfg["dtype"], cfg["shape"], cfg["shape"][1]
-    x = made(rng, shape, dtype, cfg["noncontiguous"]) + dtype(cfg["offset"])
-    gy = made(rng, shape, dtype, cfg["noncontiguous"])
+    x = made(rng, shape, dtype, cfg["noncontiguous"], cfg["x_channels_last"])
+    x += dtype(cfg["offset"])                                        # in place: keeps the layout
+    gy = made(rng, shape, dtype, cfg["noncontiguous"], cfg["gy_channels_last"])
     weight = rng.standard_normal(C).astype(dtype) if cfg["affine"] else None
     bias = rng.standard_normal(C).astype(dtype) if cfg["affine"] else None
     return x, gy, weight, bias
@@ -288,26 +312,26 @@ def assert_all_close(got, want, dtype):
 
 
 @SETTINGS
-@given(cfg=bn_configs(), seed=st.integers(0, 2**16), relu=st.booleans())
-def test_batch_norm_kernels_equal_the_reference(cfg, seed, relu):
+@given(cfg=bn_configs(), seed=st.integers(0, 2**16))
+def test_batch_norm_kernels_equal_the_reference(monkeypatch, cfg, seed):
+    monkeypatch.setattr(cpu.batchnorm, "ROWS_PER_BLOCK", cfg["rows_per_block"])
     x, gy, weight, bias = bn_inputs(cfg, seed)
     dtype = cfg["dtype"]
-    if relu:
-        forward, backward = bn.batch_norm_relu_train_forward, bn.batch_norm_relu_train_backward
-    else:
-        forward, backward = bn.batch_norm_train_forward, bn.batch_norm_train_backward
-    fast = getattr(cpu, forward.__name__)(x, weight, bias, 1e-5)
-    reference = forward.reference(x, weight, bias, 1e-5)
+    fast = cpu.batch_norm_train_forward(x, weight, bias, 1e-5)
+    reference = bn.batch_norm_train_forward.reference(x, weight, bias, 1e-5)
     assert_all_close(fast, reference, dtype)
-    y, mean, _, inv_std = reference
-    saved = (y,) if relu else ()                    # the fused backward reads the ReLU's output
-    fast = getattr(cpu, backward.__name__)(gy, *saved, x, mean, inv_std, weight)
-    assert_all_close(fast, backward.reference(gy, *saved, x, mean, inv_std, weight), dtype)
+    if x.ndim == 4 and has_channels_last_memory(x):         # the next layer gets what it wants
+        assert has_channels_last_memory(fast[0])
+    _, mean, _, inv_std = reference
+    fast = cpu.batch_norm_train_backward(gy, x, mean, inv_std, weight)
+    assert_all_close(fast, bn.batch_norm_train_backward.reference(gy, x, mean, inv_std, weight),
+                     dtype)
 
 
 @SETTINGS
 @given(cfg=bn_configs(), seed=st.integers(0, 2**16))
-def test_batch_norm_eval_kernel_equals_the_reference(cfg, seed):
+def test_batch_norm_eval_kernel_equals_the_reference(monkeypatch, cfg, seed):
+    monkeypatch.setattr(cpu.batchnorm, "ROWS_PER_BLOCK", cfg["rows_per_block"])
     x, _, weight, bias = bn_inputs(cfg, seed)
     rng = numpy.random.default_rng(seed)
     mean = rng.standard_normal(x.shape[1]).astype(cfg["dtype"])
@@ -317,38 +341,17 @@ def test_batch_norm_eval_kernel_equals_the_reference(cfg, seed):
                      cfg["dtype"])
 
 
-def test_batch_norm_statistics_survive_a_large_mean():
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batch_norm_statistics_survive_a_large_mean(channels_last):
     """The float64 sums about a shift lose nothing when |mean| >> std (float32 data)."""
     rng = numpy.random.default_rng(0)
     x = (1000.0 + rng.standard_normal((64, 3, 8, 8))).astype(numpy.float32)
+    if channels_last:
+        x = made_channels_last(x)
     _, mean, var, _ = cpu.batch_norm_train_forward(x, None, None, 1e-5)
     exact = x.astype(numpy.float64)
     numpy.testing.assert_allclose(mean, exact.mean(axis=(0, 2, 3)), rtol=1e-7)
     numpy.testing.assert_allclose(var, exact.var(axis=(0, 2, 3)), rtol=1e-5)
-
-
-def test_fused_batch_norm_relu_is_relu_of_batch_norm(kernels, rng):
-    """batch_norm(..., relu=True): the same values, gradients and running statistics as
-    relu(batch_norm(...)), on both paths."""
-    x = rng.standard_normal((4, 3, 5, 5)).astype(numpy.float32)
-    gy = rng.standard_normal((4, 3, 5, 5)).astype(numpy.float32)
-    for choice in ("fast", "reference"):
-        dispatch.set_kernels(choice)
-        results = []
-        for fused in (True, False):
-            xt = Tensor(x.copy(), requires_grad=True)
-            w = Tensor(numpy.full(3, 1.5, numpy.float32), requires_grad=True)
-            b = Tensor(numpy.full(3, 0.2, numpy.float32), requires_grad=True)
-            mean, var = numpy.zeros(3, numpy.float32), numpy.ones(3, numpy.float32)
-            if fused:
-                y = tinyres.functional.batch_norm(xt, w, b, mean, var, True, relu=True)
-            else:
-                y = tinyres.functional.relu(tinyres.functional.batch_norm(xt, w, b, mean, var,
-                                                                          True))
-            y.backward(gy)
-            results.append([y.data, xt.grad, w.grad, b.grad, mean, var])
-        for fused, separate in zip(*results):
-            numpy.testing.assert_allclose(fused, separate, rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,22 +359,30 @@ def test_fused_batch_norm_relu_is_relu_of_batch_norm(kernels, rng):
 # ----------------------------------------------------------------------------------------------
 @SETTINGS
 @given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), seed=st.integers(0, 2**16),
-       noncontiguous=st.booleans(), dtype=st.sampled_from([numpy.float32, numpy.float64]),
-       pieces=st.sampled_from([3, 1 << 18]))
-def test_relu_kernels_equal_the_reference(monkeypatch, shape, seed, noncontiguous, dtype, pieces):
-    """Bit for bit, NaN and infinities included (a NaN stays NaN; gy * 0 keeps NaN * 0 = NaN)."""
+       layout=st.sampled_from(["C", "swapped", "channels last", "mixed"]),
+       dtype=st.sampled_from([numpy.float32, numpy.float64]), pieces=st.sampled_from([3, 1 << 18]))
+def test_relu_kernels_equal_the_reference(monkeypatch, shape, seed, layout, dtype, pieces):
+    """Bit for bit, NaN and infinities included (a NaN stays NaN; gy * 0 keeps NaN * 0 = NaN),
+    in every memory layout; the output keeps its input's."""
     monkeypatch.setattr(cpu.elementwise, "PIECE", pieces)
     rng = numpy.random.default_rng(seed)
     x, gy = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
     x.flat[0], gy.flat[-1] = numpy.nan, numpy.inf
-    if noncontiguous:
+    if layout == "swapped":
         x, gy = (made_noncontiguous(a) for a in (x, gy))
+    elif layout in ("channels last", "mixed") and x.ndim == 4:
+        x = made_channels_last(x)
+        gy = made_channels_last(gy) if layout == "channels last" else gy
     y = cpu.relu_forward(x)
     assert y.dtype == dtype and y.shape == x.shape
+    if x.ndim == 4 and has_channels_last_memory(x):
+        assert has_channels_last_memory(y)
     numpy.testing.assert_array_equal(y, activation.relu_forward.reference(x))
     with numpy.errstate(invalid="ignore"):                  # inf * 0
-        numpy.testing.assert_array_equal(cpu.relu_backward(gy, y),
-                                         activation.relu_backward.reference(gy, y))
+        gx = cpu.relu_backward(gy, y)
+        numpy.testing.assert_array_equal(gx, activation.relu_backward.reference(gy, y))
+    if y.ndim == 4 and has_channels_last_memory(y):          # the activations' layout wins
+        assert has_channels_last_memory(gx)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -432,7 +443,7 @@ def test_registered_gradchecks_pass_on_both_paths(kernels, choice, family):
 @settings(max_examples=10, deadline=None)
 @given(cfg=kernel_conv_configs(), seed=st.integers(0, 2**16),
        choice=st.sampled_from(["fast", "reference"]))
-def test_conv_and_fused_batch_norm_relu_gradcheck(cfg, seed, choice):
+def test_conv_batch_norm_relu_gradcheck(cfg, seed, choice):
     previous = dispatch.get_kernels()
     dispatch.set_kernels(choice)
     try:
@@ -448,105 +459,8 @@ def test_conv_and_fused_batch_norm_relu_gradcheck(cfg, seed, choice):
             y = tinyres.functional.conv2d(x, w, stride=cfg["stride"], padding=cfg["padding"])
             if y.shape[0] * y.shape[2] * y.shape[3] < 2:
                 return y                            # too few values for batch statistics
-            return tinyres.functional.batch_norm(y, gamma, beta, None, None, True, relu=True)
+            return tinyres.functional.relu(
+                tinyres.functional.batch_norm(y, gamma, beta, None, None, True))
         gradcheck(conv_bn_relu, [x, w, gamma, beta])
     finally:
         dispatch.set_kernels(previous)
-
-
-# ----------------------------------------------------------------------------------------------
-# The wheel: kernels/ installs as tinyres.kernels, never as a top-level `kernels`
-# ----------------------------------------------------------------------------------------------
-def test_the_wheel_installs_the_kernels_inside_tinyres(tmp_path):
-    """Build the wheel from a clean copy of the sources, install it into a fresh venv (which sees
-    this interpreter's numpy and numba), import tinyres.kernels.cpu from it."""
-    source = tmp_path / "source"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source / name)
-    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
-    for name in ("tinyres", "kernels"):
-        shutil.copytree(REPO / name, source / name, ignore=skip)
-    wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
-                    "--no-build-isolation", "-q", "-w", str(wheels)], check=True, cwd=tmp_path)
-    wheel = next(wheels.glob("tinyres-*.whl"))
-
-    environment = tmp_path / "venv"
-    venv.create(environment, system_site_packages=True, with_pip=False)
-    python = str(environment / "bin" / "python")
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    # the venv runs this interpreter's pip (a system site package); no network needed
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                   check=True, cwd=tmp_path, env=env)
-    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site = Path(subprocess.run([python, "-c", purelib], check=True, capture_output=True,
-                               text=True, env=env).stdout.strip())
-    assert (site / "tinyres" / "kernels" / "cpu" / "__init__.py").is_file()
-    assert (site / "tinyres" / "kernels" / "gpu" / "__init__.py").is_file()
-    assert not (site / "kernels").exists(), "a top-level `kernels` package was installed"
-    # every package of the source tree is in the wheel
-    for init in list((REPO / "tinyres").rglob("__init__.py")):
-        package = init.parent.relative_to(REPO)
-        if "__pycache__" not in package.parts:
-            assert (site / package / "__init__.py").is_file(), f"{package} missing from the wheel"
-    for init in (REPO / "kernels").rglob("__init__.py"):
-        package = Path("tinyres") / init.parent.relative_to(REPO)
-        assert (site / package / "__init__.py").is_file(), f"{package} missing from the wheel"
-
-    probe = ("import tinyres, tinyres.kernels.cpu as k, importlib.util; "
-             "print(tinyres.__file__); print(k.__file__); "
-             "print(importlib.util.find_spec('kernels'))")
-    done = subprocess.run([python, "-c", probe], check=True, capture_output=True,
-                          text=True, cwd=tmp_path, env=env)
-    tinyres_file, kernels_file, top_level = done.stdout.split("\n")[:3]
-    assert tinyres_file.startswith(str(site)) and kernels_file.startswith(str(site))
-    assert top_level == "None"
-
-
-# ----------------------------------------------------------------------------------------------
-# The benchmark's machinery (nothing is timed against a threshold here)
-# ----------------------------------------------------------------------------------------------
-def test_bench_profile_accounts_for_the_step_and_restores_the_ops():
-    from tinyres import bench
-    from tinyres.functional.conv import Conv2d
-    forward, backward = Conv2d.forward, Conv2d.backward
-    runner = bench.TinyresRunner("fast", "resnet20", batch_size=2)
-    rows = dict(bench.profile_step(runner, steps=1))
-    assert Conv2d.forward is forward and Conv2d.backward is backward
-    assert rows["conv forward"] > 0 and rows["conv backward"] > 0
-    assert rows["batch norm (+ fused ReLU) forward"] > 0 and rows["SGD momentum update"] > 0
-    parts = sum(seconds for label, seconds in rows.items() if label != "whole step")
-    assert parts == pytest.approx(rows["whole step"])
-    table = bench.format_table(2, {"fast": [0.2], "torch": [0.1]}, {"fast": [0.1], "torch": [0.1]},
-                               {}, "torch")
-    assert "2.00x" in table and "1.00x" in table
-
-
-def test_bench_records_every_conv_of_a_step_for_the_gemm_floor():
-    """ResNet-20 has 19 convolutions (the stem, 2 per block in 9 blocks): each is called once
-    forward and once backward, and the stem's backward needs no input gradient."""
-    from tinyres import bench
-    from tinyres.functional.conv import Conv2d
-    forward, backward = Conv2d.forward, Conv2d.backward
-    runner = bench.TinyresRunner("fast", "resnet20", batch_size=2)
-    calls = bench.conv_calls(runner)
-    assert Conv2d.forward is forward and Conv2d.backward is backward
-    forwards = [c for c in calls if c[4] is None]
-    backwards = [c for c in calls if c[4] is not None]
-    assert len(forwards) == len(backwards) == 19
-    assert forwards[0][:2] == ((2, 3, 32, 32), (16, 3, 3, 3))
-    assert [c[4] for c in backwards].count(False) == 1            # the stem: no gx
-    assert bench.conv_gemm_time(calls, steps=1) > 0
-    # 2 flops per multiply-add, 3 products per conv (forward, weight and input gradients) but
-    # no input gradient for the stem; Winograd's F(2x2, 3x3) does 16 multiply-adds per 2x2
-    # output tile where a 3x3 filter does 36: 4/9 of them, for every conv but the two at stride 2
-    rows = [row for row in summary(get_model("resnet20"), (3, 32, 32), show=False).rows
-            if row.kind == "Conv2d"]
-    products = [2] + [3] * (len(rows) - 1)
-    at_stride_2 = [i > 0 and row.output_shape[-1] < rows[i - 1].output_shape[-1]
-                   for i, row in enumerate(rows)]
-    assert at_stride_2.count(True) == 2
-    share = [Fraction(1) if stride_2 else Fraction(4, 9) for stride_2 in at_stride_2]
-    expected = sum(2 * 2 * row.macs * n * f for row, n, f in zip(rows, products, share))
-    assert bench.conv_gemm_flops(calls) == expected

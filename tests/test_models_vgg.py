@@ -115,6 +115,7 @@ def test_torchvision_names(shapes_only):
     assert "classifier.weight" in cifar_vgg(11).state_dict()
 
 
+@pytest.mark.slow
 def test_every_vgg_name_is_a_builder_in_tinyres_models(shapes_only):
     """As torchvision.models.vgg16(): tinyres.models.vgg16() builds what get_model("vgg16") does."""
     for name in vgg_module.MODELS:
@@ -276,6 +277,7 @@ def torch_vgg(torch, batch_norm, num_classes):
     return TorchVGG()
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.parametrize("name", ["vgg11", "vgg11_bn"])
 def test_torch_vgg11_state_dict_loads_and_agrees(shapes_only, name):

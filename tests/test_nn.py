@@ -12,7 +12,7 @@ from tinyres.backend import DeviceArray
 from tinyres.nn import init
 
 
-# -- a small ResNet-shaped model, written the way the models issue will write them ---------------
+# -- a small ResNet-shaped model: two basic blocks of tinyres.nn layers ----------------------------
 class Block(nn.Module):
     def __init__(self, channels, stride=1):
         super().__init__()
@@ -576,25 +576,16 @@ def test_reprs_match_pytorch_exactly():
 
 
 def _torch_twin(torch):
-    class TorchBlock(torch.nn.Module):
-        def __init__(self, channels):
-            super().__init__()
-            self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-            self.bn1 = torch.nn.BatchNorm2d(channels)
-            self.relu = torch.nn.ReLU(inplace=True)
-            self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-            self.bn2 = torch.nn.BatchNorm2d(channels)
-
-        def forward(self, x):
-            out = self.relu(self.bn1(self.conv1(x)))
-            return self.relu(self.bn2(self.conv2(out)) + x)
+    """TinyNet in PyTorch, its blocks the one PyTorch CIFAR ResNet's (tinyres/bench/)."""
+    from tinyres.bench.torch_resnet import CifarBasicBlock
 
     class TorchNet(torch.nn.Module):
         def __init__(self, width=4, classes=3):
             super().__init__()
             self.conv1 = torch.nn.Conv2d(3, width, 3, padding=1, bias=False)
             self.bn1 = torch.nn.BatchNorm2d(width)
-            self.layer1 = torch.nn.Sequential(TorchBlock(width), TorchBlock(width))
+            self.layer1 = torch.nn.Sequential(CifarBasicBlock(width, width),
+                                              CifarBasicBlock(width, width))
             self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
             self.flatten = torch.nn.Flatten()
             self.fc = torch.nn.Linear(width, classes)

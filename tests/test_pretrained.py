@@ -145,7 +145,8 @@ def test_pytorch_resnet56_exported_gives_the_same_outputs(tool, tmp_path, rng):
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("depth, stride_in_1x1", [(18, False), (50, False)])
+@pytest.mark.parametrize("depth, stride_in_1x1",
+                         [(18, False), pytest.param(50, False, marks=pytest.mark.slow)])
 def test_torchvision_layout_imagenet_resnet_gives_the_same_logits(tool, tmp_path, rng, depth,
                                                                   stride_in_1x1):
     torch = pytest.importorskip("torch")

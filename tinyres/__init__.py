@@ -19,5 +19,4 @@ from tinyres.serialization import save, load
 from tinyres import models
 from tinyres.models.summary import summary
 from tinyres import graph
-from tinyres.dispatch import get_kernels, set_kernels
-from tinyres.parallel import num_threads as get_num_threads, set_num_threads
+from tinyres.dispatch import get_kernels, get_num_threads, set_kernels, set_num_threads

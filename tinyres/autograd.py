@@ -10,9 +10,16 @@ A Function object is one node of one graph: make a new one per call. Calling it
 (``Mul()(a, b)``) wraps the inputs as Tensors, runs forward, and, when a
 gradient may be needed, links the outputs to the node and the node to its inputs. Under
 ``no_grad()`` nothing is linked and nothing is saved: evaluation costs no graph memory.
+
+What the node keeps of its inputs is an *edge* per input, not the input Tensor: backward needs
+to know where each input's gradient goes (into a leaf's ``.grad``, or to output ``index`` of the
+Function that made the input), never the input's array, unless forward saved it. So an
+intermediate array that no backward saved — the pre-ReLU output of a batch norm, a residual sum —
+is freed as soon as the forward code drops it, as in PyTorch, instead of living until backward.
 """
 import contextlib
 import weakref
+from typing import NamedTuple
 
 from tinyres import backend
 from tinyres.tensor import Tensor
@@ -48,8 +55,29 @@ def as_tensor(value, like):
     return Tensor(value, device=like.device if like is not None else None)
 
 
+class Edge(NamedTuple):
+    """Where the gradient of one input goes: output `index` of Function `creator` (an op's
+    output), or, when `creator` is None, into the `.grad` of `leaf` if it requires one. Leaves
+    are kept as themselves: they are the parameters and inputs the caller holds anyway."""
+    creator: "Function | None"
+    index: int = 0
+    leaf: "Tensor | None" = None
+
+
+def edge_to(t):
+    """The Edge of input tensor `t`."""
+    if t.creator is None:
+        return Edge(None, 0, t)
+    return Edge(t.creator, t.output_index)
+
+
 class Function:
-    """Base class of every differentiable op."""
+    """Base class of every differentiable op.
+
+    ``self.needs_input_grad`` (one bool per input, set before forward runs, as PyTorch's
+    ``ctx.needs_input_grad``) lets forward skip saving what no gradient will use and backward
+    skip computing a gradient nobody wants.
+    """
 
     released = False
 
@@ -61,11 +89,16 @@ class Function:
         tensors = [as_tensor(x, like=_first_tensor(inputs)) for x in inputs]
         _check_same_device(self.name, tensors)
         arrays = [t.data for t in tensors]
+        self.needs_input_grad = tuple(t.requires_grad for t in tensors)
         try:
             ys = self.forward(*arrays)
-        except ValueError as err:              # name the op and the shapes it was given
+        except ValueError as err:              # name the op and the shapes it was given ...
             shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
-            raise ValueError(f"{self.name} on inputs of shapes {shapes}: {err}") from None
+            context = f"{self.name} on inputs of shapes {shapes}"
+            if hasattr(err, "add_note"):       # ... keeping the error, and the traceback down
+                err.add_note(context)          # to the line in forward that raised it (3.11+)
+                raise
+            raise ValueError(f"{context}: {err}") from err      # (3.10: chained to it)
         ys = ys if isinstance(ys, tuple) else (ys,)
         device = tensors[0].device if tensors else None
         outputs = []
@@ -76,15 +109,17 @@ class Function:
                                 "called a host numpy function on device data")
             outputs.append(Tensor(y))
 
-        if _grad_enabled and any(t.requires_grad for t in tensors):
-            self.inputs = tensors
-            # weak references: the graph points backwards only, so a dropped output frees memory
+        if _grad_enabled and any(self.needs_input_grad):
+            self.input_edges = [edge_to(t) for t in tensors]
+            # weak references: the graph points backwards only, so a dropped output frees memory;
+            # shape and dtype stay known (for a zero gradient, or to draw the graph)
             self.outputs = [weakref.ref(out) for out in outputs]
+            self.output_specs = [(y.shape, y.dtype) for y in ys]
             self.generation = max((t.creator.generation + 1 if t.creator else 0)
                                   for t in tensors)
-            for out in outputs:
+            for index, out in enumerate(outputs):
                 out.requires_grad = True
-                out.creator = self
+                out.creator, out.output_index = self, index
         else:
             self.release()
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
@@ -98,14 +133,14 @@ class Function:
     def backward_with_missing(self, output_grads):
         """Call backward, giving zeros for outputs that received no gradient."""
         if any(g is None for g in output_grads):
-            refs = [ref() for ref in self.outputs]
-            output_grads = [g if g is not None else backend.get_array_module(out.data).zeros_like(
-                out.data) for g, out in zip(output_grads, refs)]
+            xp = backend.get_array_module(next(g for g in output_grads if g is not None))
+            output_grads = [g if g is not None else xp.zeros(shape, dtype)
+                            for g, (shape, dtype) in zip(output_grads, self.output_specs)]
         grads = self.backward(*output_grads)
         grads = grads if isinstance(grads, tuple) else (grads,)
-        if len(grads) != len(self.inputs):
+        if len(grads) != len(self.input_edges):
             raise RuntimeError(f"{self.name}.backward returned {len(grads)} gradients for "
-                               f"{len(self.inputs)} inputs")
+                               f"{len(self.input_edges)} inputs")
         return grads
 
     def release(self):

@@ -180,6 +180,8 @@ def _set_engine(args):
         dispatch.set_kernels(args.kernels)
     if getattr(args, "threads", None) is not None:
         tinyres.set_num_threads(args.threads)
+    else:                                   # (check_environment has vetted TINYRES_NUM_THREADS)
+        tinyres.get_num_threads()           # applies TINYRES_NUM_THREADS now, before any op
 
 
 def check_data_option(data, download=False):
@@ -373,8 +375,8 @@ def cmd_assignment(args):
 
 def cmd_bench(args):
     """tinyres bench: ResNet training steps and eval forwards on every path, racing PyTorch."""
-    from tinyres import bench
-    return bench.run(args)
+    from tinyres.bench.command import run          # the benchmark is imported only to run it
+    return run(args)
 
 
 def build_parser():
@@ -443,8 +445,8 @@ def build_parser():
         command.add_argument("--backend", choices=tinyres.backend.BACKENDS)
         command.add_argument("--kernels", choices=["fast", "reference"])
         command.add_argument("--threads", type=thread_count, metavar="N",
-                             help="threads for BLAS, the kernels and the readable path "
-                                  "(default: every core this process may use)")
+                             help="threads for BLAS and the fast kernels; the readable path "
+                                  "runs on one (default: every core this process may use)")
 
     info = commands.add_parser("info", help="versions, backend, kernels and GPU pieces")
     info.set_defaults(run=cmd_info)
@@ -472,7 +474,7 @@ def build_parser():
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)
 
-    from tinyres.bench import add_arguments as add_bench_arguments
+    from tinyres.bench.options import add_arguments as add_bench_arguments
     race = commands.add_parser("bench", help="time training steps and eval forwards on every "
                                              "path (reference, fast, GPU) against PyTorch")
     add_bench_arguments(race)

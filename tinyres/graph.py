@@ -1,7 +1,8 @@
 """Floor 3: the computational graph, made visible.
 
 Every op call records a node (tinyres.autograd): the output Tensor keeps ``.creator``, the
-Function that made it, and the Function keeps ``.inputs``, the Tensors it was called on. So from
+Function that made it, and the Function keeps ``.input_edges``, where each input's gradient goes
+(the Function that made that input and which of its outputs it was, or the leaf itself). So from
 a loss we can walk back to every leaf, exactly as ``loss.backward()`` does, and write down what
 we pass:
 
@@ -17,6 +18,8 @@ Two kinds of nodes, as in DeZero's pictures:
 
 and an arrow from every input to its Function and from the Function to its output. A tensor used
 twice has two arrows leaving it: in backward its gradient is the sum of what both send back.
+The graph does not keep intermediate tensors alive (only what backward saved): one the program
+has dropped is drawn from its shape and dtype alone, without a name.
 
 ``render`` runs the Graphviz ``dot`` program when it is installed; without it, it draws the same
 graph with matplotlib (plain, layered left to right; fine for the small graphs of a lesson).
@@ -27,6 +30,7 @@ passes (unless ``retain_graph=True``), and a freed node is drawn as a dead end.
 import shutil
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 from tinyres.tensor import Tensor
 
@@ -45,44 +49,64 @@ def walk(output):
             continue
         seen.add(id(function))
         functions.append(function)
-        for x in getattr(function, "inputs", ()):
-            if x.creator is not None:
-                stack.append(x.creator)
+        for edge in getattr(function, "input_edges", ()):
+            if edge.creator is not None:
+                stack.append(edge.creator)
     # ties (equal generation) keep discovery order: any order among them is a valid walk
     order = {id(f): i for i, f in enumerate(functions)}
     return sorted(functions, key=lambda f: (-getattr(f, "generation", 0), order[id(f)]))
 
 
+class _TensorNode(NamedTuple):
+    """A tensor as drawn: the Tensor itself where it is still alive, else what its creator
+    remembers of it (shape and dtype)."""
+    shape: tuple
+    dtype: object
+    name: "str | None"
+    kind: str                  # "leaf", "constant" or "result"
+
+
 def _graph(output, names):
-    """(tensors, functions, edges): what to draw. Nodes are keyed by id; edges are
-    (from_key, to_key) pairs, a tensor key being ('t', id) and a function key ('f', id)."""
+    """(tensors, functions, edges): what to draw. Nodes are keyed by what identifies them:
+    ('t', id) for a tensor held as itself (a leaf, or the output), ('o', id(function), index) for
+    output `index` of a Function, ('f', id) for a Function; edges are (from_key, to_key) pairs."""
     label_of = {id(t): n for n, t in (names or {}).items()}
     tensors, functions, edges = {}, {}, []
 
-    def add_tensor(t):
-        tensors.setdefault(id(t), (t, label_of.get(id(t), t.name)))
+    def key_of(t):
+        return ("o", id(t.creator), t.output_index) if t.creator is not None else ("t", id(t))
 
-    add_tensor(output)
+    def add_tensor(key, t, spec=None):
+        if t is None:                          # dropped by the program: only its spec is known
+            tensors.setdefault(key, _TensorNode(*spec, None, "result"))
+        else:
+            tensors.setdefault(key, _TensorNode(t.shape, t.dtype, label_of.get(id(t), t.name),
+                                                _tensor_kind(t)))
+
+    add_tensor(key_of(output), output)
     for function in walk(output):
         functions[id(function)] = function
-        for out_ref in getattr(function, "outputs", ()):
-            out = out_ref()
-            if out is not None:
-                add_tensor(out)
-                edges.append((("f", id(function)), ("t", id(out))))
-        for x in getattr(function, "inputs", ()):
-            add_tensor(x)
-            edges.append((("t", id(x)), ("f", id(function))))
+        for index, spec in enumerate(getattr(function, "output_specs", ())):
+            key = ("o", id(function), index)
+            add_tensor(key, function.outputs[index](), spec)
+            edges.append((("f", id(function)), key))
+        for edge in getattr(function, "input_edges", ()):
+            if edge.creator is None:
+                key = ("t", id(edge.leaf))
+                add_tensor(key, edge.leaf)
+            else:
+                key = ("o", id(edge.creator), edge.index)
+            edges.append((key, ("f", id(function))))
     # the output itself, even when its creator's output links are gone
-    if output.creator is not None and (("f", id(output.creator)), ("t", id(output))) not in edges:
-        edges.append((("f", id(output.creator)), ("t", id(output))))
+    if output.creator is not None and (("f", id(output.creator)), key_of(output)) not in edges:
+        edges.append((("f", id(output.creator)), key_of(output)))
     return tensors, functions, edges
 
 
-def _tensor_label(t, name, verbose):
-    parts = [name] if name else []
+def _tensor_label(node, verbose):
+    parts = [node.name] if node.name else []
     if verbose or not parts:
-        parts.append(f"{tuple(t.shape)} {t.dtype}")
+        parts.append(f"{tuple(node.shape)} {node.dtype}")
     return "\n".join(parts)
 
 
@@ -121,12 +145,12 @@ def to_dot(output, names=None, verbose=True):
         raise TypeError(f"to_dot: expected a Tensor, got {type(output).__name__}")
     tensors, functions, edges = _graph(output, names)
     # short node names in the order met: t0 is the output, f0 the op that made it, ...
-    ids = {("t", k): f"t{i}" for i, k in enumerate(tensors)}
+    ids = {key: f"t{i}" for i, key in enumerate(tensors)}
     ids.update({("f", k): f"f{i}" for i, k in enumerate(functions)})
     lines = ["digraph tinyres {", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=10];']
-    for key, (t, name) in tensors.items():
-        lines.append(f"  {ids['t', key]} [label={_quote(_tensor_label(t, name, verbose))}, "
-                     f"shape=ellipse, style=filled, fillcolor={_FILL[_tensor_kind(t)]}];")
+    for key, node in tensors.items():
+        lines.append(f"  {ids[key]} [label={_quote(_tensor_label(node, verbose))}, "
+                     f"shape=ellipse, style=filled, fillcolor={_FILL[node.kind]}];")
     for key, function in functions.items():
         lines.append(f"  {ids['f', key]} [label={_quote(_function_label(function))}, shape=box, "
                      f"style=filled, fillcolor={_FILL['function']}];")
@@ -171,7 +195,7 @@ def draw(output, path, names=None, verbose=True, max_nodes=80):
     import matplotlib.pyplot as plt
 
     tensors, functions, edges = _graph(output, names)
-    nodes = [("t", k) for k in tensors] + [("f", k) for k in functions]
+    nodes = list(tensors) + [("f", k) for k in functions]
     if len(nodes) > max_nodes:
         raise ValueError(f"draw: the graph has {len(nodes)} nodes, more than max_nodes="
                          f"{max_nodes} can show legibly; install Graphviz (the `dot` program) "
@@ -209,12 +233,11 @@ def draw(output, path, names=None, verbose=True, max_nodes=80):
     fig, ax = plt.subplots(figsize=(max(width, 4), max(height, 2)))
     label = {}
     for node in nodes:
-        kind, key = node
-        if kind == "t":
-            t, name = tensors[key]
-            text, fill, box = _tensor_label(t, name, verbose), _FILL[_tensor_kind(t)], "round"
+        if node[0] == "f":
+            text, fill, box = _function_label(functions[node[1]]), _FILL["function"], "square"
         else:
-            text, fill, box = _function_label(functions[key]), _FILL["function"], "square"
+            tensor_node = tensors[node]
+            text, fill, box = _tensor_label(tensor_node, verbose), _FILL[tensor_node.kind], "round"
         label[node] = ax.text(*position[node], text, ha="center", va="center", fontsize=8,
                               bbox=dict(boxstyle=f"{box},pad=0.4", facecolor=fill,
                                         edgecolor="0.3"))

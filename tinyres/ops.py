@@ -260,7 +260,7 @@ class GetItem(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+        gx = xp.zeros_like(gy, shape=self.x_shape)   # (in gy's memory order, when ranks agree)
         parts = self.index if isinstance(self.index, tuple) else (self.index,)
         if any(hasattr(p, "shape") or isinstance(p, list) for p in parts):
             xp.add.at(gx, self.index, gy)      # advanced indexing may repeat elements
@@ -279,11 +279,17 @@ class Pad(Function):
         if len(self.pad_width) != x.ndim or any(b < 0 or a < 0 for b, a in self.pad_width):
             raise ValueError(f"pad: expected {x.ndim} non-negative (before, after) pairs, got "
                              f"{self.pad_width}")
-        return get_array_module(x).pad(x, self.pad_width)
+        shape = tuple(n + b + a for n, (b, a) in zip(x.shape, self.pad_width))
+        y = get_array_module(x).zeros_like(x, shape=shape)      # (in x's memory order)
+        y[self._centre(shape)] = x
+        return y
 
     def backward(self, gy):
-        centre = tuple(slice(b, gy.shape[i] - a) for i, (b, a) in enumerate(self.pad_width))
-        return gy[centre]
+        return gy[self._centre(gy.shape)]
+
+    def _centre(self, padded_shape):
+        """Where x sits inside the padded array."""
+        return tuple(slice(b, n - a) for n, (b, a) in zip(padded_shape, self.pad_width))
 
 
 class Concatenate(Function):

@@ -32,6 +32,7 @@ class Tensor:
         self.data = _as_backend_array(data, dtype, device)
         self.grad = None
         self.creator = None      # the Function whose output this is (None for a leaf)
+        self.output_index = 0    # ... and which of its outputs
         self.name = None
         self.requires_grad = requires_grad
 
@@ -113,45 +114,39 @@ class Tensor:
             _accumulate_leaf(self, grad)
             return
 
-        # Pending gradients of non-leaf tensors, keyed by id, holding the tensor itself so it
-        # stays alive until its creator has used the gradient.
-        pending = {id(self): (self, grad)}
+        # Gradients waiting for their Function: id(function) -> one slot per output, summed
+        # over every consumer of that output (a tensor used twice gets both contributions).
+        pending = {}
         # Functions to visit, latest generation first: a node runs only after every node that
         # consumes its outputs has run, so its output gradients are complete.
-        queue, seen = [], set()
+        queue = []
 
-        def schedule(function):
+        def send(function, index, g):
             if function.released:
                 raise RuntimeError(
                     f"backward through {function.name} a second time: its saved arrays were freed "
                     "by the first backward(); pass retain_graph=True to the first call")
-            if id(function) not in seen:
-                seen.add(id(function))
+            if id(function) not in pending:
+                pending[id(function)] = [None] * len(function.output_specs)
                 heapq.heappush(queue, (-function.generation, id(function), function))
+            slots = pending[id(function)]
+            slots[index] = g if slots[index] is None else slots[index] + g
 
-        schedule(self.creator)
+        send(self.creator, self.output_index, grad)
         while queue:
             function = heapq.heappop(queue)[2]
-            output_grads = []
-            for out_ref in function.outputs:
-                out = out_ref()
-                entry = pending.pop(id(out), None) if out is not None else None
-                output_grads.append(entry[1] if entry is not None else None)
-            input_grads = function.backward_with_missing(output_grads)
-            inputs = function.inputs
+            input_grads = function.backward_with_missing(pending.pop(id(function)))
+            edges = function.input_edges
             if not retain_graph:
                 function.release()
-            for x, gx in zip(inputs, input_grads):
-                if gx is None or not x.requires_grad:
+            for edge, gx in zip(edges, input_grads):
+                if gx is None:
                     continue
-                if x.creator is None:
-                    _accumulate_leaf(x, gx)
-                    continue
-                if id(x) in pending:
-                    pending[id(x)] = (x, pending[id(x)][1] + gx)
+                if edge.creator is None:
+                    if edge.leaf.requires_grad:
+                        _accumulate_leaf(edge.leaf, gx)
                 else:
-                    pending[id(x)] = (x, gx)
-                schedule(x.creator)
+                    send(edge.creator, edge.index, gx)
 
 
 def _accumulate_leaf(leaf, grad):

@@ -1,9 +1,8 @@
 """Train a CIFAR ResNet-20 in PyTorch, export its weights to .npz, and record what PyTorch says.
 
 This is the reference tinyres is checked against: an independent implementation of the same
-network, in the layout of the widely used PyTorch CIFAR ResNets (option-A shortcut that slices
-``x[:, :, ::2, ::2]`` and zero-pads the new channels half before and half after, a classifier
-called ``linear``), trained briefly on the CIFAR-10 subset. It writes
+network (tinyres/bench/torch_resnet.py, the one PyTorch CIFAR ResNet of the repository: option-A
+shortcut, a classifier called ``linear``), trained briefly on the CIFAR-10 subset. It writes
 
     tests/data/resnet20_pytorch.npz             the state dict, float32 (BN's
                                                 num_batches_tracked kept, as PyTorch saves it)
@@ -37,75 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))                     # tinyres from this checkout, installed or not
+from tinyres.bench.torch_resnet import CifarResNet  # noqa: E402
 DEFAULT_SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
 DEFAULT_OUT = REPO / "tests" / "data"
 MEAN = (0.4914, 0.4822, 0.4465)          # the reference recipe's per-channel normalisation
 STD = (0.2470, 0.2435, 0.2616)
 LOGITS_KEPT = 256
-
-
-# ---------------------------------------------------------------------------------------------
-# The CIFAR ResNet in PyTorch, in the common layout
-# ---------------------------------------------------------------------------------------------
-class ZeroPadShortcut(nn.Module):
-    """Option A: every second pixel, and the new channels as zeros, half before and half after."""
-
-    def __init__(self, extra_channels):
-        super().__init__()
-        self.before = extra_channels // 2
-        self.after = extra_channels - self.before
-
-    def forward(self, x):
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.before, self.after))
-
-
-class CifarBasicBlock(nn.Module):
-    def __init__(self, in_planes, planes, stride=1, option="A"):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()                      # the identity
-        if stride != 1 or in_planes != planes:
-            if option == "A":
-                self.shortcut = ZeroPadShortcut(planes - in_planes)
-            else:
-                self.shortcut = nn.Sequential(
-                    nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                    nn.BatchNorm2d(planes))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-class CifarResNet(nn.Module):
-    """ResNet-(6n+2) of the paper's section 4.2, classifier named ``linear``."""
-
-    def __init__(self, depth=20, num_classes=10, option="A"):
-        super().__init__()
-        n = (depth - 2) // 6
-        self.conv1 = nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        in_planes = 16
-        for index, (planes, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
-            blocks = []
-            for b in range(n):
-                blocks.append(CifarBasicBlock(in_planes, planes, stride if b == 0 else 1, option))
-                in_planes = planes
-            setattr(self, f"layer{index}", nn.Sequential(*blocks))
-        self.linear = nn.Linear(64, num_classes)
-        for m in self.modules():            # He init of conv and linear weights
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        out = F.avg_pool2d(out, out.shape[3]).flatten(1)
-        return self.linear(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +216,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    sys.path.insert(0, str(REPO))                 # tinyres only reads the batch files here
     from tinyres.data.cifar import CIFAR10
     train_set = CIFAR10(args.data, train=True, download=False)
     test_set = CIFAR10(args.data, train=False, download=False)

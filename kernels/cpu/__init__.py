@@ -6,17 +6,18 @@ when the kernels are set to 'fast' (the default where Numba imports; TINYRES_KER
 or tinyres.set_kernels("reference") turns them off).
 
     conv.py         im2col, col2im                        the faithful twins, reference layout
-                    conv2d_forward, conv2d_backward       the whole conv: chunks of images whose
-                                                          patches stay in the cache, BLAS GEMMs
-    winograd.py     F(2x2, 3x3)'s tile transforms         3x3 convs at stride 1: 4/9 of the
-                                                          multiplications (conv.py calls them)
+                    conv2d_forward, conv2d_backward       the whole conv, by one of two routes:
+      conv_gemm.py      im2col + GEMM                     chunks of images whose patches stay in
+                                                          the cache, BLAS GEMMs
+      conv_winograd.py  Winograd's F(2x2, 3x3)            3x3 convs at stride 1: 4/9 of the
+                                                          multiplications
+    winograd.py     F(2x2, 3x3)'s tile transforms         what conv_winograd.py runs
+    layout.py       NCHW <-> channels-last chunk copies   shared by both routes
     batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
-                    batch_norm_relu_train_forward, _backward   the same with the ReLU fused in
                     batch_norm_eval_forward               the running statistics, one pass
     elementwise.py  relu_forward, relu_backward           one pass, shared among the threads
     pooling.py      max_pool2d_forward, _backward         image by image
     threads.py      how a job is shared among the cores (Python threads, single-threaded BLAS)
-    memory.py       keeping freed memory for the next step (no page faults)
 
 Every kernel is compiled by Numba the first time it meets a new argument type (float32 for
 training, float64 for gradient checks) and cached on disk (cache=True), so later runs load it
@@ -26,18 +27,14 @@ references. It never imports tinyres.
 """
 import numba  # noqa: F401  (no Numba: ImportError, and tinyres.dispatch uses the references)
 
-from .batchnorm import (batch_norm_eval_forward, batch_norm_relu_train_backward,
-                        batch_norm_relu_train_forward, batch_norm_train_backward,
+from .batchnorm import (batch_norm_eval_forward, batch_norm_train_backward,
                         batch_norm_train_forward)
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .elementwise import relu_backward, relu_forward
-from .memory import keep_freed_memory
 from .pooling import max_pool2d_backward, max_pool2d_forward
 
-keep_freed_memory()            # no page faults in the steady state (see memory.py)
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward",
            "batch_norm_train_forward", "batch_norm_train_backward",
-           "batch_norm_relu_train_forward", "batch_norm_relu_train_backward",
            "batch_norm_eval_forward", "relu_forward", "relu_backward",
            "max_pool2d_forward", "max_pool2d_backward"]

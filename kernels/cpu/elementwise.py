@@ -6,14 +6,19 @@ The readable twins are in tinyres/functional/activation.py:
     relu_backward(gy, y)   gx = gy * (y > 0)              (the mask multiplies: NaN * 0 is NaN)
 
 NumPy already does each in one pass, but on one core; here the flat array is cut into pieces of
-about PIECE numbers and the pieces are shared among the threads (threads.py). Arrays that are not
-C-contiguous, or of another type than float32 / float64, go to NumPy itself.
-This module never imports tinyres.
+about PIECE numbers and the pieces are shared among the threads (threads.py). An elementwise op
+does not care about the order of the numbers in memory, only that its arrays share one: C order,
+or the channels-last memory of the fast path's activations (layout.py), which the output keeps.
+Arrays that are neither, or not alike, go to NumPy itself. The kernels take float32 and float64
+data (DTYPES); tinyres.dispatch sends any other type to the reference. This module never imports
+tinyres.
 """
 import numpy
 from numba import njit
 
 from .threads import share
+
+DTYPES = (numpy.float32, numpy.float64)
 
 PIECE = 1 << 18            # numbers per part: 1 MB of float32, enough to hide the hand-over
 
@@ -38,11 +43,13 @@ def _relu_grad(gy, y, gx, zero, first, last):
 
 
 def _flat(*arrays):
-    """The arrays as flat C-contiguous vectors, or None when one cannot be (without a copy)."""
-    if any(a.dtype not in (numpy.float32, numpy.float64) or not a.flags.c_contiguous
-           for a in arrays):
-        return None
-    return [a.reshape(-1) for a in arrays]
+    """The arrays as flat vectors of their memory, all in one order (C, or channels last), or
+    None when they cannot be (without a copy)."""
+    if all(a.flags.c_contiguous for a in arrays):
+        return [a.reshape(-1) for a in arrays]
+    if all(a.ndim == 4 and a.transpose(0, 2, 3, 1).flags.c_contiguous for a in arrays):
+        return [a.transpose(0, 2, 3, 1).reshape(-1) for a in arrays]
+    return None
 
 
 def _pieces(size):
@@ -55,19 +62,22 @@ def relu_forward(x):
     flat = _flat(x)
     if flat is None:
         return numpy.maximum(x, 0)
-    y = numpy.empty_like(x)
-    pieces, (x1, y1), zero = _pieces(x.size), (flat[0], y.reshape(-1)), numpy.zeros(1, x.dtype)
+    y = numpy.empty_like(x)                                  # x's memory order
+    pieces, (x1, y1), zero = _pieces(x.size), _flat(x, y), numpy.zeros(1, x.dtype)
     share(len(pieces), lambda: lambda i: _relu(x1, y1, zero, *pieces[i]))
     return y
 
 
 def relu_backward(gy, y):
-    """gx = gy where y > 0, else 0 (gy * (y > 0))."""
-    flat = _flat(gy, y) if gy.dtype == y.dtype else None
-    if flat is None:
+    """gx = gy where y > 0, else 0 (gy * (y > 0)), in y's memory order: the gradient takes the
+    layout of the activations (gy may come in another, e.g. from a broadcast in pooling)."""
+    if gy.dtype != y.dtype:
         return gy * (y > 0)
-    gx = numpy.empty_like(gy)
-    pieces, (gy1, y1), gx1 = _pieces(gy.size), flat, gx.reshape(-1)
+    gx = numpy.empty_like(y)
+    flat = _flat(gy, y, gx)
+    if flat is None:
+        return numpy.multiply(gy, y > 0, out=gx)
+    pieces, (gy1, y1, gx1) = _pieces(gy.size), flat
     zero = numpy.zeros(1, gy.dtype)
     share(len(pieces), lambda: lambda i: _relu_grad(gy1, y1, gx1, zero, *pieces[i]))
     return gx

@@ -19,13 +19,16 @@ threads touch one pixel.
 
 The NumPy version walks the window offsets over whole arrays (KH*KW passes, each with a
 comparison, two `where`s and new arrays); here every input is read once per window it is in.
-This module never imports tinyres.
+The kernels take float32 and float64 data (DTYPES); tinyres.dispatch sends any other type to
+the reference. This module never imports tinyres.
 """
 import numpy
 from numba import njit
 
 from ..geometry import window_geometry
 from .threads import share
+
+DTYPES = (numpy.float32, numpy.float64)
 
 
 @njit(nogil=True, cache=True)
@@ -67,27 +70,23 @@ def _backward(gy, argmax, gx, n):
                 gx[n, c, argmax[n, c, oh, ow]] += gy[n, c, oh, ow]
 
 
-def _compute_dtype(a):
-    return a.dtype if a.dtype in (numpy.float32, numpy.float64) else numpy.dtype(numpy.float32)
-
-
 def max_pool2d_forward(x, kernel_size, stride, padding):
     """x (N, C, H, W) -> y (N, C, OH, OW) of x's dtype, argmax (N, C, OH, OW) int64."""
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = window_geometry("max_pool2d", x.shape, kernel_size,
                                                              stride, padding)
     N, C, H, W = x.shape
-    x_k = numpy.ascontiguousarray(x, dtype=_compute_dtype(x))
-    y = numpy.empty((N, C, OH, OW), dtype=x_k.dtype)
+    x = numpy.ascontiguousarray(x)
+    y = numpy.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = numpy.empty((N, C, OH, OW), dtype=numpy.int64)
-    share(N, lambda: lambda n: _forward(x_k, KH, KW, SH, SW, PH, PW, y, argmax, n))
-    return y.astype(x.dtype, copy=False), argmax
+    share(N, lambda: lambda n: _forward(x, KH, KW, SH, SW, PH, PW, y, argmax, n))
+    return y, argmax
 
 
 def max_pool2d_backward(gy, argmax, x_shape):
     """gy, argmax (N, C, OH, OW) -> gx (N, C, H, W): each gy added at its argmax."""
     N, C, H, W = x_shape
-    gy_k = numpy.ascontiguousarray(gy, dtype=_compute_dtype(gy))
-    gx = numpy.zeros((N, C, H * W), dtype=gy_k.dtype)
+    gy = numpy.ascontiguousarray(gy)
+    gx = numpy.zeros((N, C, H * W), dtype=gy.dtype)
     argmax = numpy.ascontiguousarray(argmax, dtype=numpy.int64)
-    share(N, lambda: lambda n: _backward(gy_k, argmax, gx, n))
-    return gx.reshape(N, C, H, W).astype(gy.dtype, copy=False)
+    share(N, lambda: lambda n: _backward(gy, argmax, gx, n))
+    return gx.reshape(N, C, H, W)

@@ -14,8 +14,9 @@ one and T-1 helpers) each take the next part not yet taken, run it, and take ano
 is left. A thread that the operating system holds back simply takes fewer parts. A job hands work
 over once, at its end, instead of once per kernel.
 
-The thread count is Numba's (``numba.set_num_threads``, or the NUMBA_NUM_THREADS environment
-variable; all cores by default). Where no OpenBLAS can be told to use one thread (NumPy built on
+This is tinyres's one thread pool, and its count is the one thread count: Numba's
+(``numba.set_num_threads``, which ``tinyres.set_num_threads`` calls along with BLAS's, or the
+NUMBA_NUM_THREADS environment variable; all cores by default). The readable path has no threads. Where no OpenBLAS can be told to use one thread (NumPy built on
 MKL or Accelerate), the job runs on this thread alone and BLAS keeps its own threads; with one
 thread, BLAS gets one too (its threads would only wait for each other on these small products).
 This module never imports tinyres.

@@ -39,8 +39,10 @@ from the 1-D transforms below; the filter transforms are small enough for numpy.
 in G are exact in binary, and the transforms only add and subtract, so float32 results differ from im2col + GEMM's by rounding
 only (tests/test_kernels_cpu.py holds them equal to the readable conv).
 
-kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes) and runs it in
-chunks of images, as it runs im2col + GEMM. This module never imports tinyres.
+kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes) and
+conv_winograd.py runs it in chunks of images, as conv_gemm.py runs im2col + GEMM. The readable
+NumPy twin of the whole algorithm is tinyres/functional/winograd.py. This module never imports
+tinyres.
 """
 import numpy
 from numba import njit
@@ -58,11 +60,13 @@ AT = numpy.array([[1, 1, 1, 0],
                   [0, 1, -1, -1]], dtype=numpy.float64)       # (2, 4): positions -> output tile
 
 
-# Layout. Every grid of tiles here (the padded input, its gradient, the output, its gradient) is
-# a chunk of images channels last with its columns split by parity: (B, rows, 2, columns/2, C),
-# column w at [w % 2, w // 2]. Then the 4 (or 2) columns of every tile in a row of tiles are
-# whole runs of numbers, even[tw], odd[tw], even[tw + 1], odd[tw + 1], and each transform is a few
-# long loops over a row of tiles at once, which the compiler turns into vector instructions. The
+# Layout. The padded input and its gradient are a chunk of images channels last with its columns
+# split by parity: (B, rows, 2, columns/2, C), column w at [w % 2, w // 2]; the output and its
+# gradient are plain channels last, (B, OH, OW, OC), the fast path's activations themselves.
+# Split by parity, the 4 columns of every input tile in a row of tiles are whole runs of numbers,
+# even[tw], odd[tw], even[tw + 1], odd[tw + 1], so the input transforms are a few long loops over
+# a row of tiles at once, which the compiler turns into vector instructions; the output
+# transforms, whose tiles do not overlap, go tile by tile along the row, OC numbers at a time. The
 # kernels walk flat views with indices from 0: Numba then knows no index is negative (an index
 # like e + C would cost a test for negative indices on every element, and the vector
 # instructions with it); and they take the views by 1-D slicing, which costs nothing, not by
@@ -189,11 +193,11 @@ def input_transform_adjoint(dV, gpadded, rows):
 @njit(nogil=True, cache=True)
 def output_transform(M, y, rows):
     """y[b, 2*th + i, 2*tw + j] = (A^T m A)[i, j] for every tile t = (b, th, tw) of positions
-    m = M[:, t]: M (16, T, OC) -> y (B, OH, 2, OW/2, OC) (the tiles do not overlap).
+    m = M[:, t]: M (16, T, OC) -> y (B, OH, OW, OC), channels last (the tiles do not overlap).
     rows: scratch (2, 4, TW, OC)."""
-    B, OH, _, TW, OC = y.shape
-    TH, T = OH // 2, M.shape[1]
-    n, m = 2 * TW * OC, TW * OC
+    B, OH, OW, OC = y.shape
+    TH, TW, T = OH // 2, OW // 2, M.shape[1]
+    n, m = OW * OC, TW * OC            # numbers in an output row; in a row of tiles' positions
     Y, Mf, R = y.reshape(y.size), M.reshape(M.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
@@ -203,20 +207,23 @@ def output_transform(M, y, rows):
             for q in range(4):
                 m0, m1, m2, m3 = _runs(Mf, (q * T + t0) * OC, 4 * T * OC, m)
                 _at_into(m0, m1, m2, m3, R[q * m:(q + 1) * m], R[(4 + q) * m:(5 + q) * m])
-            # then A^T along each row: the output row's even and odd columns
+            # then A^T along each row, tile by tile: its two columns are the output row's
+            # pixels 2*tw and 2*tw + 1, OC numbers each
             for i in range(2):
                 at = (b * OH + 2 * th + i) * n
-                s0, s1, s2, s3 = _runs(R, 4 * i * m, m, m)
-                _at_into(s0, s1, s2, s3, Y[at:at + m], Y[at + m:at + n])
+                for tw in range(TW):
+                    s0, s1, s2, s3 = _runs(R, 4 * i * m + tw * OC, m, OC)
+                    pixel = at + 2 * tw * OC
+                    _at_into(s0, s1, s2, s3, Y[pixel:pixel + OC], Y[pixel + OC:pixel + 2 * OC])
 
 
 @njit(nogil=True, cache=True)
 def output_transform_adjoint(gy, dM, rows):
     """The adjoint of output_transform: dM[:, t] = A dy A^T of every output tile dy of
-    gy (B, OH, 2, OW/2, OC) -> dM (16, T, OC). rows: scratch (4, 2, TW, OC)."""
-    B, OH, _, TW, OC = gy.shape
-    TH, T = OH // 2, dM.shape[1]
-    n, m = 2 * TW * OC, TW * OC
+    gy (B, OH, OW, OC), channels last -> dM (16, T, OC). rows: scratch (4, 2, TW, OC)."""
+    B, OH, OW, OC = gy.shape
+    TH, TW, T = OH // 2, OW // 2, dM.shape[1]
+    n = OW * OC                        # numbers in an output row
     Y, Mf, R = gy.reshape(gy.size), dM.reshape(dM.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
@@ -224,11 +231,13 @@ def output_transform_adjoint(gy, dM, rows):
             at = (b * OH + 2 * th) * n
             r0, r1, r2, r3 = _runs(R, 0, n, n)
             _a_into(Y[at:at + n], Y[at + n:at + 2 * n], r0, r1, r2, r3)
-            # then A along each row: columns even[tw], odd[tw] of every tile -> dM[4p..4p+3]
+            # then A along each row, tile by tile: pixels 2*tw, 2*tw + 1 -> dM[4p..4p+3]
             t0 = (b * TH + th) * TW
             for p in range(4):
-                m0, m1, m2, m3 = _runs(Mf, (4 * p * T + t0) * OC, T * OC, m)
-                _a_into(R[p * n:p * n + m], R[p * n + m:(p + 1) * n], m0, m1, m2, m3)
+                for tw in range(TW):
+                    m0, m1, m2, m3 = _runs(Mf, (4 * p * T + t0 + tw) * OC, T * OC, OC)
+                    pixel = p * n + 2 * tw * OC
+                    _a_into(R[pixel:pixel + OC], R[pixel + OC:pixel + 2 * OC], m0, m1, m2, m3)
 
 
 def filter_transform(weight):

@@ -9,12 +9,11 @@ real GPU) or when the backend is 'cudasim' (NumPy arrays, kernels run by Numba's
     batchnorm.py    batch_norm_train_forward, _backward
                                                       one block per channel: shared-memory tree
                                                       sums, then a fused elementwise pass
-    elementwise.py  the fused batch-norm elementwise kernels
     launch.py       the one launch helper: grid size, CuPy's stream, simulator or GPU
 
 Matrix products are not here: the ops call `cupy.matmul` (cuBLAS) on the GPU. See docs/gpu.md.
 """
-from . import batchnorm, conv, elementwise, pooling
+from . import batchnorm, conv, pooling
 from .batchnorm import batch_norm_train_backward, batch_norm_train_forward
 from .conv import col2im, im2col
 from .pooling import max_pool2d_backward, max_pool2d_forward
@@ -25,7 +24,6 @@ FLOAT32_SIGNATURES = {
     **conv.FLOAT32_SIGNATURES,
     **pooling.FLOAT32_SIGNATURES,
     **batchnorm.FLOAT32_SIGNATURES,
-    **elementwise.FLOAT32_SIGNATURES,
 }
 
 __all__ = ["im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",

@@ -6,9 +6,18 @@ backward, are explained there and in docs/batchnorm.md). For each channel c, ove
 m = N*H*W values:
 
     forward    mean_c, var_c = the mean and the (biased) variance,  inv_std_c = 1/sqrt(var_c + eps)
-               y = (x - mean_c) * inv_std_c * weight_c + bias_c                    (elementwise.py)
+               y = (x - mean_c) * inv_std_c * weight_c + bias_c
     backward   sum(dy) and sum(dy * x_hat) per channel, then
                dx = weight_c * inv_std_c / m * (m*dy - sum(dy) - x_hat * sum(dy * x_hat))
+
+Every per-channel sum here is one kernel, `channel_sums_kernel`: for each channel, the sums of
+d = u - u_shift_c and of d * (v - v_shift_c) * v_scale_c over the channel's values, two arrays u,
+v of the data's shape. Three launches of it give everything:
+
+    the mean          u = x                                    sum(d) / m
+    the variance      u = v = x, shifted by the mean            sum(d * d) / m       (pass 2)
+    the gradient      u = dy; v = x, shifted by the mean,       sum(dy), sum(dy * x_hat)
+    sums                  scaled by inv_std
 
 A per-channel sum is a *reduction*: many values in, one out. Threads cannot all add into one
 number at once, so they cooperate in steps. One block of REDUCE_THREADS (128) threads owns one
@@ -34,8 +43,13 @@ additions per thread and a possible drift of ~5e-4. In float64 the same drift is
 below what float32 can store, and it costs little: these kernels are limited by reading x from
 memory, not by the additions. The variance is computed in two passes, the mean first, then the
 mean of (x - mean)^2, because the one-pass formula E[x^2] - E[x]^2 subtracts two large, nearly
-equal numbers when |mean| >> std (it can even come out negative). The block owns its channel, so
-both passes happen inside one kernel.
+equal numbers when |mean| >> std (it can even come out negative). The sums come back in float64
+and the host turns them into mean, var and inv_std (C numbers) in float64 too.
+
+The elementwise passes are fused: an elementwise GPU kernel is limited by memory, not arithmetic,
+and the readable twin writes y as three or four array operations, each reading and writing a
+whole (N, C, H, W) array. Here each thread reads its x once and writes its y once, all the steps
+in registers between; the backward's dx likewise. Thread i owns element i = (n*C + c)*L + j.
 
 One block per channel is the simplest correct layout, and a learner can follow it; but a layer
 with 16 channels then keeps only 16 of a GPU's ~80 multiprocessors busy. Production libraries
@@ -45,112 +59,92 @@ import math
 
 from numba import cuda, float32, float64
 
-from .elementwise import batch_norm_apply_kernel, batch_norm_backward_dx_kernel
-from .launch import (REDUCE_THREADS, array_module, check_float, launch_per_channel,
-                     launch_per_element)
+from .launch import (DTYPES, REDUCE_THREADS, array_module, check_float,  # noqa: F401 (DTYPES:
+                     launch_per_channel, launch_per_element)               # what it takes)
 
 
-# The tree (step 3 above) is written out in each kernel rather than in a helper device function:
-# compiling a kernel that calls a device function to PTX asks for a GPU in numba-cuda 0.30, and
-# CI has none. Its shape is always the same:
-#
-#     cuda.syncthreads()                       # every partial[t] has been written
-#     stride = REDUCE_THREADS // 2
-#     while stride > 0:
-#         if t < stride:
-#             partial[t] += partial[t + stride]
-#         cuda.syncthreads()                   # outside the `if`: every thread must reach it
-#         stride //= 2
-
-
+# The tree (step 3 above) is written once, here: one kernel serves every per-channel sum, because
+# compiling a kernel that calls a helper device function to PTX asks for a GPU in numba-cuda
+# 0.30, and CI has none.
 @cuda.jit
-def channel_stats_kernel(x, eps, mean, var, inv_std):
-    """x (N, C, L) -> mean, var (biased), inv_std (C,); block c computes channel c."""
-    N, L = x.shape[0], x.shape[2]
+def channel_sums_kernel(u, v, u_shift, v_shift, v_scale, sum_d, sum_de):
+    """Block c: sum_d[c] = sum of d, sum_de[c] = sum of d * e over channel c's values, with
+    d = u - u_shift[c] and e = (v - v_shift[c]) * v_scale[c]. u, v (N, C, L); the (C,) shifts,
+    scale and sums in float64. Two sums at once: two shared arrays, reduced side by side."""
+    N, L = u.shape[0], u.shape[2]
     c = cuda.blockIdx.x                     # this block's channel
     t = cuda.threadIdx.x                    # this thread's place in the block
-    m = N * L                               # values in the channel; value k is x[k // L, c, k % L]
-    partial = cuda.shared.array(REDUCE_THREADS, float64)
+    m = N * L                               # values in the channel; value k is u[k // L, c, k % L]
+    partial_d = cuda.shared.array(REDUCE_THREADS, float64)
+    partial_de = cuda.shared.array(REDUCE_THREADS, float64)
 
-    # pass 1: the mean
-    total = float64(0.0)
+    u_shift_c, v_shift_c, v_scale_c = u_shift[c], v_shift[c], v_scale[c]
+    total_d = float64(0.0)
+    total_de = float64(0.0)
     for k in range(t, m, REDUCE_THREADS):   # neighbouring threads read neighbouring values
-        total += x[k // L, c, k % L]
-    partial[t] = total
-    cuda.syncthreads()
+        n, j = k // L, k % L
+        d = u[n, c, j] - u_shift_c
+        total_d += d
+        total_de += d * (v[n, c, j] - v_shift_c) * v_scale_c
+    partial_d[t] = total_d
+    partial_de[t] = total_de
+    cuda.syncthreads()                      # every partial[t] has been written
     stride = REDUCE_THREADS // 2            # the tree: partial[0] becomes the channel's sum
     while stride > 0:
         if t < stride:
-            partial[t] += partial[t + stride]
-        cuda.syncthreads()
-        stride //= 2
-    mean_c = partial[0] / m
-    cuda.syncthreads()                      # all have read partial[0] before it is reused
-
-    # pass 2: the variance about that mean
-    total = float64(0.0)
-    for k in range(t, m, REDUCE_THREADS):
-        d = x[k // L, c, k % L] - mean_c
-        total += d * d
-    partial[t] = total
-    cuda.syncthreads()
-    stride = REDUCE_THREADS // 2
-    while stride > 0:
-        if t < stride:
-            partial[t] += partial[t + stride]
-        cuda.syncthreads()
+            partial_d[t] += partial_d[t + stride]
+            partial_de[t] += partial_de[t + stride]
+        cuda.syncthreads()                  # outside the `if`: every thread must reach it
         stride //= 2
 
     if t == 0:                              # one thread writes the channel's results
-        var_c = partial[0] / m
-        mean[c] = mean_c
-        var[c] = var_c
-        inv_std[c] = float64(1.0) / math.sqrt(var_c + eps)
+        sum_d[c] = partial_d[0]
+        sum_de[c] = partial_de[0]
 
 
 @cuda.jit
-def channel_grad_sums_kernel(gy, x, mean, inv_std, sum_dy, sum_dy_xhat):
-    """gy, x (N, C, L) -> sum(dy), sum(dy * x_hat) per channel (C,); block c does channel c.
-    Two sums at once: two shared arrays, reduced side by side by one tree."""
-    N, L = x.shape[0], x.shape[2]
-    c = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    m = N * L
-    partial_dy = cuda.shared.array(REDUCE_THREADS, float64)
-    partial_dy_xhat = cuda.shared.array(REDUCE_THREADS, float64)
+def batch_norm_apply_kernel(x, mean, inv_std, weight, bias, y):
+    """y = (x - mean[c]) * inv_std[c] * weight[c] + bias[c]: normalise, scale and shift in one
+    pass. x, y (N, C, L); mean, inv_std, weight, bias (C,)."""
+    C, L = x.shape[1], x.shape[2]
+    i = cuda.grid(1)
+    if i >= x.size:
+        return
+    j = i % L                                   # i = (n*C + c)*L + j
+    c = (i // L) % C
+    n = i // (L * C)
+    x_hat = (x[n, c, j] - mean[c]) * inv_std[c]
+    y[n, c, j] = x_hat * weight[c] + bias[c]
 
-    mean_c, inv_std_c = mean[c], inv_std[c]
-    total_dy = float64(0.0)
-    total_dy_xhat = float64(0.0)
-    for k in range(t, m, REDUCE_THREADS):
-        n, j = k // L, k % L
-        dy = gy[n, c, j]
-        x_hat = (x[n, c, j] - mean_c) * inv_std_c
-        total_dy += dy
-        total_dy_xhat += dy * x_hat
-    partial_dy[t] = total_dy
-    partial_dy_xhat[t] = total_dy_xhat
-    cuda.syncthreads()
-    stride = REDUCE_THREADS // 2
-    while stride > 0:
-        if t < stride:
-            partial_dy[t] += partial_dy[t + stride]
-            partial_dy_xhat[t] += partial_dy_xhat[t + stride]
-        cuda.syncthreads()
-        stride //= 2
 
-    if t == 0:
-        sum_dy[c] = partial_dy[0]
-        sum_dy_xhat[c] = partial_dy_xhat[0]
+@cuda.jit
+def batch_norm_backward_dx_kernel(gy, x, mean, inv_std, weight, sum_dy, sum_dy_xhat, m, gx):
+    """gx = weight[c] * inv_std[c] / m * (m * gy - sum(gy) - x_hat * sum(gy * x_hat)).
+
+    m (the count of values per channel) is passed as a float of the data's type, so m * gy
+    stays float32. gy, x, gx (N, C, L); the other vectors (C,)."""
+    C, L = x.shape[1], x.shape[2]
+    i = cuda.grid(1)
+    if i >= x.size:
+        return
+    j = i % L
+    c = (i // L) % C
+    n = i // (L * C)
+    x_hat = (x[n, c, j] - mean[c]) * inv_std[c]
+    scale = weight[c] * inv_std[c] / m
+    gx[n, c, j] = (m * gy[n, c, j] - sum_dy[c] - x_hat * sum_dy_xhat[c]) * scale
 
 
 # The exact argument types of each kernel for float32 data (checked by the simulator tests and
 # compiled to PTX in CI).
 VECTOR = float32[::1]
+SUMS = float64[::1]
 FLOAT32_SIGNATURES = {
-    channel_stats_kernel: (float32[:, :, ::1], float32, VECTOR, VECTOR, VECTOR),
-    channel_grad_sums_kernel: (float32[:, :, ::1], float32[:, :, ::1], VECTOR, VECTOR, VECTOR,
-                               VECTOR),
+    channel_sums_kernel: (float32[:, :, ::1], float32[:, :, ::1], SUMS, SUMS, SUMS, SUMS, SUMS),
+    batch_norm_apply_kernel: (float32[:, :, ::1], VECTOR, VECTOR, VECTOR, VECTOR,
+                              float32[:, :, ::1]),
+    batch_norm_backward_dx_kernel: (float32[:, :, ::1], float32[:, :, ::1], VECTOR, VECTOR, VECTOR,
+                                    VECTOR, VECTOR, float32, float32[:, :, ::1]),
 }
 
 
@@ -174,14 +168,27 @@ def _vector(xp, v, like, fill=None):
     return xp.ascontiguousarray(v, dtype=like.dtype)
 
 
+def _channel_sums(xp, u, v, u_shift, v_shift, v_scale):
+    """(sum of d, sum of d * e) per channel, in float64 (see channel_sums_kernel)."""
+    C = u.shape[1]
+    sum_d, sum_de = xp.empty(C, dtype=xp.float64), xp.empty(C, dtype=xp.float64)
+    launch_per_channel(channel_sums_kernel, C, u, v, u_shift, v_shift, v_scale, sum_d, sum_de)
+    return sum_d, sum_de
+
+
 def batch_norm_train_forward(x, weight, bias, eps):
     """x (N, C) or (N, C, H, W) -> y (x's shape), mean, var (biased), inv_std (C,)."""
     xp = array_module(x)
     check_float("batch_norm_train_forward", x)
     x3 = _as_ncl(xp, x)                                        # (N, C, L)
-    C = x3.shape[1]
-    mean, var, inv_std = (xp.empty(C, dtype=x.dtype) for _ in range(3))
-    launch_per_channel(channel_stats_kernel, C, x3, x.dtype.type(eps), mean, var, inv_std)
+    N, C, L = x3.shape
+    zeros, ones = xp.zeros(C, dtype=xp.float64), xp.ones(C, dtype=xp.float64)
+    total, _ = _channel_sums(xp, x3, x3, zeros, zeros, zeros)            # pass 1: sum(x)
+    mean64 = total / (N * L)
+    _, squares = _channel_sums(xp, x3, x3, mean64, mean64, ones)         # pass 2: sum((x-mean)^2)
+    var64 = squares / (N * L)
+    inv_std64 = 1.0 / xp.sqrt(var64 + float(x.dtype.type(eps)))
+    mean, var, inv_std = (a.astype(x.dtype) for a in (mean64, var64, inv_std64))
     weight = _vector(xp, weight, x3, fill=1.0)                 # None: scale by 1
     bias = _vector(xp, bias, x3, fill=0.0)                     # None: shift by 0
     y = xp.empty_like(x3)
@@ -199,8 +206,9 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
     gy3, x3 = _as_ncl(xp, gy), _as_ncl(xp, x.astype(gy.dtype, copy=False))   # (N, C, L)
     N, C, L = x3.shape
     mean, inv_std = _vector(xp, mean, x3), _vector(xp, inv_std, x3)
-    sum_dy, sum_dy_xhat = xp.empty(C, dtype=gy.dtype), xp.empty(C, dtype=gy.dtype)
-    launch_per_channel(channel_grad_sums_kernel, C, gy3, x3, mean, inv_std, sum_dy, sum_dy_xhat)
+    sums = _channel_sums(xp, gy3, x3, xp.zeros(C, dtype=xp.float64),
+                         mean.astype(xp.float64), inv_std.astype(xp.float64))
+    sum_dy, sum_dy_xhat = (a.astype(gy.dtype) for a in sums)     # sum(dy), sum(dy * x_hat)
     gx = xp.empty_like(gy3)
     launch_per_element(batch_norm_backward_dx_kernel, gx.size, gy3, x3, mean, inv_std,
                        _vector(xp, weight, x3, fill=1.0), sum_dy, sum_dy_xhat,

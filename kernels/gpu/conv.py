@@ -26,7 +26,7 @@ the same bits on every run.
 from numba import cuda, float32, int64
 
 from ..geometry import window_geometry
-from .launch import array_module, check_float, launch_per_element
+from .launch import DTYPES, array_module, check_float, launch_per_element  # noqa: F401 (declared)
 
 
 @cuda.jit

@@ -53,9 +53,15 @@ def array_module(array):
                     f"got {type(array).__module__}.{type(array).__name__}")
 
 
+# The data types the kernels are written for: float32, and float64 (gradient checks). Each kernel
+# module declares these as its DTYPES; tinyres.dispatch sends any other type to the reference.
+DTYPES = (numpy.float32, numpy.float64)
+
+
 def check_float(op, array):
-    """The kernels are written for float32 (and float64, used by gradient checks)."""
-    if array.dtype not in (numpy.float32, numpy.float64):
+    """Refuse data of a type the kernels are not written for (a direct call: the door routes
+    other types to the reference)."""
+    if array.dtype not in DTYPES:
         raise TypeError(f"{op} (GPU kernel): expected float32 or float64 data, got dtype "
                         f"{array.dtype}")
 

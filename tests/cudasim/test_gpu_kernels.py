@@ -214,7 +214,8 @@ def test_batch_norm_forward_equals_the_reference(xp, gpu, launches, case, dtype)
         assert host(got).shape == want.shape and host(got).dtype == dtype, name
         numpy.testing.assert_allclose(host(got), want, rtol=1e-5, atol=1e-5, err_msg=name)
     if dtype == numpy.float32:
-        check_launches(gpu, launches, ["channel_stats_kernel", "batch_norm_apply_kernel"])
+        check_launches(gpu, launches, ["channel_sums_kernel", "channel_sums_kernel",
+                                       "batch_norm_apply_kernel"])
 
 
 @FEW
@@ -238,8 +239,7 @@ def test_batch_norm_backward_equals_the_reference(xp, gpu, launches, case, dtype
         assert host(got).shape == want.shape and host(got).dtype == dtype, name
         numpy.testing.assert_allclose(host(got), want, rtol=1e-5, atol=atol, err_msg=name)
     if dtype == numpy.float32:
-        check_launches(gpu, launches, ["channel_grad_sums_kernel",
-                                       "batch_norm_backward_dx_kernel"])
+        check_launches(gpu, launches, ["channel_sums_kernel", "batch_norm_backward_dx_kernel"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -97,26 +97,6 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
     # END SOLUTION
 
 
-# -- training mode with the ReLU fused in: conv -> BN -> ReLU, the pattern of every ResNet block -
-@fast_twin("batch_norm_relu_train_forward")
-def batch_norm_relu_train_forward(x, weight, bias, eps):
-    """max(batch norm of x, 0): y (x's shape; the ReLU's output), mean, var, inv_std (C,).
-
-    The same as batch_norm_train_forward followed by a ReLU; as one op its fast twin writes the
-    ReLU's output directly, so the batch-norm output before it is never stored.
-    """
-    xp = get_array_module(x)
-    y, mean, var, inv_std = batch_norm_train_forward(x, weight, bias, eps)
-    return xp.maximum(y, 0), mean, var, inv_std
-
-
-@fast_twin("batch_norm_relu_train_backward")
-def batch_norm_relu_train_backward(gy, y, x, mean, inv_std, weight):
-    """The backward of `batch_norm_relu_train_forward`, y being its output: the ReLU passes gy
-    where it was open (y > 0), then batch norm's closed form. Returns gx, gweight, gbias."""
-    return batch_norm_train_backward(gy * (y > 0), x, mean, inv_std, weight)
-
-
 # -- eval mode: a fixed per-channel affine map -------------------------------------------------
 @fast_twin("batch_norm_eval_forward")
 def batch_norm_eval_forward(x, mean, scale, bias):
@@ -176,21 +156,6 @@ class BatchNormTrain(_BatchNormBase):
                                                      self.weight))
 
 
-class BatchNormReLUTrain(BatchNormTrain):
-    """y = max(BatchNormTrain(x), 0) as one op; it keeps its output y for the ReLU's mask."""
-
-    def forward(self, x, *params):
-        weight, bias = self._unpack(params)
-        y, mean, var, inv_std = batch_norm_relu_train_forward(x, weight, bias, self.eps)
-        self.update_running_stats(x, mean, var)
-        self.x, self.y, self.mean, self.inv_std, self.weight = x, y, mean, inv_std, weight
-        return y
-
-    def backward(self, gy):
-        return self._pack(*batch_norm_relu_train_backward(gy, self.y, self.x, self.mean,
-                                                          self.inv_std, self.weight))
-
-
 class BatchNormEval(_BatchNormBase):
     """y = weight * (x - running_mean) / sqrt(running_var + eps) + bias: a per-channel affine map,
     so dx = dy * weight * inv_std, dweight = sum(dy * x_hat), dbias = sum(dy)."""
@@ -233,8 +198,8 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     weight, bias: (C,) Tensors, or None for no affine part. running_mean, running_var: (C,)
     backend arrays or Tensors; in training they are updated in place (when not None), in eval
     they normalise. `name` is how errors name the layer (e.g. "BatchNorm2d layer1.0.bn1").
-    ``relu=True`` gives max(batch_norm(...), 0), the BN -> ReLU of a ResNet block, as one op in
-    training (`BatchNormReLUTrain`: its fast twin never stores the output before the ReLU).
+    ``relu=True`` gives relu(batch_norm(...)), the BN -> ReLU of a ResNet block: two ops, as
+    written (docs/performance.md measured no gain from fusing them).
     """
     layer = name or "batch_norm"
     if x.ndim not in (2, 4):
@@ -268,14 +233,13 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
         if _values_per_channel(x) <= 1:
             raise ValueError(f"{layer}: expected more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
-        kind = BatchNormReLUTrain if relu else BatchNormTrain
-        fn = kind(weight is not None, bias is not None, eps, momentum, running_mean, running_var)
+        fn = BatchNormTrain(weight is not None, bias is not None, eps, momentum, running_mean,
+                            running_var)
     else:
         if running_mean is None:
             raise ValueError(f"{layer}: eval mode (training=False) normalises with running_mean "
                              "and running_var, but they are None; pass training=True to use the "
                              "batch statistics")
         fn = BatchNormEval(weight is not None, bias is not None, eps, running_mean, running_var)
-        if relu:
-            return relu_op(fn(x, *params))
-    return fn(x, *params)
+    y = fn(x, *params)
+    return relu_op(y) if relu else y

@@ -19,19 +19,11 @@ The dimensions, named once and used everywhere below:
     SH, SW stride (rows, columns)        PH, PW  zero padding added on each side
     OH = (H + 2*PH - KH) // SH + 1       OW = (W + 2*PW - KW) // SW + 1   output height, width
 """
-import functools
-
 from tinyres.autograd import Function
-from tinyres.backend import device_of, get_array_module
+from tinyres.backend import get_array_module
 from tinyres.dispatch import fast_twin
 from tinyres.kernels.geometry import as_pair, window_geometry
-from tinyres.parallel import map_parts
 from tinyres.tensor import FLOAT_DTYPES
-
-
-def output_size(size, kernel, stride, padding):
-    """How many positions a window of `kernel` takes on `size` (+ padding on both sides)."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def _geometry(op, x_shape, kernel_size, stride, padding):
@@ -116,61 +108,7 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
 # ----------------------------------------------------------------------------------------------
 # The whole convolution, array-level (each has a fast twin in kernels/)
 # ----------------------------------------------------------------------------------------------
-CHUNK_BYTES = 2_500_000   # columns per chunk on the CPU: 4 images' for ResNet-20's first stage,
-                          # 16 for its last (docs/performance.md)
-
-
-def _images_per_chunk(x, weight, stride, padding):
-    """How many images' columns make about CHUNK_BYTES (all of them off the CPU)."""
-    if device_of(x) != "cpu":
-        return x.shape[0]
-    (SH, SW) = as_pair(stride, "stride", "conv2d")
-    (PH, PW) = as_pair(padding, "padding", "conv2d")
-    pixels = (output_size(x.shape[2], weight.shape[2], SH, PH) *
-              output_size(x.shape[3], weight.shape[3], SW, PW))
-    columns = weight.shape[1] * weight.shape[2] * weight.shape[3]           # C*KH*KW
-    return max(1, CHUNK_BYTES // (pixels * columns * x.dtype.itemsize))
-
-
-# Why chunks: the math is the same (images are independent; the weight's gradient is a sum over
-# images), but the columns of a whole batch are KH*KW times the size of x (75 MB for ResNet-20's
-# first stage at batch 128), far more than the CPU's caches: im2col writes them to main memory
-# and every later step reads them back from there. A chunk's columns (a few MB) stay in the
-# cache, which makes this readable path 2-3 times faster on the CPU. A GPU gets the whole batch.
-# And since chunks are independent, each core can work on one (tinyres/parallel.py).
-def forward_in_chunks(conv2d_forward):
-    """conv2d_forward, run on a few images at a time; the outputs joined."""
-    @functools.wraps(conv2d_forward)
-    def chunked(x, weight, stride, padding):
-        N, B = x.shape[0], _images_per_chunk(x, weight, stride, padding)
-        if B >= N:
-            return conv2d_forward(x, weight, stride, padding)
-        parts = map_parts(lambda n: conv2d_forward(x[n:n + B], weight, stride, padding),
-                          range(0, N, B))
-        return get_array_module(x).concatenate(parts)                 # (N, OC, OH, OW)
-    return chunked
-
-
-def backward_in_chunks(conv2d_backward):
-    """conv2d_backward, run on a few images at a time: their gx joined, their gweight added."""
-    @functools.wraps(conv2d_backward)
-    def chunked(gy, x, weight, stride, padding, input_grad=True):
-        N, B = x.shape[0], _images_per_chunk(x, weight, stride, padding)
-        if B >= N:
-            return conv2d_backward(gy, x, weight, stride, padding, input_grad)
-        parts = map_parts(lambda n: conv2d_backward(gy[n:n + B], x[n:n + B], weight, stride,
-                                                    padding, input_grad),
-                          range(0, N, B))
-        gweight = sum(part_gweight for _, part_gweight in parts)      # (OC, C, KH, KW), in order
-        gx = None
-        if input_grad:
-            gx = get_array_module(x).concatenate([part_gx for part_gx, _ in parts])
-        return gx, gweight
-    return chunked
-
-
 @fast_twin("conv2d_forward")
-@forward_in_chunks
 def conv2d_forward(x, weight, stride, padding):
     """The convolution without its bias: im2col, then one matrix product.
 
@@ -178,11 +116,9 @@ def conv2d_forward(x, weight, stride, padding):
     """
     # BEGIN SOLUTION A2 conv2d_forward
     xp = get_array_module(x)
-    N, _, H, W = x.shape
     OC, C, KH, KW = weight.shape
-    (SH, SW) = as_pair(stride, "stride", "conv2d")
-    (PH, PW) = as_pair(padding, "padding", "conv2d")
-    OH, OW = output_size(H, KH, SH, PH), output_size(W, KW, SW, PW)
+    (N, _, _, _), _, (SH, SW), (PH, PW), (OH, OW) = _geometry(
+        "conv2d", x.shape, (KH, KW), stride, padding)
     cols = im2col(x, (KH, KW), (SH, SW), (PH, PW))                 # (N*OH*OW, C*KH*KW)
     y = cols @ weight.reshape(OC, C * KH * KW).T                    # (N*OH*OW, OC)
     # rows are (n, oh, ow), so the product is (N, OH, OW, OC), channels last; the transpose
@@ -193,7 +129,6 @@ def conv2d_forward(x, weight, stride, padding):
 
 
 @fast_twin("conv2d_backward")
-@backward_in_chunks
 def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
     """The gradients of y = conv2d_forward(x, weight): (gx, gweight), gx None unless input_grad.
 
@@ -240,9 +175,9 @@ class Conv2d(Function):
         return y
 
     def backward(self, gy):
-        input_grad = self.inputs[0].requires_grad   # the first layer's image needs no gradient
+        input_grad = self.needs_input_grad[0]       # the first layer's image needs no gradient
         gx, gw = conv2d_backward(gy, self.x, self.weight, self.stride, self.padding, input_grad)
-        if len(self.inputs) == 2:
+        if len(self.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, gy.sum(axis=(0, 2, 3))                       # (OC,)
 

@@ -21,7 +21,7 @@ from tinyres import ops
 from tinyres.autograd import Function
 from tinyres.backend import get_array_module
 from tinyres.dispatch import fast_twin
-from tinyres.functional.conv import as_pair, output_size
+from tinyres.kernels.geometry import as_pair, window_geometry
 from tinyres.tensor import FLOAT_DTYPES
 
 
@@ -30,10 +30,6 @@ def _offset(kh, kw, stride, out_size):
     padded (N, C, H+2PH, W+2PW) array it gives an (N, C, OH, OW) strided view."""
     (SH, SW), (OH, OW) = stride, out_size
     return (Ellipsis, slice(kh, kh + SH * OH, SH), slice(kw, kw + SW * OW, SW))
-
-
-def _out_size(x_shape, kernel, stride, padding):
-    return tuple(output_size(x_shape[2 + i], kernel[i], stride[i], padding[i]) for i in (0, 1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,10 +48,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", "max_pool2d"),
-                                    as_pair(stride, "stride", "max_pool2d"),
-                                    as_pair(padding, "padding", "max_pool2d"))
-    OH, OW = _out_size(x.shape, (KH, KW), (SH, SW), (PH, PW))
+    (KH, KW), (SH, SW), (PH, PW), (OH, OW) = window_geometry("max_pool2d", x.shape,
+                                                             kernel_size, stride, padding)
     if PH or PW:                                                    # (N, C, H+2PH, W+2PW)
         x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)), constant_values=float("-inf"))
     top = xp.arange(OH, dtype=xp.int64)[:, None] * SH - PH          # (OH, 1) first row of window
@@ -124,8 +118,8 @@ class AvgPool2d(Function):
     def forward(self, x):
         xp = get_array_module(x)
         N, C, H, W = self.x_shape = x.shape
-        (KH, KW), (PH, PW) = self.kernel_size, self.padding
-        self.out_size = _out_size(x.shape, self.kernel_size, self.stride, self.padding)
+        (KH, KW), _, (PH, PW), self.out_size = window_geometry(
+            "avg_pool2d", x.shape, self.kernel_size, self.stride, self.padding)
         if PH or PW:                                                # (N, C, H+2PH, W+2PW)
             x = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
         y = xp.zeros((N, C) + self.out_size, dtype=x.dtype)         # (N, C, OH, OW)

@@ -21,6 +21,8 @@ Parameter names are those of the widely used PyTorch CIFAR ResNets (``conv1``, `
     model = cifar_resnet(56, shortcut="B")
     model = plain56()                       # the same stack without shortcuts
 """
+from functools import partial
+
 from tinyres import functional as F
 from tinyres.models.blocks import (BasicBlock, ResNetBase, check_images, check_shortcut_option,
                                    he_init_, make_stage)
@@ -89,62 +91,16 @@ def cifar_plain(depth, num_classes=10, input_size=32):
     return CifarResNet(depth, num_classes, "none", input_size)
 
 
-# The paper's networks by name (Table 6 gives their parameter counts, option A).
-def resnet20(num_classes=10, shortcut="A", input_size=32):
-    """ResNet-20 (n = 3): 0.27M parameters."""
-    return CifarResNet(20, num_classes, shortcut, input_size)
+# ----------------------------------------------------------------------------------------------
+# The names of the model registry (tinyres/models/__init__.py)
+# ----------------------------------------------------------------------------------------------
+# The paper's networks by depth, with their parameters (Table 6, option A; n = (depth - 2) / 6).
+# "resnetD" is cifar_resnet(D, ...), "plainD" cifar_plain(D, ...), the same stack without
+# shortcuts (the paper's Fig. 6 trains plain-56 worse than plain-20).
+RESNET_PARAMETERS = {20: "0.27M", 32: "0.46M", 44: "0.66M", 56: "0.85M", 110: "1.7M",
+                     1202: "19.4M"}
+PLAIN_DEPTHS = (20, 32, 44, 56, 110)
 
-
-def resnet32(num_classes=10, shortcut="A", input_size=32):
-    """ResNet-32 (n = 5): 0.46M parameters."""
-    return CifarResNet(32, num_classes, shortcut, input_size)
-
-
-def resnet44(num_classes=10, shortcut="A", input_size=32):
-    """ResNet-44 (n = 7): 0.66M parameters."""
-    return CifarResNet(44, num_classes, shortcut, input_size)
-
-
-def resnet56(num_classes=10, shortcut="A", input_size=32):
-    """ResNet-56 (n = 9): 0.85M parameters."""
-    return CifarResNet(56, num_classes, shortcut, input_size)
-
-
-def resnet110(num_classes=10, shortcut="A", input_size=32):
-    """ResNet-110 (n = 18): 1.7M parameters."""
-    return CifarResNet(110, num_classes, shortcut, input_size)
-
-
-def resnet1202(num_classes=10, shortcut="A", input_size=32):
-    """ResNet-1202 (n = 200): 19.4M parameters."""
-    return CifarResNet(1202, num_classes, shortcut, input_size)
-
-
-def plain20(num_classes=10, input_size=32):
-    """Plain-20: ResNet-20 without shortcuts."""
-    return CifarResNet(20, num_classes, "none", input_size)
-
-
-def plain32(num_classes=10, input_size=32):
-    """Plain-32: ResNet-32 without shortcuts."""
-    return CifarResNet(32, num_classes, "none", input_size)
-
-
-def plain44(num_classes=10, input_size=32):
-    """Plain-44: ResNet-44 without shortcuts."""
-    return CifarResNet(44, num_classes, "none", input_size)
-
-
-def plain56(num_classes=10, input_size=32):
-    """Plain-56: ResNet-56 without shortcuts (the paper's Fig. 6: it trains worse than plain-20)."""
-    return CifarResNet(56, num_classes, "none", input_size)
-
-
-def plain110(num_classes=10, input_size=32):
-    """Plain-110: ResNet-110 without shortcuts."""
-    return CifarResNet(110, num_classes, "none", input_size)
-
-
-# name -> constructor, for the registry in tinyres/models/__init__.py
-MODELS = {f.__name__: f for f in (resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202,
-                                  plain20, plain32, plain44, plain56, plain110)}
+# name -> constructor: get_model("resnet56", shortcut="B") calls cifar_resnet(56, shortcut="B")
+MODELS = {f"resnet{depth}": partial(cifar_resnet, depth) for depth in RESNET_PARAMETERS}
+MODELS.update({f"plain{depth}": partial(cifar_plain, depth) for depth in PLAIN_DEPTHS})

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 import tinyres
 from tinyres import backend
+from tinyres.kernels.memory import keep_freed_memory
 from tinyres.data import (CIFAR10, DataLoader, DatasetError, PerPixelMeanSubtraction,
                           RandomCrop, RandomHorizontalFlip, Compose, Normalize, bundled_sample)
 from tinyres.data.cifar import content_sha256
@@ -302,6 +303,8 @@ class Trainer:
         """
         config, row = self.config, None
         self._check_sync_bn()
+        keep_freed_memory()        # the allocator keeps freed blocks: no page faults per step
+                                   # (process-wide, so here, where training starts)
         if self.is_root:
             self.out.mkdir(parents=True, exist_ok=True)
             truncate_metrics(self.out / "metrics.csv", self.epochs_done)   # rows after checkpoint

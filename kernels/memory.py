@@ -12,7 +12,10 @@ trim the heap: freed blocks are reused by the next step, and after the first ste
 more page faults. The resident size of the process then stays at its peak between steps instead
 of shrinking; the peak itself does not grow. It changes nothing on other C libraries (macOS,
 Windows, musl), and TINYRES_KEEP_FREED_MEMORY=0 leaves glibc's defaults alone.
-This module never imports tinyres.
+
+It changes the allocator of the whole process, so nothing calls it on import: a training run
+does, where it starts (tinyres.train.Trainer.fit, and the training steps `tinyres bench` times).
+Plain Python and ctypes (no Numba needed); this module never imports tinyres.
 """
 import ctypes
 import os
