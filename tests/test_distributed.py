@@ -9,7 +9,6 @@ Two kinds of tests:
 """
 import csv
 import os
-import pickle
 import shutil
 import subprocess
 import sys
