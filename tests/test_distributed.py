@@ -31,7 +31,7 @@ from tinyres.models import cifar_resnet
 from tinyres.optim import SGD
 from tinyres.train.loop import train_step
 
-from conftest import write_tiny_cifar
+from cifar_folder import write_tiny_cifar
 
 HERE = Path(__file__).resolve()
 # the mpiexec installed beside this Python (the mpich wheel's), else the one on PATH
