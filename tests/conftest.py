@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, settings
 import tinyres
 from tinyres import backend as backend_module
 
+from cifar_folder import write_tiny_cifar
+
 # The `backend` fixture is deliberately shared by all examples of a hypothesis test (it only
 # selects where arrays live), and gradient checks have no meaningful deadline.
 settings.register_profile("tinyres", deadline=None,
@@ -41,3 +43,9 @@ def cifar_subset():
     if not (SUBSET / "cifar-10-batches-py").is_dir():
         pytest.skip(f"CIFAR-10 subset not found at {SUBSET} (set TINYRES_CIFAR_SUBSET)")
     return SUBSET
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory):
+    """write_tiny_cifar's folder, once per test session."""
+    return write_tiny_cifar(tmp_path_factory.mktemp("tiny-cifar"))

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from tinyres.data import (CIFAR10, CIFAR10_MEAN, CIFAR10_STD, Compose, DataLoader, DatasetError,
                           Normalize, PerPixelMeanSubtraction, RandomCrop, RandomHorizontalFlip,
                           bundled_sample, cifar_train_transform, default_data_root, to_float32)
-from tinyres.data import cifar
+from tinyres.data import cifar, integrity
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # The subset README's "Images per class" table.
@@ -515,3 +516,119 @@ def test_loader_rejects_bad_arguments():
         DataLoader(tiny_dataset(), 0)
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         DataLoader(tiny_dataset(), 2, seed=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Integrity: every file checked against a SHA256SUMS manifest or the official MD5s, once.
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_digest_cache(tmp_path, monkeypatch):
+    """The digest cache in a folder of this test's own, and nothing remembered in memory."""
+    monkeypatch.setenv("TINYRES_DATA", str(tmp_path / "cache"))
+    monkeypatch.setattr(integrity, "_remembered", {})
+    return tmp_path / "cache" / "digests.json"
+
+
+def write_manifest(folder, root):
+    """A SHA256SUMS in `root` listing every file of `folder` (paths relative to `root`)."""
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}"
+             for p in sorted(folder.iterdir())]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def flip_bytes(path, count, seed=0):
+    data = numpy.frombuffer(path.read_bytes(), dtype=numpy.uint8).copy()
+    where = numpy.random.default_rng(seed).choice(len(data) - 2000, count, replace=False) + 2000
+    data[where] ^= 0x5A                              # pixels, past the pickle's header
+    path.write_bytes(data.tobytes())
+
+
+def test_the_real_subset_is_verified_by_its_manifest(cifar_subset, fresh_digest_cache):
+    train = CIFAR10(cifar_subset, train=True, download=False)
+    assert train.unverified == []
+    assert str(cifar_subset / "cifar-10-batches-py" / "data_batch_1") in \
+        fresh_digest_cache.read_text()
+
+
+def test_bit_flips_in_a_listed_file_are_refused_naming_it(cifar_subset, tmp_path,
+                                                          fresh_digest_cache):
+    """The issue's case: 10,000 flipped bytes in data_batch_1 of a copy of the subset."""
+    copy = tmp_path / "subset"
+    shutil.copytree(cifar_subset, copy)
+    for path in copy.rglob("*"):
+        path.chmod(0o644 if path.is_file() else 0o755)
+    flip_bytes(copy / "cifar-10-batches-py" / "data_batch_1", 10_000)
+    with pytest.raises(DatasetError) as error:
+        CIFAR10(copy, train=True, download=False)
+    message = str(error.value)
+    assert f"{copy / 'cifar-10-batches-py' / 'data_batch_1'} is damaged" in message
+    assert str(copy / "SHA256SUMS") in message and "Get a good copy" in message
+    assert len(CIFAR10(copy, train=False, download=False)) == 1017     # test_batch is intact
+
+
+def test_a_full_size_file_with_an_official_name_and_another_md5_is_damaged(tmp_path,
+                                                                           fresh_digest_cache):
+    folder = write_fake_cifar(tmp_path / "cifar-10-batches-py", images_per_file=3)
+    rng = numpy.random.default_rng(1)
+    batch = {b"labels": rng.integers(0, 10, 10_000).tolist(),
+             b"data": rng.integers(0, 256, (10_000, 3072), dtype=numpy.uint8)}
+    (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DatasetError, match="official data_batch_3 but its MD5 is") as error:
+        CIFAR10(tmp_path, train=True, download=False)
+    assert integrity.OFFICIAL_MD5["data_batch_3"] in str(error.value)
+    assert "SHA256SUMS" in str(error.value)           # how to vouch for a file of one's own
+
+
+def test_a_users_own_subset_loads_and_says_it_was_not_verified(tmp_path, fresh_digest_cache):
+    write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    train = CIFAR10(tmp_path, train=True, download=False)
+    assert len(train) == 15 and sorted(train.unverified) == sorted(
+        ("batches.meta",) + cifar.TRAIN_FILES)
+
+
+def test_a_users_own_manifest_vouches_for_their_files(tmp_path, fresh_digest_cache):
+    folder = write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    write_manifest(folder, tmp_path)
+    assert CIFAR10(tmp_path, train=False, download=False).unverified == []
+    flip_bytes(folder / "test_batch", 1, seed=3)
+    with pytest.raises(DatasetError, match="test_batch is damaged: its SHA-256 is"):
+        CIFAR10(tmp_path, train=False, download=False)
+
+
+def test_files_are_hashed_once_until_they_change(tmp_path, fresh_digest_cache, monkeypatch):
+    folder = write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    hashed = []
+    real_md5 = hashlib.md5
+    monkeypatch.setattr(integrity.hashlib, "md5", lambda *a: hashed.append(1) or real_md5(*a))
+    CIFAR10(tmp_path, train=False, download=False)
+    assert len(hashed) == 2                                  # batches.meta and test_batch
+    monkeypatch.setattr(integrity, "_remembered", {})         # a new process: the file cache
+    CIFAR10(tmp_path, train=False, download=False)
+    assert len(hashed) == 2
+    stat = (folder / "test_batch").stat()
+    os.utime(folder / "test_batch", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    CIFAR10(tmp_path, train=False, download=False)
+    assert len(hashed) == 3                                  # changed: hashed again
+
+
+def test_the_bundled_sample_is_checked_against_its_sha256sums(tmp_path, monkeypatch,
+                                                              fresh_digest_cache):
+    manifest = (cifar.SAMPLE_PATH.parent / "SHA256SUMS").read_text().split()
+    assert manifest == [hashlib.sha256(cifar.SAMPLE_PATH.read_bytes()).hexdigest(),
+                        cifar.SAMPLE_PATH.name]
+    copy = tmp_path / "sample" / cifar.SAMPLE_PATH.name
+    copy.parent.mkdir()
+    shutil.copy(cifar.SAMPLE_PATH, copy)
+    (copy.parent / "SHA256SUMS").write_text(f"{'0' * 64}  {copy.name}\n")
+    monkeypatch.setattr(cifar, "SAMPLE_PATH", copy)
+    with pytest.raises(DatasetError, match="bundled CIFAR-10 sample .* is damaged"):
+        bundled_sample(train=True)
+
+
+def test_a_failed_download_leaves_no_new_folder(tmp_path, monkeypatch):
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DatasetError, match="could not download"):
+        CIFAR10(tmp_path / "new" / "cifar")
+    assert not (tmp_path / "new" / "cifar").exists()

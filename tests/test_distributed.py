@@ -9,7 +9,6 @@ Two kinds of tests:
 """
 import csv
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from tinyres.gradcheck import gradcheck
 from tinyres.models import cifar_resnet
 from tinyres.optim import SGD
 from tinyres.train.loop import train_step
+
+from cifar_folder import write_tiny_cifar
 
 HERE = Path(__file__).resolve()
 # the mpiexec installed beside this Python (the mpich wheel's), else the one on PATH
@@ -64,27 +65,6 @@ def one_step(model, images, labels, parallel=None):
 
 def parameters(model):
     return {name: p.numpy().copy() for name, p in model.named_parameters()}
-
-
-def write_tiny_cifar(root, train_per_batch=16, test=32):
-    """A CIFAR-10 folder in the official format made of bundled-sample images (80 training
-    images in 5 batch files, 32 test images), so a whole `tinyres train` run takes a second."""
-    folder = Path(root) / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    train, test_set = bundled_sample(True), bundled_sample(False)
-
-    def dump(name, images, labels):
-        batch = {b"data": images.reshape(len(images), -1), b"labels": [int(v) for v in labels]}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)
-
-    for i in range(5):
-        part = slice(i * train_per_batch, (i + 1) * train_per_batch)
-        dump(f"data_batch_{i + 1}", train.images[part], train.labels[part])
-    dump("test_batch", test_set.images[:test], test_set.labels[:test])
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in train.classes]}, f, protocol=2)
-    return str(root)
 
 
 # ===============================================================================================
@@ -325,8 +305,38 @@ def test_two_rank_training_run_and_resume_rules(mpi, tmp_path, capsys):
     assert len(rows) == 1 and rows[0]["iteration"] == "5"
     assert int(tinyres.load(run / "checkpoint.npz")["progress"]["ranks"]) == 2
 
-    assert main(["train", "--resume", "--out", str(run)]) == 2       # one process: refused
-    assert "was made by 2 ranks, this job has 1" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "2"]) == 2   # 1 process
+    err = capsys.readouterr().err
+    assert "was made by 2 MPI ranks (mpiexec -n 2), this job runs on one process" in err
+    assert "resume it on 2 MPI ranks" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_resuming_on_another_number_of_ranks_is_explained_as_such(mpi, tmp_path, capsys):
+    """A one-process run with a batch of 15 resumed on 2 ranks: the message is about the ranks,
+    not advice to change the batch size (which a resume cannot act on)."""
+    from tinyres.cli import main
+    data = write_tiny_cifar(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data", data, "--batch-size", "15", "--epochs", "1", "--out",
+                 str(run), "--quiet"]) == 0
+    done = mpirun("-m", "tinyres", "train", "--resume", "--out", run, "--epochs", "2",
+                  expect_fail=True)
+    assert done.returncode == 2
+    assert done.stderr.count("was made by one process (no mpiexec), this job runs on 2 MPI "
+                             "ranks") == 1, done.stderr
+    assert "does not divide" not in done.stderr
+
+
+@pytest.mark.slow
+def test_a_stopped_rank_is_named_and_the_job_ends(mpi, tmp_path):
+    """Rank 1 stops itself (SIGSTOP) in its second step: rank 0 waits in the gradient all-reduce,
+    the watchdog names rank 1 after --collective-timeout, and the whole job ends."""
+    data = write_tiny_cifar(tmp_path / "data")
+    done = mpirun(HERE, "stop", data, tmp_path / "run", expect_fail=True)
+    assert done.returncode != 0 and done.seconds < MPI_TIMEOUT
+    assert "watchdog: rank 1 did not arrive at allreduce_sum" in done.stderr, done.stderr
+    assert "within 3 s" in done.stderr and "Aborting all 2 ranks" in done.stderr
 
 
 @pytest.mark.slow
@@ -428,22 +438,28 @@ def _worker_resume(data, out):
 
 
 def _worker_fail(mode, data, out):
-    """`tinyres train` where rank 1 raises (mode 'fail') or gets a NaN loss (mode 'nan')."""
+    """`tinyres train` where rank 1 raises (mode 'fail'), gets a NaN loss (mode 'nan'), or stops
+    itself with SIGSTOP at its second step (mode 'stop')."""
+    import signal
     import tinyres.train.loop as loop
     from tinyres.cli import main
-    original = loop.train_step
+    original, steps = loop.train_step, []
 
     def broken_on_rank_1(*args, **kwargs):
+        steps.append(1)
         if get_communicator().rank == 1:
             if mode == "fail":
                 raise RuntimeError("injected failure")
-            original(*args, **kwargs)
-            return float("nan"), 0
+            if mode == "stop" and len(steps) == 2:
+                os.kill(os.getpid(), signal.SIGSTOP)       # hangs before the all-reduce
+            if mode == "nan":
+                original(*args, **kwargs)
+                return float("nan"), 0
         return original(*args, **kwargs)
 
     loop.train_step = broken_on_rank_1
     sys.exit(main(["train", "--data", data, "--batch-size", "16", "--epochs", "1", "--out", out,
-                   "--quiet"]))
+                   "--quiet", "--collective-timeout", "3"]))
 
 
 if __name__ == "__main__":

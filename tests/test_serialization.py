@@ -124,7 +124,43 @@ def test_unsavable_objects_are_refused_before_writing(tmp_path, obj, error, mess
     assert os.listdir(tmp_path) == []
 
 
-def test_load_refuses_pickled_objects(tmp_path):
+def test_load_refuses_pickled_objects_without_numpys_advice(tmp_path):
     numpy.savez(tmp_path / "pickled.npz", x=numpy.array([{}, 1], dtype=object))
-    with pytest.raises(ValueError, match="allow_pickle"):
+    with pytest.raises(serialization.CheckpointError, match="pickled Python objects") as error:
         tinyres.load(tmp_path / "pickled.npz")
+    assert "allow_pickle" not in str(error.value) and "pickled.npz" in str(error.value)
+
+
+def _truncated(path):
+    path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+
+
+def _one_flipped_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF                   # inside the first array's bytes
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_truncated, "truncated or damaged"),
+    (_one_flipped_byte, "truncated or damaged"),
+    (lambda path: path.write_bytes(os.urandom(4096)), "not an .npz archive"),
+    (lambda path: path.write_bytes(b""), "the file is empty"),
+    (lambda path: numpy.save(open(path, "wb"), numpy.zeros(3)), "not an .npz archive"),
+])
+def test_a_damaged_file_is_named_in_one_line(tmp_path, damage, message):
+    path = tmp_path / "checkpoint.npz"
+    tinyres.save({"epoch": 1, "w": numpy.arange(5000.0)}, path)
+    damage(path)
+    with pytest.raises(serialization.CheckpointError) as error:
+        tinyres.load(path)
+    text = str(error.value)
+    assert text.startswith(f"{path} is not a tinyres checkpoint: ") and message in text
+    assert "\n" not in text and "allow_pickle" not in text
+
+
+def test_a_missing_file_or_a_directory_is_named(tmp_path):
+    with pytest.raises(serialization.CheckpointError, match="no such file"):
+        tinyres.load(tmp_path / "absent.npz")
+    with pytest.raises(serialization.CheckpointError, match="is a directory"):
+        tinyres.load(tmp_path)

@@ -6,18 +6,28 @@
     tinyres info                  versions, backend, kernels, GPU pieces
     tinyres assignment            course copies (make A1..A4) and their autograder (grade)
     tinyres bench                 time a training step on every path, against PyTorch
+
+A mistake of the user's (a tinyres.errors.UserError: a bad option, file, data set or run
+directory) is printed as one line on stderr, exit status 2, without a traceback; `--debug` (before
+or after the subcommand) or TINYRES_DEBUG=1 prints the traceback too. Options and environment
+variables are checked before any work starts.
 """
 import argparse
+import dataclasses
 import importlib
 import json
+import math
+import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy
 
 import tinyres
+from tinyres.errors import UserError
 
 
 def _version_of(module_name):
@@ -109,11 +119,76 @@ def cmd_gradcheck(args):
     return 1 if failures else 0
 
 
+# -- option types: argparse turns their ArgumentTypeError into a one-line error, exit 2 ------------
 def positive_int(text):
-    """argparse type: a whole number >= 1 (thread counts, batch sizes)."""
-    if not text.isdigit() or int(text) < 1:
+    """argparse type: a whole number >= 1 (thread counts, batch sizes, epochs)."""
+    if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
     return int(text)
+
+
+def natural_int(text):
+    """argparse type: a whole number >= 0 (seeds, warm-up iterations)."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def number_in(low, high=math.inf, low_open=False, high_open=True):
+    """argparse type: a finite number in [low, high) (or (low, ...) with low_open)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high)
+        if not (math.isfinite(value) and inside):
+            bounds = (f"{'>' if low_open else '>='} {low:g}" if high == math.inf else
+                      f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+            raise argparse.ArgumentTypeError(f"expected a finite number {bounds}, got {text!r}")
+        return value
+    return parse
+
+
+def available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                     # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def thread_count(text):
+    """argparse type: threads, 1 to the cores this process may use."""
+    count, cores = positive_int(text), available_cores()
+    if count > cores:
+        raise argparse.ArgumentTypeError(f"{count} threads, but this process may use "
+                                         f"{cores} core{'s' if cores > 1 else ''}; use at most "
+                                         f"{cores}")
+    return count
+
+
+def check_environment():
+    """The TINYRES_* variables, checked before any work starts (a typo in one would otherwise
+    surface at the first convolution of a long run)."""
+    from tinyres import dispatch
+    choices = {"TINYRES_KERNELS": dispatch.KERNEL_CHOICES,
+               "TINYRES_BACKEND": tinyres.backend.BACKENDS, "TINYRES_DEBUG": ("0", "1")}
+    for name, allowed in choices.items():
+        value = os.environ.get(name, "")
+        if value and value not in allowed:
+            raise UserError(f"environment variable {name}={value!r}: expected one of "
+                            f"{', '.join(allowed)} (or unset it)")
+    checks = {"TINYRES_NUM_THREADS": thread_count,
+              "TINYRES_COLLECTIVE_TIMEOUT": number_in(0, low_open=True)}
+    for name, parse in checks.items():
+        value = os.environ.get(name, "")
+        if value:
+            try:
+                parse(value)
+            except argparse.ArgumentTypeError as err:
+                raise UserError(f"environment variable {name}={value!r}: {err} (or unset "
+                                f"it)") from None
 
 
 def _set_engine(args):
@@ -125,11 +200,37 @@ def _set_engine(args):
         dispatch.set_kernels(args.kernels)
     if getattr(args, "threads", None) is not None:
         tinyres.set_num_threads(args.threads)
-        return
-    try:
+    else:                                   # (check_environment has vetted TINYRES_NUM_THREADS)
         tinyres.get_num_threads()           # applies TINYRES_NUM_THREADS now, before any op
-    except ValueError as err:
-        raise SystemExit(f"tinyres: {err}; set it to a whole number >= 1, or unset it")
+
+
+def check_data_option(data, download=False):
+    """--data before any work: 'sample', or a folder holding CIFAR-10 (or to download it into
+    with --download). Nothing is created here."""
+    from tinyres.data.cifar import FOLDER_NAME, META_FILE
+    if data in (None, "sample") or download:
+        return
+    folder = Path(data).expanduser()
+    if not folder.is_dir():
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+    elif not any(folder.iterdir()):
+        problem = "is an empty folder"
+    elif not ((folder / FOLDER_NAME).is_dir() or (folder / META_FILE).is_file()):
+        problem = f"holds no CIFAR-10 ({FOLDER_NAME}/ is not there)"
+    else:
+        return
+    raise UserError(f"--data {data} {problem}: the full CIFAR-10 data set is missing. Download "
+                    f"it there (170 MB) by adding --download, point --data at the folder that "
+                    f"holds {FOLDER_NAME}/, or train offline on the small bundled sample with "
+                    f"--data sample")
+
+
+# The `tinyres train` options that are settings of the run (its TrainConfig field), compared with
+# the checkpoint's on --resume: a run continues with the settings it was started with.
+RUN_SETTINGS = {"model": "model", "batch_size": "batch_size", "lr": "lr", "momentum": "momentum",
+                "weight_decay": "weight_decay", "warmup": "warmup_iterations",
+                "normalize": "normalize", "data": "data", "limit_train": "limit_train",
+                "seed": "seed", "sync_bn": "sync_bn"}
 
 
 def cmd_train(args):
@@ -137,48 +238,63 @@ def cmd_train(args):
     from tinyres.distributed import DistributedError, abort_job, get_communicator
     from tinyres.train import TrainingDiverged
 
-    try:
-        comm = get_communicator()           # one process: SingleProcess, and no mpi4py
-    except DistributedError as err:         # started by mpiexec, but no mpi4py
-        print(f"tinyres train: {err}", file=sys.stderr)
-        return 2
+    comm = get_communicator()           # one process: SingleProcess, and no mpi4py
+    if args.collective_timeout is not None:
+        comm.timeout = args.collective_timeout
     try:
         return _train(args, comm)
     except KeyboardInterrupt:
         return 130
     except (TrainingDiverged, DistributedError) as err:   # raised on every rank alike
         if comm.rank == 0:
-            print(f"tinyres train: {err}", file=sys.stderr)
+            report_error(args, err)
         return 1 if isinstance(err, TrainingDiverged) else 2
     except Exception as err:
         if comm.size > 1:                   # maybe this rank alone failed: end the whole job,
-            abort_job(comm, err)            # or the others would wait for it forever
+            if isinstance(err, UserError):  # or the others would wait for it forever
+                report_error(args, err, f"rank {comm.rank}: ")
+                comm.abort(2)
+            abort_job(comm, err)
         raise
 
 
 def _train(args, comm):
     from tinyres.models import list_models
     from tinyres.train import TrainConfig, Trainer
+    from tinyres.train.run_directory import RunDirectoryError, prepare_run_directory
 
-    _set_engine(args)
-    out = args.out or f"runs/{args.model}"
+    given = {field: getattr(args, option) for option, field in RUN_SETTINGS.items()
+             if getattr(args, option) is not None}
+    model = given.get("model", TrainConfig.model)
+    if model not in list_models():
+        raise UserError(f"--model: unknown model {model!r}; choose one of: "
+                        f"{', '.join(list_models())}")
+    check_data_option(args.data, args.download)
+    out = args.out or f"runs/{model}"
     if args.resume:
-        trainer = Trainer.resume(out, show_progress=not args.quiet)
+        stop = _check_resume(out, given, args.epochs, comm)
+        if stop:
+            return 0
+    problem = None
+    if comm.rank == 0:                      # rank 0 writes the run directory; all ranks agree
+        try:
+            prepare_run_directory(out, resume=args.resume, overwrite=args.overwrite)
+        except RunDirectoryError as err:
+            problem = str(err)
+    problem = comm.allgather(problem)[0]
+    if problem:
+        raise RunDirectoryError(problem)
+    _set_engine(args)
+    if args.resume:
+        trainer = Trainer.resume(out, show_progress=not args.quiet, epochs=args.epochs)
         if comm.rank == 0:
             print(f"resuming {out} at epoch {trainer.epochs_done}, iteration "
                   f"{trainer.iteration} (settings from its checkpoint)")
     else:
-        if args.model not in list_models():
-            if comm.rank == 0:
-                print(f"tinyres train: unknown model {args.model!r}; choose one of: "
-                      f"{', '.join(list_models())}", file=sys.stderr)
-            return 2
-        config = TrainConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                             lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                             warmup_iterations=args.warmup, normalize=args.normalize,
-                             data=args.data, limit_train=args.limit_train, seed=args.seed,
-                             out=out, sync_bn=args.sync_bn)
-        trainer = Trainer(config, show_progress=not args.quiet)
+        defaults = {field.name: field.default for field in dataclasses.fields(TrainConfig)}
+        settings = {**defaults, **given, "out": out, "download": args.download}
+        settings["epochs"] = args.epochs if args.epochs is not None else defaults["epochs"]
+        trainer = Trainer(TrainConfig(**settings), show_progress=not args.quiet)
     row = trainer.fit()
     if row is not None and comm.rank == 0:
         print(f"done: test accuracy {row['test_accuracy']:.4f} after {int(row['epoch'])} epochs; "
@@ -186,17 +302,63 @@ def _train(args, comm):
     return 0
 
 
+def _check_resume(out, given, epochs, comm):
+    """--resume before any work: the settings given must be the run's own (each difference is
+    listed); True when the run is finished and --epochs asks for no more (nothing to do)."""
+    from tinyres.train.checkpoint import CHECKPOINT, checkpoint_file
+    from tinyres.train.trainer import read_run_config
+
+    path = checkpoint_file(out, option="--resume: --out")
+    config, progress = read_run_config(path)
+    differences = []
+    for option, field in RUN_SETTINGS.items():
+        if field in given and not _same_setting(field, given[field], getattr(config, field)):
+            flag = "--" + option.replace("_", "-")
+            differences.append(f"{flag} {_shown(getattr(config, field))} "
+                               f"(not {_shown(given[field])})")
+    if differences:
+        raise UserError(f"--resume: {out} was started with {', '.join(differences)}; a run "
+                        f"continues with its own settings: leave these options out, or start a "
+                        f"new run in another --out")
+    done = int(progress["epochs_done"])
+    if done >= config.epochs and (epochs is None or epochs == config.epochs):
+        if comm.rank == 0:
+            print(f"{out} has finished its {config.epochs} epochs: nothing to train. To train it "
+                  f"longer, resume with --epochs N, N > {config.epochs} (the learning-rate "
+                  f"schedule is then re-planned for N epochs); {Path(out) / CHECKPOINT} is as "
+                  f"it was")
+        return True
+    return False
+
+
+def _same_setting(field, given, stored):
+    if field == "data" and given not in (None, "sample") and stored not in (None, "sample"):
+        return Path(given).expanduser().resolve() == Path(stored).expanduser().resolve()
+    return given == stored
+
+
+def _shown(value):
+    """A setting as the message shows it: a flag is on or off, None is the default."""
+    if value is None:
+        return "(the default)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
 def cmd_eval(args):
     from tinyres.data import DataLoader
-    from tinyres.train import Trainer, evaluate, load_cifar
+    from tinyres.train import Trainer, evaluate
+    from tinyres.train.checkpoint import checkpoint_file
 
+    check_data_option(args.data)
+    path = checkpoint_file(args.checkpoint)               # the file named is the file used
     _set_engine(args)
-    trainer = Trainer.resume(Path(args.checkpoint).parent if Path(args.checkpoint).is_file()
-                             else args.checkpoint, show_progress=False, log=lambda *a: None)
-    test_set = load_cifar(args.data if args.data else trainer.config.data, train=False)
+    trainer = Trainer.for_evaluation(path, data=args.data)
+    test_set = trainer.test_set
     loader = DataLoader(test_set, 500, transform=trainer.test_loader.transform)
     result = evaluate(trainer.model, loader, trainer.device, num_classes=len(test_set.classes))
-    print(f"{trainer.config.model} from {args.checkpoint} on {test_set.source}")
+    print(f"{trainer.config.model} from {path} on {test_set.source}")
     print(f"test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}")
     print(format_confusion(result["confusion"], test_set.classes))
     return 0
@@ -279,8 +441,9 @@ def cmd_bench(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="tinyres", description=__doc__.split("\n")[0])
+    parser = OneLineErrorParser(prog="tinyres", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tinyres {tinyres.__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -291,30 +454,46 @@ def build_parser():
                     "augmentation. Without --data it uses the full CIFAR-10 from the cache "
                     "($TINYRES_DATA or ~/.cache/tinyres) if present, else the small real sample "
                     "bundled with tinyres (offline).")
-    train.add_argument("--model", default="resnet20", help="model name (default resnet20)")
-    train.add_argument("--epochs", type=int, default=2)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float,
+    # The settings of a run default to None here (TrainConfig's defaults apply), so that
+    # --resume can tell which were given and refuse those that differ from the run's own.
+    train.add_argument("--model", help="model name (default resnet20)")
+    train.add_argument("--epochs", type=positive_int,
+                       help="epochs to train (default 2); with --resume, a number other than the "
+                            "run's re-plans its schedule for that many")
+    train.add_argument("--batch-size", type=positive_int, help="default 128")
+    train.add_argument("--lr", type=number_in(0, low_open=True),
                        help="initial learning rate (default: the model's recipe, 0.1 for the "
                             "ResNets as in the paper, 0.02 for VGG)")
-    train.add_argument("--momentum", type=float, default=0.9)
-    train.add_argument("--weight-decay", type=float, default=1e-4)
-    train.add_argument("--warmup", type=int, default=0, metavar="ITERATIONS",
+    train.add_argument("--momentum", type=number_in(0, 1), help="default 0.9")
+    train.add_argument("--weight-decay", type=number_in(0), help="default 1e-4")
+    train.add_argument("--warmup", type=natural_int, metavar="ITERATIONS",
                        help="iterations at lr 0.01 first (the paper's ResNet-110 warm-up)")
-    train.add_argument("--normalize", choices=["channel", "pixel"], default="channel",
-                       help="per-channel mean/std, or the paper's per-pixel mean subtraction")
-    train.add_argument("--data", help="a CIFAR-10 folder (downloaded there if absent), or "
-                                      "'sample' for the bundled sample")
-    train.add_argument("--limit-train", type=int, metavar="N",
+    train.add_argument("--normalize", choices=["channel", "pixel"],
+                       help="per-channel mean/std (default), or the paper's per-pixel mean "
+                            "subtraction")
+    train.add_argument("--data", help="a folder holding CIFAR-10's cifar-10-batches-py/, or "
+                                      "'sample' for the bundled sample (default: the cache, "
+                                      "else the sample)")
+    train.add_argument("--download", action="store_true",
+                       help="download CIFAR-10 into --data DIR if it is not there")
+    train.add_argument("--limit-train", type=positive_int, metavar="N",
                        help="train on the first N images only (quick runs)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", help="run directory (default runs/MODEL)")
+    train.add_argument("--seed", type=natural_int, help="default 0")
+    train.add_argument("--out", help="run directory (default runs/MODEL); must be new or empty "
+                                     "unless --resume or --overwrite")
     train.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its checkpoint")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the run in --out (its checkpoint, metrics and curves)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--sync-bn", action="store_true",
+    train.add_argument("--sync-bn", action="store_true", default=None,
                        help="under mpiexec: batch norm with the statistics of the whole batch "
                             "over all ranks (default: each rank's own slice)")
+    train.add_argument("--collective-timeout", type=number_in(0, low_open=True),
+                       metavar="SECONDS",
+                       help="under mpiexec: end the job, naming the rank that did not arrive, "
+                            "when a collective waits longer than this (default "
+                            "$TINYRES_COLLECTIVE_TIMEOUT, else 600)")
     train.set_defaults(run=cmd_train)
 
     evaluate = commands.add_parser("eval", help="test accuracy and confusion table of a run")
@@ -326,7 +505,7 @@ def build_parser():
     for command in (train, evaluate):
         command.add_argument("--backend", choices=tinyres.backend.BACKENDS)
         command.add_argument("--kernels", choices=["fast", "reference"])
-        command.add_argument("--threads", type=positive_int, metavar="N",
+        command.add_argument("--threads", type=thread_count, metavar="N",
                              help="threads for BLAS and the fast kernels; the readable path "
                                   "runs on one (default: every core this process may use)")
 
@@ -370,15 +549,42 @@ def build_parser():
                                              "path (reference, fast, GPU) against PyTorch")
     add_bench_arguments(race)
     race.set_defaults(run=cmd_bench)
+    for command in commands.choices.values():     # `tinyres train ... --debug` works too
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help=DEBUG_HELP)
     return parser
+
+
+DEBUG_HELP = "on an error, print the Python traceback too (or set TINYRES_DEBUG=1)"
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with its usage errors as one line (the usage is one --help away)."""
+
+    def error(self, message):
+        print(f"{self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def report_error(args, error, prefix=""):
+    """A user's mistake as one line on stderr (with the traceback before it under --debug)."""
+    if debugging(args):
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"tinyres {getattr(args, 'command', '')}: {prefix}{message}", file=sys.stderr)
+
+
+def debugging(args):
+    return bool(getattr(args, "debug", False)) or os.environ.get("TINYRES_DEBUG") == "1"
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        check_environment()
         return args.run(args)
-    except tinyres.backend.BackendError as err:
-        print(f"tinyres: {err}", file=sys.stderr)
+    except (UserError, tinyres.backend.BackendError) as err:
+        report_error(args, err)
         return 2
 
 

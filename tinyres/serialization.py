@@ -17,6 +17,10 @@ exactly what ``numpy.savez`` would write, and ``numpy.load`` gives the state dic
 Writing is *atomic*: the archive goes to a temporary file in the same directory, is flushed to
 disk, and only then renamed over `path` (``os.replace``, which is atomic). A crash or an error
 mid-save leaves the previous file at `path` untouched, never a truncated one.
+
+Reading refuses what is not such an archive with a CheckpointError naming the file and what is
+wrong with it: missing, empty, truncated or damaged (a zip's CRC catches flipped bits), not an .npz
+at all, or holding pickled Python objects (which could run code, so they are never loaded).
 """
 import json
 import os
@@ -26,10 +30,17 @@ import zipfile
 import numpy
 
 from tinyres import backend
+from tinyres.errors import UserError
 from tinyres.tensor import Tensor
 
 TREE_KEY = "__tinyres_tree__"     # the reserved key holding the JSON description
 SEPARATOR = "/"
+ZIP_MAGIC = b"PK\x03\x04"        # the first bytes of every zip archive, hence of every .npz
+
+
+class CheckpointError(UserError, ValueError):
+    """A file that ``load`` cannot read as a tinyres checkpoint or state dict (the message names
+    the file and says why)."""
 
 
 # -- flattening a nested object into (arrays, JSON tree) ------------------------------------------
@@ -132,10 +143,43 @@ def save(obj, path):
 
 def load(path):
     """Read what ``save`` wrote (or any .npz without pickled objects): the same nested object,
-    with host numpy arrays in place of the arrays and Tensors that were saved."""
-    with numpy.load(os.fspath(path), allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
+    with host numpy arrays in place of the arrays and Tensors that were saved.
+
+    A file that is not such an archive raises CheckpointError (see the module docstring)."""
+    path = os.fspath(path)
+    try:
+        archive = numpy.load(path, allow_pickle=False)
+        if not isinstance(archive, numpy.lib.npyio.NpzFile):
+            raise CheckpointError(f"{path} is not a tinyres checkpoint: it holds a single .npy "
+                                  f"array, not an .npz archive as tinyres.save writes")
+        with archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file") from None
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
+        raise CheckpointError(f"{path} is not a tinyres checkpoint: {_what_is_wrong(path, err)}"
+                              ) from None
     if TREE_KEY not in arrays:
         return arrays
     tree = json.loads(str(arrays.pop(TREE_KEY)))
     return _unflatten(tree, arrays)
+
+
+def _what_is_wrong(path, error):
+    """Why numpy could not read `path`, in words (never NumPy's advice to allow pickle)."""
+    with open(path, "rb") as f:
+        start = f.read(len(ZIP_MAGIC))
+    if not start:
+        return "the file is empty (was its save interrupted by a full disk?)"
+    if start != ZIP_MAGIC:
+        return ("it is not an .npz archive (its first bytes are not a zip's); was it written by "
+                "tinyres.save?")
+    if "pickle" in str(error):
+        return ("it holds pickled Python objects, which tinyres never loads because unpickling "
+                "can run code; save plain arrays with tinyres.save")
+    return (f"the archive is truncated or damaged ({error}); use an intact copy, or the "
+            f"checkpoint of an earlier run")

@@ -15,11 +15,13 @@ It is written with numpy.savez_compressed (about 5 MB) under the keys
     test_images  uint8 (512, 3, 32, 32)    test_labels  int64 (512,)    test_sha256  str
     classes      str (10,)
 where ``*_sha256`` is tinyres.data.cifar.content_sha256(images, labels): the loader recomputes it
-and refuses a sample whose content changed. The output is the same bytes on every run.
+and refuses a sample whose content changed. The file's own SHA-256 goes to SHA256SUMS beside it
+(in `sha256sum` format), which the loader checks too. The output is the same bytes on every run.
 
     python tools/make_cifar_sample.py [--subset ../shared/data/cifar10-subset] [--out PATH]
 """
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -28,6 +30,7 @@ import numpy
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))          # run from a checkout, installed or not
 from tinyres.data.cifar import CIFAR10, SAMPLE_PATH, content_sha256  # noqa: E402
+from tinyres.data.integrity import MANIFEST  # noqa: E402
 
 TRAIN_IMAGES = 1280
 TEST_IMAGES = 512
@@ -48,6 +51,9 @@ def build_sample(subset_root, out_path):
     arrays["classes"] = numpy.array(data.classes)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     numpy.savez_compressed(out_path, **arrays)
+    # the loader checks the file against the SHA256SUMS beside it (tinyres/data/integrity.py)
+    digest = hashlib.sha256(out_path.read_bytes()).hexdigest()
+    (out_path.parent / MANIFEST).write_text(f"{digest}  {out_path.name}\n")
     print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.2f} MB): "
           f"{TRAIN_IMAGES} train and {TEST_IMAGES} test images from {subset_root}")
 

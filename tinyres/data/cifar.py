@@ -26,6 +26,12 @@ Where the data comes from, in order:
   3. ``sample=True``: a small real sample shipped inside tinyres (1,280 training and 512 test
      images), verified by a SHA-256 of its content. Enough to run every example offline.
 
+Integrity: every file is checked before it is used (integrity.py): against a SHA256SUMS manifest
+in its folder or the folder's parent where one lists it, else against the official per-file MD5s.
+A mismatch is an error naming the file and how to get a good copy; a full-size batch file (10,000
+images) with an official name but another MD5 is a damaged official file; files that match
+nothing known (a user's own subset) load, and ``unverified`` names them (the trainer says so).
+
 Safety: pickle can run code while loading, so batch files are read with an unpickler that only
 builds NumPy arrays; anything else in a file is refused.
 """
@@ -44,6 +50,9 @@ from pathlib import Path, PurePosixPath
 import numpy
 from tqdm import tqdm
 
+from tinyres.data import integrity
+from tinyres.errors import UserError
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER_NAME = "cifar-10-batches-py"
@@ -52,6 +61,7 @@ TEST_FILES = ("test_batch",)
 META_FILE = "batches.meta"
 NUM_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)
+OFFICIAL_IMAGES_PER_FILE = 10_000
 SAMPLE_PATH = Path(__file__).parent / "sample" / "cifar10_sample.npz"
 
 try:                                   # the function that rebuilds a pickled ndarray
@@ -60,7 +70,7 @@ except ImportError:                    # NumPy 1.x
     from numpy.core.multiarray import _reconstruct as _rebuild_array
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """The data set could not be found, downloaded, verified or read."""
 
 
@@ -80,10 +90,11 @@ class CIFAR10:
     """The CIFAR-10 training or test set, held in memory.
 
     Attributes:
-        images   uint8 (N, 3, 32, 32)
-        labels   int64 (N,), values 0..9
-        classes  the 10 class names, in label order ('airplane', 'automobile', ...)
-        source   where the images came from, for logs and reports
+        images      uint8 (N, 3, 32, 32)
+        labels      int64 (N,), values 0..9
+        classes     the 10 class names, in label order ('airplane', 'automobile', ...)
+        source      where the images came from, for logs and reports
+        unverified  the files no checksum could vouch for (a user's own subset), else []
     """
 
     def __init__(self, root=None, train=True, download=True, sample=False):
@@ -95,12 +106,24 @@ class CIFAR10:
                                  f"(the bundled sample), not both; got root={str(root)!r}")
             self.images, self.labels, self.classes = _load_sample(SAMPLE_PATH, split)
             self.source = f"bundled sample ({len(self.labels)} {split} images, {SAMPLE_PATH})"
+            self.unverified = []
             return
         root = Path(root).expanduser() if root is not None else default_data_root()
         folder = _find_folder(root, download)
         files = TRAIN_FILES if train else TEST_FILES
+        checks = {name: _checked(folder / name) for name in (META_FILE,) + files}
         self.classes = _read_class_names(folder / META_FILE)
         images, labels = zip(*(_read_batch(folder / name) for name in files))
+        for name, batch in zip(files, images):
+            if checks[name][0] == "official-mismatch" and len(batch) == OFFICIAL_IMAGES_PER_FILE:
+                raise DatasetError(
+                    f"{folder / name} is damaged: it has the name and size of CIFAR-10's "
+                    f"official {name} but its MD5 is {checks[name][1]}, not the official "
+                    f"{integrity.OFFICIAL_MD5[name]}. {_how_to_get_a_good_copy(folder)} (If you "
+                    f"made this file yourself, list its SHA-256 in a {integrity.MANIFEST} file "
+                    f"beside it, in `sha256sum` format.)")
+        self.unverified = [name for name, (kind, _) in checks.items()
+                           if kind not in ("manifest", "official")]
         self.images = numpy.concatenate(images)     # uint8 (N, 3, 32, 32)
         self.labels = numpy.concatenate(labels)     # int64 (N,)
         self.source = f"{folder} ({len(self.labels)} {split} images)"
@@ -110,6 +133,22 @@ class CIFAR10:
 
     def __repr__(self):
         return f"CIFAR10({self.source})"
+
+
+def _checked(path):
+    """integrity.verify for a CIFAR-10 file, a mismatch as a DatasetError."""
+    try:
+        return integrity.verify(path, default_data_root())
+    except integrity.ChecksumMismatch as err:
+        raise DatasetError(f"{err}. {_how_to_get_a_good_copy(Path(path).parent)}") from None
+    except OSError as err:
+        raise DatasetError(f"cannot read CIFAR-10 file {path}: {err}") from None
+
+
+def _how_to_get_a_good_copy(folder):
+    return (f"Get a good copy: copy the folder again from where it came from, or delete {folder} "
+            f"and download the official CIFAR-10 again (`--data DIR --download`, whose archive's "
+            f"MD5 is checked)")
 
 
 def bundled_sample(train=True):
@@ -148,6 +187,7 @@ def download_cifar10(root):
     The archive is deleted once unpacked.
     """
     root = Path(root)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     archive = root / "cifar-10-python.tar.gz"
     partial = root / "cifar-10-python.tar.gz.part"
@@ -164,6 +204,8 @@ def download_cifar10(root):
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         # offline, DNS failure, timeout, connection cut, disk full...
         partial.unlink(missing_ok=True)
+        if created and not any(root.iterdir()):
+            root.rmdir()                    # leave no empty folder behind for a failed download
         raise DatasetError(f"could not download CIFAR-10 from {CIFAR10_URL} into {root}: "
                            f"{err}. {_how_to_fix()}") from err
     if md5.hexdigest() != CIFAR10_MD5:
@@ -291,7 +333,13 @@ def content_sha256(images, labels):
 
 
 def _load_sample(path, split):
-    """The bundled sample's ``split`` ('train' or 'test'), after checking its content checksum."""
+    """The bundled sample's ``split`` ('train' or 'test'), after checking the file against the
+    SHA256SUMS beside it (which tools/make_cifar_sample.py writes) and its content checksum."""
+    try:
+        integrity.verify(path, default_data_root())
+    except integrity.ChecksumMismatch as err:
+        raise DatasetError(f"the bundled CIFAR-10 sample {err}; reinstall tinyres or rebuild it "
+                           f"with tools/make_cifar_sample.py") from None
     try:
         with numpy.load(path, allow_pickle=False) as npz:
             images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]

@@ -7,12 +7,22 @@ The recipe of He et al. (2015), section 4.2, for CIFAR-10, scaled to the epochs 
     per-channel normalisation (or the paper's per-pixel mean subtraction); He init.
 
 A run directory holds:
-    checkpoint.npz   model + optimizer + schedule + loader position + progress, after every epoch
-                     (and on Ctrl-C), written atomically: a crash never leaves half a file
+    checkpoint.npz   model + optimizer + schedule + loader position + progress (with the partial
+                     sums of an interrupted epoch), after every epoch and on Ctrl-C, written
+                     atomically (a crash never leaves half a file) and only when every weight and
+                     buffer is finite (see checkpoint.py)
     metrics.csv      one row per epoch
     curves.png       train/test error against iterations (the paper's Fig. 6 in small)
 Resuming from checkpoint.npz continues with exactly the batches, learning rates and momentum the
-uninterrupted run would have used, so on the CPU it reproduces its numbers.
+uninterrupted run would have used, so on the CPU it reproduces its numbers, metrics.csv included.
+Resuming with more epochs than planned extends the run: the schedule is re-planned for the new
+total (its milestones move to 50 % and 75 % of it), which the log and metrics.csv state.
+
+Watching for divergence: a NaN or infinite loss stops the run at once; a loss that stays far
+above its starting value (EXPLODING_FACTOR x, EXPLODING_STEPS steps in a row) is flagged with the
+step and a suggestion; a state with a NaN or inf weight or buffer (batch norm's running variance
+can overflow while the loss is still finite) stops the run at the end of the epoch, before
+anything is written.
 
 Under `mpiexec -n N` the same Trainer runs on every rank, data-parallel (tinyres.distributed):
 each rank trains on its slice of every batch, the gradients are averaged, rank 0 alone prints and
@@ -22,9 +32,12 @@ import contextlib
 import dataclasses
 import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 import tinyres
 from tinyres import backend
@@ -32,15 +45,20 @@ from tinyres.kernels.memory import keep_freed_memory
 from tinyres.data import (CIFAR10, DataLoader, DatasetError, PerPixelMeanSubtraction,
                           RandomCrop, RandomHorizontalFlip, Compose, Normalize, bundled_sample)
 from tinyres.data.cifar import content_sha256
-from tinyres.distributed import (DataParallel, DistributedError, ShardedLoader,
+from tinyres.distributed import (DataParallel, DistributedError, ShardedLoader, SingleProcess,
                                  check_ranks_agree, convert_sync_batchnorm, get_communicator,
                                  shard_dataset)
+from tinyres.errors import UserError
+from tinyres.serialization import CheckpointError
 from tinyres.models import TRAINING_LR, get_model
 from tinyres.optim import SGD, paper_schedule
-from tinyres.train.loop import TrainingDiverged, evaluate, train_epoch
+from tinyres.train.checkpoint import (CHECKPOINT, count_tensors, first_few, load_model_state,
+                                      non_finite_tensors, read_run_checkpoint)
+from tinyres.train.loop import (TrainingDiverged, epoch_statistics, epoch_sums, evaluate,
+                                train_epoch)
 from tinyres.train.metrics import append_metrics, plot_curves, truncate_metrics
 
-CHECKPOINT = "checkpoint.npz"
+EXPLODING_FACTOR, EXPLODING_STEPS = 10, 5     # flag a loss 10x its first value, 5 steps running
 
 
 @dataclasses.dataclass
@@ -58,22 +76,37 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/resnet20"
     sync_bn: bool = False               # under MPI: batch norm statistics over all ranks
+    download: bool = False              # fetch CIFAR-10 into `data` if it is not there
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self))
 
 
-def load_cifar(data, train):
-    """The CIFAR-10 split to use: `data` if given ('sample' for the bundled sample); otherwise the
-    full set from the cache when it is there, else the bundled sample (works offline)."""
+def load_cifar(data, train, download=False):
+    """The CIFAR-10 split to use: `data` if given ('sample' for the bundled sample; a folder is
+    downloaded into only with `download`); otherwise the full set from the cache when it is
+    there, else the bundled sample (works offline)."""
     if data == "sample":
         return bundled_sample(train)
     if data is not None:
-        return CIFAR10(data, train=train, download=True)
+        return CIFAR10(data, train=train, download=download)
     try:
         return CIFAR10(None, train=train, download=False)
     except DatasetError:
         return bundled_sample(train)
+
+
+def read_run_config(path, state=None):
+    """(TrainConfig, progress dict) of the run checkpoint at `path` (read and checked, see
+    checkpoint.py, unless its `state` is given)."""
+    state = read_run_checkpoint(path) if state is None else state
+    settings = json.loads(str(state["config"]))
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise CheckpointError(f"{path} was written by another version of tinyres (settings "
+                              f"{', '.join(unknown)} are unknown to this one); use that version")
+    return TrainConfig(**settings), state["progress"]
 
 
 def _transforms(config, train_set):
@@ -97,12 +130,23 @@ class Trainer:
         self.out = Path(config.out)
         self.device = backend.default_device()
 
-        train_set, self.test_set = load_cifar(config.data, True), load_cifar(config.data, False)
-        if config.limit_train:
+        train_set = load_cifar(config.data, True, config.download)
+        self.test_set = load_cifar(config.data, False, config.download)
+        unverified = sorted(set(getattr(train_set, "unverified", []))
+                            | set(getattr(self.test_set, "unverified", [])))
+        if unverified:
+            self.log(f"note: {', '.join(unverified)} in {config.data} could not be verified (no "
+                     f"SHA256SUMS lists them and they are not the official CIFAR-10 files); "
+                     f"they are used as they are")
+        if config.limit_train is not None:
+            if config.limit_train > len(train_set.labels):
+                raise UserError(f"--limit-train {config.limit_train}: the training set "
+                                f"({train_set.source}) has only {len(train_set.labels)} images")
             train_set = _first(train_set, config.limit_train)
         if len(train_set.labels) < config.batch_size:
-            raise ValueError(f"the training set has {len(train_set.labels)} images, fewer than "
-                             f"one batch of {config.batch_size}")
+            raise UserError(f"--batch-size {config.batch_size}: the training set has "
+                            f"{len(train_set.labels)} images, fewer than one batch; use a "
+                            f"--batch-size of at most {len(train_set.labels)}")
         self.train_set = train_set
         train_transform, test_transform = _transforms(config, train_set)
         if self.comm.size == 1:
@@ -136,7 +180,9 @@ class Trainer:
         self.scheduler = paper_schedule(self.optimizer, self.total_iterations,
                                         warmup_iterations=config.warmup_iterations)
         self.epochs_done, self.iteration, self.last_finite_loss = 0, 0, None
-        self.checkpoint_ranks = self.comm.size       # resume() sets the N that made the checkpoint
+        self.sums = epoch_sums()            # of the epoch in progress (restored on a resume)
+        self.first_loss, self.high_steps, self.flagged = None, 0, False
+        self.saved_at = None                # (epochs done, iteration) of the checkpoint on disk
         self._stop_requested = False
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -146,36 +192,107 @@ class Trainer:
                 "loader": self.train_loader.state_dict(), "rng": tinyres.nn.init.get_rng_state(),
                 "progress": {"epochs_done": self.epochs_done, "iteration": self.iteration,
                              "last_finite_loss": self.last_finite_loss,
+                             "first_loss": self.first_loss, "epoch_sums": dict(self.sums),
                              "ranks": self.comm.size}}
 
     def save_checkpoint(self):
+        """Write checkpoint.npz (rank 0), after checking that the state is finite."""
+        self.check_state_is_finite()
         if self.is_root:                    # every rank holds the same state: rank 0 writes it
             self.out.mkdir(parents=True, exist_ok=True)
             tinyres.save(self.state_dict(), self.out / CHECKPOINT)
+        self.saved_at = (self.epochs_done, self.iteration, self.last_finite_loss)
         self.comm.barrier()                 # (under MPI the others wait until it is written)
 
+    def check_state_is_finite(self):
+        """TrainingDiverged, naming the tensors, if a weight, buffer or momentum is NaN or inf."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        bad = non_finite_tensors(state)
+        if bad:
+            raise TrainingDiverged(
+                f"at step {self.iteration} (epoch {self.epochs_done + 1}) {len(bad)} of "
+                f"{count_tensors(state)} tensors of the model and optimizer hold NaN or inf "
+                f"({first_few(bad)}), though the loss was still finite "
+                f"({self.last_finite_loss}); this state was not saved. Try a lower --lr (it is "
+                f"{self.config.lr}); {self.last_good_checkpoint()}")
+
+    def last_good_checkpoint(self):
+        """Which checkpoint on disk a diverged run leaves, in words."""
+        if self.saved_at is None:
+            return "no checkpoint of this run was written (it diverged before its first save)"
+        epochs, iteration, loss = self.saved_at
+        where = (f"end of epoch {epochs}" if epochs * len(self.train_loader) == iteration
+                 else f"step {iteration}, in epoch {epochs + 1}")
+        if self.first_loss is not None and loss is not None and \
+                loss > EXPLODING_FACTOR * self.first_loss:
+            return (f"the last checkpoint, {self.out / CHECKPOINT} ({where}), is kept and finite, "
+                    f"but its loss had already exploded ({loss:.4g}, first {self.first_loss:.4g}): "
+                    f"resuming it would likely diverge again; start again with a lower --lr")
+        return f"the last good checkpoint, {self.out / CHECKPOINT} ({where}), is kept"
+
     @classmethod
-    def resume(cls, out, show_progress=True, log=print, comm=None):
-        """A Trainer restored from `out`/checkpoint.npz, ready to continue (under MPI, every rank
-        reads the checkpoint, so `out` must be visible to all; with the N that made it)."""
-        path = Path(out) / CHECKPOINT
+    def resume(cls, out, show_progress=True, log=print, comm=None, epochs=None, checkpoint=None):
+        """A Trainer restored from a checkpoint, ready to continue: `checkpoint` (a file) if
+        given, else `out`/checkpoint.npz. Under MPI every rank reads it (so it must be visible to
+        all), and the job must have the number of ranks that made it.
+
+        `epochs` other than the run's own re-plans the schedule for that many epochs (more than
+        are done): extending a finished run, or shortening an unfinished one."""
+        path = Path(checkpoint) if checkpoint is not None else Path(out) / CHECKPOINT
         if not path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-        state = tinyres.load(path)
-        config = TrainConfig(**json.loads(str(state["config"])))
+            raise UserError(f"--resume: no checkpoint at {path}; start the run without --resume")
+        state = read_run_checkpoint(path)
+        config, progress = read_run_config(path, state)
         config.out = str(out)
+        epochs_done = int(progress["epochs_done"])
+        comm = get_communicator() if comm is None else comm
+        _check_same_ranks(int(progress.get("ranks", 1)), comm.size, path)
+        planned = config.epochs
+        if epochs is not None and epochs != planned:
+            if epochs <= epochs_done:
+                raise UserError(f"--resume --epochs {epochs}: {out} has already trained "
+                                f"{epochs_done} epochs; ask for more than {epochs_done} to "
+                                f"train on, or leave --epochs out")
+            config.epochs = epochs
         trainer = cls(config, show_progress, log, comm)
-        trainer.model.load_state_dict(state["model"])
+        load_model_state(trainer.model, state["model"], path, config.model)
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scheduler.load_state_dict(state["scheduler"])
         trainer.train_loader.load_state_dict(state["loader"])
         tinyres.nn.init.set_rng_state(state["rng"])
-        progress = state["progress"]
-        trainer.epochs_done, trainer.iteration = int(progress["epochs_done"]), int(
-            progress["iteration"])
+        trainer.epochs_done, trainer.iteration = epochs_done, int(progress["iteration"])
         trainer.last_finite_loss = progress["last_finite_loss"]
-        trainer.checkpoint_ranks = int(progress.get("ranks", 1))
+        trainer.first_loss = progress.get("first_loss")
+        trainer.sums.update(progress.get("epoch_sums") or {})
+        trainer.saved_at = (trainer.epochs_done, trainer.iteration, trainer.last_finite_loss)
+        if config.epochs != planned:
+            trainer.log(trainer.describe_replanning(planned))
         return trainer
+
+    @classmethod
+    def for_evaluation(cls, checkpoint, data=None):
+        """A one-process Trainer holding the model of the checkpoint file `checkpoint`, with its
+        test set (from `data` if given, else the run's own)."""
+        state = read_run_checkpoint(checkpoint)
+        config, _ = read_run_config(checkpoint, state)
+        config.data = data if data is not None else config.data
+        config.sync_bn = False                              # evaluation needs no MPI
+        trainer = cls(config, show_progress=False, log=lambda *args: None,
+                      comm=SingleProcess())
+        load_model_state(trainer.model, state["model"], checkpoint, config.model)
+        return trainer
+
+    def describe_replanning(self, planned):
+        """The log line of a run whose number of epochs changed on --resume."""
+        schedule = getattr(self.scheduler, "schedule", self.scheduler)      # under a warm-up
+        first, second = schedule.milestones
+        lr = self.config.lr
+        return (f"{'extending' if self.config.epochs > planned else 'shortening'} the run from "
+                f"{planned} to {self.config.epochs} epochs: the learning-rate schedule is "
+                f"re-planned for {self.total_iterations} iterations (lr {lr:g} until iteration "
+                f"{first}, {lr / 10:g} until {second}, then {lr / 100:g}); we are at iteration "
+                f"{self.iteration}, so the lr is now {self.scheduler.get_last_lr()[0]:g}. "
+                f"metrics.csv states the plan of each epoch (planned_epochs)")
 
     # -- the run --------------------------------------------------------------------------------
     def fit(self):
@@ -185,7 +302,7 @@ class Trainer:
         loss raises TrainingDiverged and leaves the last good (end-of-epoch) checkpoint as it was.
         """
         config, row = self.config, None
-        self._check_ranks()
+        self._check_sync_bn()
         keep_freed_memory()        # the allocator keeps freed blocks: no page faults per step
                                    # (process-wide, so here, where training starts)
         if self.is_root:
@@ -203,25 +320,23 @@ class Trainer:
                 row = self._one_epoch()
         return row
 
-    def _check_ranks(self):
+    def _check_sync_bn(self):
         """Refuse what data-parallel training cannot do as asked (on every rank alike)."""
-        if self.checkpoint_ranks != self.comm.size:
-            n = self.checkpoint_ranks
-            raise DistributedError(f"--resume: the checkpoint in {self.out} was made by {n} "
-                                   f"rank{'s' if n > 1 else ''}, this job has {self.comm.size}; "
-                                   f"resume with the same number (each rank's slice of every "
-                                   f"batch depends on it)")
         if self.config.sync_bn and not self.comm.uses_mpi:
             raise DistributedError("--sync-bn synchronises batch norm across MPI ranks, but this "
                                    "process was not started by mpiexec: run `mpiexec -n N "
                                    "tinyres train --sync-bn ...`, or leave out --sync-bn")
 
     def _one_epoch(self):
+        if self.train_loader.epoch > self.epochs_done:     # stopped after the epoch's last step:
+            return self._end_of_epoch(epoch_statistics(self.sums, self.iteration))  # finish it
         try:
             stats = train_epoch(self.model, self.train_loader, self.optimizer, self.scheduler,
                                 self.device, self.epochs_done, self.iteration,
                                 self.last_finite_loss, self.show_progress, on_step=self._track,
-                                parallel=self.parallel)
+                                parallel=self.parallel, sums=self.sums)
+        except TrainingDiverged as err:
+            raise TrainingDiverged(f"{err}; {self.last_good_checkpoint()}") from None
         except KeyboardInterrupt:
             if self.parallel is not None:   # every rank stopped here: save the ranks' mean stats
                 self.parallel.average_buffers()
@@ -229,10 +344,15 @@ class Trainer:
             self.log(f"interrupted at iteration {self.iteration}: checkpoint saved in "
                      f"{self.out / CHECKPOINT}; continue with --resume")
             raise
+        return self._end_of_epoch(stats)
+
+    def _end_of_epoch(self, stats):
+        """Test, write the epoch's row and curves, save the checkpoint."""
         config = self.config
         start = time.perf_counter()
         if self.parallel is not None:       # one model everywhere: average BN running statistics
             self.parallel.average_buffers()
+        self.check_state_is_finite()        # before a row or a checkpoint records this epoch
         test = evaluate(self.model, self.test_loader, self.device,
                         num_classes=len(self.test_set.classes))
         if self.parallel is not None:       # each rank tested its part: sum to the whole set
@@ -243,7 +363,9 @@ class Trainer:
                "train_error": stats["train_error"], "test_loss": test["test_loss"],
                "test_error": 1 - test["test_accuracy"], "test_accuracy": test["test_accuracy"],
                "epoch_seconds": stats["seconds"] + time.perf_counter() - start,
-               "images_per_second": stats["images"] / max(stats["seconds"], 1e-9)}
+               "images_per_second": stats["images"] / max(stats["seconds"], 1e-9),
+               "planned_epochs": config.epochs}
+        self.sums = epoch_sums()            # the next epoch starts its own sums
         if self.is_root:
             append_metrics(self.out / "metrics.csv", row)
             plot_curves(self.out / "metrics.csv", self.out / "curves.png",
@@ -257,11 +379,26 @@ class Trainer:
 
     def _track(self, iteration, loss):
         self.iteration, self.last_finite_loss = iteration, loss
+        self._watch_for_explosion(iteration, loss)
         stop = self._stop_requested
         if self.parallel is not None:       # all ranks stop at the same step, or none does
             stop = self.parallel.any_rank(stop)
         if stop:
             raise KeyboardInterrupt
+
+    def _watch_for_explosion(self, iteration, loss):
+        """Flag, once, a loss that stays far above the run's first loss: it is diverging even
+        while it is still finite."""
+        if self.first_loss is None:
+            self.first_loss = loss
+        self.high_steps = self.high_steps + 1 if loss > EXPLODING_FACTOR * self.first_loss else 0
+        if self.high_steps == EXPLODING_STEPS and not self.flagged and self.is_root:
+            self.flagged = True
+            tqdm.write(f"warning: the loss is exploding: {loss:.4g} at step {iteration}, above "
+                     f"{EXPLODING_FACTOR}x its first value ({self.first_loss:.4g}) for "
+                     f"{EXPLODING_STEPS} steps in a row; the learning rate ({self.config.lr:g}) "
+                     f"is likely too high: stop with Ctrl-C and try a lower --lr",
+                     file=sys.stderr)
 
     @contextlib.contextmanager
     def _ctrl_c_between_steps(self):
@@ -277,6 +414,20 @@ class Trainer:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def _check_same_ranks(checkpoint_ranks, ranks, path):
+    """A run continues on the number of MPI ranks it was started with (each rank's share of every
+    batch, and its augmentation, depend on it): explain a different number before anything
+    else is checked."""
+    if checkpoint_ranks != ranks:
+        def job(n):
+            return "one process (no mpiexec)" if n == 1 else f"{n} MPI ranks (mpiexec -n {n})"
+        raise DistributedError(
+            f"--resume: {path} was made by {job(checkpoint_ranks)}, this job runs on "
+            f"{job(ranks)}; resume it on {job(checkpoint_ranks)}: each rank's share of every "
+            f"batch depends on the number of ranks, so another number would not continue the "
+            f"same run")
 
 
 def _first(dataset, count):

@@ -1,0 +1,15 @@
+"""Floor 1: the one base class of the mistakes a user can fix.
+
+A ``UserError`` is raised for what the person at the keyboard got wrong or must act on: an option
+out of range, a file that is not what it claims to be, a data set that is missing or damaged, a
+run directory that holds someone's finished run. Its message is one line that names the file,
+option or layer, says what was expected and what was found, and what to do.
+
+The ``tinyres`` command prints a UserError as that one line on stderr and exits with status 2,
+without a traceback (``tinyres --debug ...`` or ``TINYRES_DEBUG=1`` shows it). Everything else is
+a bug in tinyres, and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A mistake the user can fix, explained in one line (see the module docstring)."""
