@@ -6,6 +6,7 @@
     tinyres info                  versions, backend, kernels, GPU pieces
     tinyres assignment            course copies (make A1..A4) and their autograder (grade)
     tinyres bench                 time a training step on every path, against PyTorch
+    tinyres lab                   the paper's findings reproduced: degradation, responses, ...
 """
 import argparse
 import importlib
@@ -212,6 +213,25 @@ def cmd_bench(args):
     return bench.run(args)
 
 
+def cmd_lab(args):
+    """tinyres lab NAME: one of the paper's findings, reproduced (tinyres.labs)."""
+    from tinyres.labs import get_lab
+    from tinyres.labs.runs import LabError
+
+    _set_engine(args)
+    out = Path(args.out or f"runs/lab-{args.name}" + ("-smoke" if args.smoke else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return get_lab(args.name).run(args, out)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every run saved a checkpoint in {out}; the same command "
+              f"continues where it stopped", file=sys.stderr)
+        return 130
+    except LabError as err:
+        print(f"tinyres lab {args.name}: {err}", file=sys.stderr)
+        return 2
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tinyres", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tinyres {tinyres.__version__}")
@@ -289,6 +309,30 @@ def build_parser():
     grade.add_argument("--timeout", type=float, default=600, help="seconds (default 600)")
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)
+
+    from tinyres.labs import LABS
+    lab = commands.add_parser(
+        "lab", help="the paper's findings reproduced: " + ", ".join(LABS),
+        description="Reproduce one of the paper's findings. Results go to runs/lab-NAME/: "
+                    "every curve as CSV, the figure as PNG, report.txt with the numbers. The "
+                    "training labs resume where they stopped (Ctrl-C checkpoints every run).",
+        epilog="labs: " + "; ".join(f"{name}: {text}" for name, text in LABS.items()))
+    lab.add_argument("name", choices=list(LABS), metavar="NAME", help=", ".join(LABS))
+    lab.add_argument("--smoke", action="store_true",
+                     help="a tiny version in seconds (for CI): checks the lab runs, shows nothing")
+    lab.add_argument("--data", help="as for train: a CIFAR-10 folder, or 'sample' (default: "
+                                    "the cache if it holds CIFAR-10, else the bundled sample)")
+    lab.add_argument("--out", help="output directory (default runs/lab-NAME)")
+    lab.add_argument("--epochs", type=positive_int, help="override the lab's epochs per run")
+    lab.add_argument("--seeds", type=positive_int, metavar="N",
+                     help="override the lab's number of seeds (0..N-1)")
+    lab.add_argument("--jobs", type=positive_int, default=2,
+                     help="training runs side by side, one process each (default 2)")
+    lab.add_argument("--threads", type=positive_int, metavar="N", default=1,
+                     help="threads per training run (default 1: with --jobs 2, one core each)")
+    lab.add_argument("--quiet", action="store_true", help="no progress bar")
+    lab.add_argument("--kernels", choices=["fast", "reference"])
+    lab.set_defaults(run=cmd_lab)
 
     from tinyres.bench import add_arguments as add_bench_arguments
     race = commands.add_parser("bench", help="time training steps and eval forwards on every "

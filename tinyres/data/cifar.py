@@ -84,6 +84,8 @@ class CIFAR10:
         labels   int64 (N,), values 0..9
         classes  the 10 class names, in label order ('airplane', 'automobile', ...)
         source   where the images came from, for logs and reports
+        name     a short name for figure titles ("CIFAR-10", "the bundled CIFAR-10 sample", or
+                 "CIFAR-10 images from FOLDER" for a partial copy such as the project's subset)
     """
 
     def __init__(self, root=None, train=True, download=True, sample=False):
@@ -95,6 +97,7 @@ class CIFAR10:
                                  f"(the bundled sample), not both; got root={str(root)!r}")
             self.images, self.labels, self.classes = _load_sample(SAMPLE_PATH, split)
             self.source = f"bundled sample ({len(self.labels)} {split} images, {SAMPLE_PATH})"
+            self.name = "the bundled CIFAR-10 sample"
             return
         root = Path(root).expanduser() if root is not None else default_data_root()
         folder = _find_folder(root, download)
@@ -104,6 +107,8 @@ class CIFAR10:
         self.images = numpy.concatenate(images)     # uint8 (N, 3, 32, 32)
         self.labels = numpy.concatenate(labels)     # int64 (N,)
         self.source = f"{folder} ({len(self.labels)} {split} images)"
+        complete = len(self.labels) == (50000 if train else 10000)
+        self.name = "CIFAR-10" if complete else f"CIFAR-10 images from {folder.parent.name}"
 
     def __len__(self):
         return len(self.labels)

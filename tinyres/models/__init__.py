@@ -60,8 +60,9 @@ def get_model(name, **kwargs):
 # cifar_resnet and imagenet_resnet makes those attribute names refer to the functions; the
 # modules stay importable with `from tinyres.models.cifar_resnet import ...`.)
 from tinyres.models.cifar_resnet import (CifarResNet, cifar_plain, cifar_resnet,  # noqa: E402
-                                         plain20, plain32, plain44, plain56, plain110, resnet20,
-                                         resnet32, resnet44, resnet56, resnet110, resnet1202)
+                                         plain8, plain14, plain20, plain32, plain44, plain56,
+                                         plain110, resnet8, resnet14, resnet20, resnet32,
+                                         resnet44, resnet56, resnet110, resnet1202)
 from tinyres.models.imagenet_resnet import (ImageNetResNet, imagenet_resnet,  # noqa: E402
                                             plain18, plain34, resnet18, resnet34, resnet50,
                                             resnet101, resnet152)

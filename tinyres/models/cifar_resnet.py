@@ -89,7 +89,18 @@ def cifar_plain(depth, num_classes=10, input_size=32):
     return CifarResNet(depth, num_classes, "none", input_size)
 
 
-# The paper's networks by name (Table 6 gives their parameter counts, option A).
+# The paper's networks by name (Table 6 gives their parameter counts, option A), and two
+# shallower ones (n = 1, 2) that the labs train on a small machine.
+def resnet8(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-8 (n = 1): 0.08M parameters (not in the paper; the labs' shallowest net)."""
+    return CifarResNet(8, num_classes, shortcut, input_size)
+
+
+def resnet14(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-14 (n = 2): 0.17M parameters (not in the paper)."""
+    return CifarResNet(14, num_classes, shortcut, input_size)
+
+
 def resnet20(num_classes=10, shortcut="A", input_size=32):
     """ResNet-20 (n = 3): 0.27M parameters."""
     return CifarResNet(20, num_classes, shortcut, input_size)
@@ -120,6 +131,16 @@ def resnet1202(num_classes=10, shortcut="A", input_size=32):
     return CifarResNet(1202, num_classes, shortcut, input_size)
 
 
+def plain8(num_classes=10, input_size=32):
+    """Plain-8: ResNet-8 without shortcuts."""
+    return CifarResNet(8, num_classes, "none", input_size)
+
+
+def plain14(num_classes=10, input_size=32):
+    """Plain-14: ResNet-14 without shortcuts."""
+    return CifarResNet(14, num_classes, "none", input_size)
+
+
 def plain20(num_classes=10, input_size=32):
     """Plain-20: ResNet-20 without shortcuts."""
     return CifarResNet(20, num_classes, "none", input_size)
@@ -146,5 +167,6 @@ def plain110(num_classes=10, input_size=32):
 
 
 # name -> constructor, for the registry in tinyres/models/__init__.py
-MODELS = {f.__name__: f for f in (resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202,
-                                  plain20, plain32, plain44, plain56, plain110)}
+MODELS = {f.__name__: f for f in (resnet8, resnet14, resnet20, resnet32, resnet44, resnet56,
+                                  resnet110, resnet1202, plain8, plain14, plain20, plain32,
+                                  plain44, plain56, plain110)}

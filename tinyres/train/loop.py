@@ -46,8 +46,9 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
     """Train over the loader's remaining batches of this epoch.
 
     Returns a dict of the epoch's statistics. Raises TrainingDiverged naming the step and the last
-    finite loss as soon as a loss is NaN or infinite. `on_step(iteration, loss)` is called after
-    each complete step (the trainer uses it to stop cleanly on Ctrl-C, between two steps).
+    finite loss as soon as a loss is NaN or infinite. `on_step(step)` is called after each
+    complete step with {"iteration", "lr" (the lr the step used), "train_loss", "train_error"} of
+    that batch (the trainer records them, and uses the call to stop cleanly on Ctrl-C).
     With `parallel` (data-parallel on MPI) the loader gives this rank's slice of each batch, and
     the loss and accuracy reported are those of the whole global batch, on every rank.
     """
@@ -72,6 +73,7 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
                 f"finite loss was {last_finite_loss}. Try a lower --lr; the last good checkpoint "
                 f"is kept")
         last_finite_loss = loss
+        lr = scheduler.get_last_lr()[0]
         scheduler.step()
         total_loss += loss * batch_size
         correct += batch_correct
@@ -80,7 +82,8 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
                         img_s=f"{seen / elapsed:.0f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
         if on_step is not None:
-            on_step(iteration, loss)
+            on_step({"iteration": iteration, "lr": lr, "train_loss": loss,
+                     "train_error": 1 - batch_correct / batch_size})
     elapsed = time.perf_counter() - start
     return {"iteration": iteration, "train_loss": total_loss / max(seen, 1),
             "train_error": 1 - correct / max(seen, 1), "images": seen, "seconds": elapsed,

@@ -10,7 +10,9 @@ A run directory holds:
     checkpoint.npz   model + optimizer + schedule + loader position + progress, after every epoch
                      (and on Ctrl-C), written atomically: a crash never leaves half a file
     metrics.csv      one row per epoch
-    curves.png       train/test error against iterations (the paper's Fig. 6 in small)
+    iterations.csv   one row per training step (its batch's loss and error, its lr)
+    curves.png       training error at every iteration, test error at every epoch, lr changes
+                     marked (the paper's Fig. 6 in small; curves.py)
 Resuming from checkpoint.npz continues with exactly the batches, learning rates and momentum the
 uninterrupted run would have used, so on the CPU it reproduces its numbers.
 
@@ -37,7 +39,9 @@ from tinyres.distributed import (DataParallel, DistributedError, ShardedLoader,
 from tinyres.models import TRAINING_LR, get_model
 from tinyres.optim import SGD, paper_schedule
 from tinyres.train.loop import TrainingDiverged, evaluate, train_epoch
-from tinyres.train.metrics import append_metrics, plot_curves, truncate_metrics
+from tinyres.train.curves import plot_run
+from tinyres.train.metrics import (append_iterations, append_metrics, truncate_iterations,
+                                    truncate_metrics)
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -136,6 +140,7 @@ class Trainer:
                                         warmup_iterations=config.warmup_iterations)
         self.epochs_done, self.iteration, self.last_finite_loss = 0, 0, None
         self.checkpoint_ranks = self.comm.size       # resume() sets the N that made the checkpoint
+        self.unsaved_steps = []                      # iterations.csv rows since the checkpoint
         self._stop_requested = False
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -150,6 +155,8 @@ class Trainer:
     def save_checkpoint(self):
         if self.is_root:                    # every rank holds the same state: rank 0 writes it
             self.out.mkdir(parents=True, exist_ok=True)
+            append_iterations(self.out / "iterations.csv", self.unsaved_steps)
+            self.unsaved_steps = []
             tinyres.save(self.state_dict(), self.out / CHECKPOINT)
         self.comm.barrier()                 # (under MPI the others wait until it is written)
 
@@ -188,6 +195,7 @@ class Trainer:
         if self.is_root:
             self.out.mkdir(parents=True, exist_ok=True)
             truncate_metrics(self.out / "metrics.csv", self.epochs_done)   # rows after checkpoint
+            truncate_iterations(self.out / "iterations.csv", self.iteration)
         ranks = "" if self.comm.size == 1 else (
             f"; {self.comm.size} MPI ranks x {config.batch_size // self.comm.size} images per "
             f"batch, batch norm {'synchronised' if config.sync_bn else 'per rank'}")
@@ -243,17 +251,19 @@ class Trainer:
                "images_per_second": stats["images"] / max(stats["seconds"], 1e-9)}
         if self.is_root:
             append_metrics(self.out / "metrics.csv", row)
-            plot_curves(self.out / "metrics.csv", self.out / "curves.png",
-                        f"{config.model} on CIFAR-10")
         self.save_checkpoint()
+        if self.is_root:
+            plot_run(self.out, self.out / "curves.png",
+                     f"{config.model}: {data_description(self.train_set, self.test_set)}")
         self.log(f"epoch {self.epochs_done}/{config.epochs}: train loss {row['train_loss']:.3f}, "
                  f"train error {row['train_error']:.3f}, test accuracy "
                  f"{row['test_accuracy']:.3f}, {row['images_per_second']:.0f} images/s, "
                  f"{row['epoch_seconds']:.1f} s")
         return row
 
-    def _track(self, iteration, loss):
-        self.iteration, self.last_finite_loss = iteration, loss
+    def _track(self, step):
+        self.iteration, self.last_finite_loss = step["iteration"], step["train_loss"]
+        self.unsaved_steps.append(step)
         stop = self._stop_requested
         if self.parallel is not None:       # all ranks stop at the same step, or none does
             stop = self.parallel.any_rank(stop)
@@ -274,6 +284,11 @@ class Trainer:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+
+
+def data_description(train_set, test_set):
+    """What a run trained and tested on, short enough for a figure's title."""
+    return f"{train_set.name}, {len(train_set.labels):,} train / {len(test_set.labels):,} test images"
 
 
 def _first(dataset, count):
