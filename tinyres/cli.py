@@ -224,8 +224,8 @@ def cmd_lab(args):
     try:
         return get_lab(args.name).run(args, out)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every run saved a checkpoint in {out}; the same command "
-              f"continues where it stopped", file=sys.stderr)
+        print(f"\ninterrupted: the runs under {out} that had begun training saved a "
+              f"checkpoint; the same command continues where they stopped", file=sys.stderr)
         return 130
     except LabError as err:
         print(f"tinyres lab {args.name}: {err}", file=sys.stderr)

@@ -45,19 +45,23 @@ class RunSpec:
         return f"{self.model}-seed{self.seed}"
 
     def config(self, out):
+        from tinyres.models import TRAINING_LR
         from tinyres.train import TrainConfig
         return TrainConfig(model=self.model, epochs=self.epochs, batch_size=self.batch_size,
+                           lr=TRAINING_LR[self.model],
                            warmup_iterations=self.warmup, data=self.data,
                            limit_train=self.limit_train, seed=self.seed, out=str(out))
 
 
-def train_runs(specs, root, jobs=1, threads=None, show_progress=True):
+def train_runs(specs, root, jobs=1, threads=None, show_progress=True, reuse=None):
     """Train every spec (resuming unfinished runs) in root/spec.name, at most `jobs` at a time,
-    each in its own process; returns {spec: run directory} once all have finished."""
+    each in its own process; returns {spec: run directory} once all have finished. A run that
+    another lab already made in the directory `reuse`/spec.name is taken from there."""
     root = Path(root)
-    directories = {spec: root / spec.name for spec in specs}
+    directories = {spec: (Path(reuse) / spec.name
+                          if reuse and (Path(reuse) / spec.name / "checkpoint.npz").is_file()
+                          else root / spec.name) for spec in specs}
     context = multiprocessing.get_context("spawn")      # a fresh interpreter: no forked threads
-    errors = context.Queue()
     waiting, running = list(specs), {}
     bar = tqdm(total=sum(spec.epochs for spec in specs), desc=f"{len(specs)} runs",
                unit="epoch", disable=not show_progress, dynamic_ncols=True)
@@ -66,13 +70,13 @@ def train_runs(specs, root, jobs=1, threads=None, show_progress=True):
             while waiting and len(running) < jobs:
                 spec = waiting.pop(0)
                 process = context.Process(target=_worker, name=spec.name,
-                                          args=(spec, directories[spec], threads, errors))
+                                          args=(spec, directories[spec], threads))
                 process.start()
                 running[process] = spec
             for process in [p for p in running if not p.is_alive()]:
                 spec = running.pop(process)
                 if process.exitcode != 0:
-                    raise LabError(_failure(spec, process.exitcode, errors, directories[spec]))
+                    raise LabError(_failure(spec, process.exitcode, directories[spec]))
             bar.update(_epochs_done(directories.values()) - bar.n)
             time.sleep(0.5)
     finally:
@@ -90,29 +94,32 @@ def _stop(running):
         process.join()
 
 
-def _failure(spec, exitcode, errors, directory):
-    messages = []
-    while not errors.empty():
-        messages.append(errors.get())
-    detail = next((m for name, m in messages if name == spec.name), None)
-    return detail or (f"run {spec.name} stopped with exit code {exitcode}; its log: "
-                      f"{directory / 'train.log'}")
+def _failure(spec, exitcode, directory):
+    """What the lab says when a run failed: a LabError's message (the last line of the run's
+    train.log), else where to read the traceback."""
+    log = directory / "train.log"
+    if exitcode == LAB_ERROR_EXIT:
+        return log.read_text().splitlines()[-1]
+    return f"run {spec.name} failed (exit code {exitcode}); the traceback is in {log}"
 
 
-def _worker(spec, out, threads, errors):
-    """A run in its own process: a LabError's message goes back to the lab; other errors'
-    tracebacks go to the run's train.log (and the exit code says it failed)."""
-    try:
-        train_one(spec, out, threads)
-    except KeyboardInterrupt:
-        raise SystemExit(130)
-    except LabError as err:
-        errors.put((spec.name, str(err)))
-        raise SystemExit(2)
-    except Exception:
-        with (Path(out) / "train.log").open("a") as log_file:
+LAB_ERROR_EXIT = 3
+
+
+def _worker(spec, out, threads):
+    """A run in its own process; what went wrong goes to the end of the run's train.log."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with (Path(out) / "train.log").open("a") as log_file:
+        try:
+            train_one(spec, out, threads)
+        except KeyboardInterrupt:
+            raise SystemExit(130)
+        except LabError as err:
+            print(err, file=log_file)
+            raise SystemExit(LAB_ERROR_EXIT)
+        except Exception:
             traceback.print_exc(file=log_file)
-        raise SystemExit(1)
+            raise SystemExit(1)
 
 
 def _epochs_done(directories):
