@@ -135,9 +135,19 @@ def _data_name(config):
     return data_description(train_set, test_set)
 
 
+def epoch_train_error(run, index):
+    """The mean training error over the augmented batches of epoch `index` (0-based, or -1),
+    from iterations.csv: an epoch that was interrupted and resumed half-way counts whole."""
+    per_epoch = len(run["steps"]) // len(run["epochs"])
+    index %= len(run["epochs"])
+    steps = run["steps"][index * per_epoch:(index + 1) * per_epoch]
+    return float(numpy.mean([s["train_error"] for s in steps]))
+
+
 def final(results, model, seed, key="train_error"):
-    """The last epoch's value (training error: the mean over that epoch's augmented batches)."""
-    return results[(model, seed)]["epochs"][-1][key]
+    """The last epoch's training error (mean over its batches) or test error."""
+    run = results[(model, seed)]
+    return epoch_train_error(run, -1) if key == "train_error" else run["epochs"][-1][key]
 
 
 def report(results, design):
@@ -161,8 +171,7 @@ def report(results, design):
     lines.append("")
     plain_deep = [final(results, f"plain{deep}", s) for s in design.seeds]
     plain_shallow = [final(results, f"plain{shallow}", s) for s in design.seeds]
-    first_epoch = [results[(f"plain{deep}", s)]["epochs"][0]["train_error"]
-                   for s in design.seeds]
+    first_epoch = [epoch_train_error(results[(f"plain{deep}", s)], 0) for s in design.seeds]
     res_deep = [final(results, f"resnet{deep}", s) for s in design.seeds]
     res_shallow = [final(results, f"resnet{shallow}", s) for s in design.seeds]
     n = len(design.seeds)
