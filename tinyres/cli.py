@@ -241,12 +241,16 @@ def build_parser():
         "train", help="train a model on CIFAR-10 with the paper's recipe",
         description="Train on CIFAR-10 with the recipe of He et al. (2015) section 4.2, scaled "
                     "to the epochs asked: SGD momentum 0.9, weight decay 1e-4, batch 128, lr "
-                    "0.1 divided by 10 at 50%% and 75%% of the iterations, pad-crop-flip "
+                    "0.1 divided by 10 at 50 % and 75 % of the iterations, pad-crop-flip "
                     "augmentation. Without --data it uses the full CIFAR-10 from the cache "
-                    "($TINYRES_DATA or ~/.cache/tinyres) if present, else the small real sample "
-                    "bundled with tinyres (offline).")
+                    "($TINYRES_DATA or ~/.cache/tinyres) if present, else the real sample "
+                    "bundled with tinyres (5,482 training and 1,017 test images; offline). The "
+                    "run directory gets metrics.csv (per epoch), iterations.csv (per step) and "
+                    "curves.png (training error per iteration, test error per epoch, lr drops "
+                    "marked: the paper's Fig. 6 for one net).")
     train.add_argument("--model", default="resnet20", help="model name (default resnet20)")
-    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--epochs", type=int, default=3,
+                       help="epochs (default 3: about a minute on the bundled sample)")
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float,
                        help="initial learning rate (default: the model's recipe, 0.1 for the "
