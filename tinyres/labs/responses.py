@@ -38,15 +38,18 @@ def run(options, out):
     images = next(iter(DataLoader(test_set, min(IMAGES, len(test_set.labels)),
                                   transform=Normalize())))[0]
     stds = {}                    # (model, seed) -> [std of each 3x3 layer's response, in order]
+    branch_ends = None           # which of those layers end a block's branch F (its last BN)
     for spec, directory in trained.items():
         model = get_model(spec.model)
         model.load_state_dict(load(directory / "checkpoint.npz")["model"])
         responses = block_outputs(model, images, kinds=(BatchNorm2d,), training=False)
         stds[(spec.model, spec.seed)] = [float(r.std(axis=(0, 2, 3)).mean())
                                          for r in responses.values()]
+        if spec.model == f"resnet{design.depths[-1]}":
+            branch_ends = [path.endswith(".bn2") for path in responses]
     write_csv(stds, out / "responses.csv")
     plot(stds, design, out / "responses.png", len(images))
-    text = report(stds, design, len(images))
+    text = report(stds, design, len(images), branch_ends)
     (out / "report.txt").write_text(text)
     print(text)
     print(f"figure {out / 'responses.png'}, every layer's std in {out / 'responses.csv'}")
@@ -89,15 +92,15 @@ def plot(stds, design, path, image_count):
         ax.set_ylabel("std of the response")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0].set_title(f"Layer responses (the paper's Fig. 7): after BN, before ReLU/addition; "
-                      f"{image_count} test images, mean of {seeds} seed{'s' if seeds > 1 else ''}",
-                      fontsize=9)
+    fig.suptitle(f"Layer responses (the paper's Fig. 7): std after BN, before ReLU/addition\n"
+                 f"{image_count} test images, mean of {seeds} seed{'s' if seeds > 1 else ''}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def report(stds, design, image_count):
+def report(stds, design, image_count, branch_ends):
     shallow, deep = design.depths[0], design.depths[-1]
     lines = [f"Layer responses of the degradation lab's nets ({image_count} test images, batch "
              f"norm in evaluation mode; a layer's std: per channel, averaged over channels).",
@@ -120,10 +123,22 @@ def report(stds, design, image_count):
         lines.append(f"depth {depth}: the ResNet's response is smaller than the plain net's at "
                      f"the same layer in {smaller} of {total} layers (all seeds); mean std "
                      f"ratio ResNet / plain {ratio:.2f}.")
+    ends = numpy.array(branch_ends)
+    residual_ends = numpy.mean([numpy.array(stds[(f"resnet{deep}", s)])[ends] for s in design.seeds])
+    plain_ends = numpy.mean([numpy.array(stds[(f"plain{deep}", s)])[ends] for s in design.seeds])
+    residual_rest = numpy.mean([numpy.array(stds[(f"resnet{deep}", s)])[~ends]
+                                for s in design.seeds])
+    lines.append(f"depth {deep}, the {int(ends.sum())} layers that end a block's branch (its "
+                 f"second BN: F(x), before the addition): mean std {residual_ends:.3f} in the "
+                 f"ResNet against {plain_ends:.3f} at the same layers of the plain net, and "
+                 f"{residual_rest:.3f} at the ResNet's other layers.")
     deep_mean = [numpy.mean(stds[(f"resnet{deep}", s)]) for s in design.seeds]
     shallow_mean = [numpy.mean(stds[(f"resnet{shallow}", s)]) for s in design.seeds]
     deeper_smaller = sum(d < s for d, s in zip(deep_mean, shallow_mean))
     lines.append(f"ResNet-{deep}'s mean response std below ResNet-{shallow}'s in {deeper_smaller} "
                  f"of {len(design.seeds)} seeds ({numpy.mean(deep_mean):.3f} against "
-                 f"{numpy.mean(shallow_mean):.3f}).")
+                 f"{numpy.mean(shallow_mean):.3f}): the paper's second observation (the deeper "
+                 f"ResNet, the smaller its responses) "
+                 + ("holds here." if deeper_smaller == len(design.seeds) else
+                    "does NOT hold in every seed here."))
     return "\n".join(lines) + "\n"
