@@ -127,12 +127,11 @@ def plot(results, design, path):
 
 
 def _data_name(config):
+    """What the runs trained and tested on, for the figure's title and the report."""
     from tinyres.train import load_cifar
-    from tinyres.train.trainer import data_description, _first
     train_set, test_set = load_cifar(config["data"], True), load_cifar(config["data"], False)
-    if config["limit_train"]:
-        train_set = _first(train_set, config["limit_train"])
-    return data_description(train_set, test_set)
+    trained_on = min(len(train_set.labels), config["limit_train"] or len(train_set.labels))
+    return (f"{train_set.name}, {trained_on:,} train / {len(test_set.labels):,} test images")
 
 
 def epoch_train_error(run, index):

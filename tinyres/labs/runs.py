@@ -94,28 +94,33 @@ def _stop(running):
         process.join()
 
 
+LAB_ERROR_EXIT = 3          # a run's exit code for a mistake the lab explains in one line
+
+
 def _failure(spec, exitcode, directory):
-    """What the lab says when a run failed: a LabError's message (the last line of the run's
-    train.log), else where to read the traceback."""
+    """What the lab says when a run failed: the one-line message its train.log ends with, or
+    where to read the traceback."""
     log = directory / "train.log"
     if exitcode == LAB_ERROR_EXIT:
         return log.read_text().splitlines()[-1]
     return f"run {spec.name} failed (exit code {exitcode}); the traceback is in {log}"
 
 
-LAB_ERROR_EXIT = 3
-
-
 def _worker(spec, out, threads):
-    """A run in its own process; what went wrong goes to the end of the run's train.log."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with (Path(out) / "train.log").open("a") as log_file:
+    """One run in its own process: train it, resume it, or find it finished. Its log, and what
+    went wrong if anything did, go to out/train.log."""
+    from tinyres.data import DatasetError
+    from tinyres.train import TrainingDiverged
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "train.log").open("a") as log_file:
         try:
-            train_one(spec, out, threads)
+            _train(spec, out, threads, lambda message: print(message, file=log_file, flush=True))
         except KeyboardInterrupt:
             raise SystemExit(130)
-        except LabError as err:
-            print(err, file=log_file)
+        except (LabError, DatasetError, TrainingDiverged) as err:
+            print(f"{spec.name}: {err}", file=log_file)
             raise SystemExit(LAB_ERROR_EXIT)
         except Exception:
             traceback.print_exc(file=log_file)
@@ -126,26 +131,19 @@ def _epochs_done(directories):
     return sum(len(read_metrics(d / "metrics.csv")) for d in directories)
 
 
-def train_one(spec, out, threads=None):
-    """Train (or resume, or skip if finished) one run in `out`; its log goes to out/train.log."""
+def _train(spec, out, threads, log):
     import tinyres
     from tinyres.train import Trainer
 
     if threads:
         tinyres.set_num_threads(threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     wanted = spec.config(out)
-    with (out / "train.log").open("a") as log_file:
-        def log(message):
-            print(message, file=log_file, flush=True)
-        if (out / "checkpoint.npz").is_file():
-            trainer = Trainer.resume(out, show_progress=False, log=log)
-            _check_same_settings(trainer.config, wanted, out)
-        else:
-            trainer = Trainer(wanted, show_progress=False, log=log)
-        trainer.fit()
-    return str(out)
+    if (out / "checkpoint.npz").is_file():
+        trainer = Trainer.resume(out, show_progress=False, log=log)
+        _check_same_settings(trainer.config, wanted, out)
+    else:
+        trainer = Trainer(wanted, show_progress=False, log=log)
+    trainer.fit()
 
 
 def _check_same_settings(found, wanted, out):
