@@ -68,7 +68,8 @@ def measure(depth, runs):
     seconds = [numpy.median([e["epoch_seconds"] for e in run["epochs"][1:]]) for run in runs]
     return {"depth": depth, "params": counted.total_params, "macs": counted.total_macs,
             "seconds_per_epoch": float(numpy.mean(seconds)),
-            "train_error": float(numpy.mean([run["epochs"][-1]["train_error"] for run in runs])),
+            "train_error": float(numpy.mean([degradation.epoch_train_error(run, -1)
+                                             for run in runs])),
             "test_error": float(numpy.mean([run["epochs"][-1]["test_error"] for run in runs])),
             "test_errors": [run["epochs"][-1]["test_error"] for run in runs],
             "paper_params": PAPER.get(depth, ("-", None))[0],
@@ -110,7 +111,7 @@ def plot(rows, path, recipe):
                    f"{r['params'] / 1e6:.2f}M params", ha="center", va="bottom", fontsize=8)
     right.set_xlabel("ResNet depth")
     right.set_ylabel("seconds per epoch (42 steps of 128)")
-    right.set_title("Cost grows linearly with depth", fontsize=10)
+    right.set_title("Cost: multiply-adds grow linearly with depth; time as measured", fontsize=10)
     right.margins(y=0.25)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -134,5 +135,6 @@ def report(rows, design, recipe):
               f"({100 * best['test_error']:.1f} %); in the paper it falls with every step of "
               f"depth up to 110 layers.",
               "Seconds per epoch were measured on the machine that ran the lab (the median of "
-              "the epochs after the first, which compiles the kernels)."]
+              "the epochs after the first, which compiles the kernels), two runs side by side: "
+              "a busy machine makes them larger, and uneven."]
     return "\n".join(lines) + "\n"
