@@ -5,8 +5,8 @@ decay 1e-4, batch 128, learning rate 0.1 divided by 10 at 50 % and 75 % of the i
 4-pixel padding + random 32x32 crop + random horizontal flip, He initialisation. Everything is
 the public tinyres.train.Trainer (the same as `tinyres train`); this script shows what it does.
 
-Data: --data DIR; else the full CIFAR-10 when it is in the cache; else the CIFAR-10 subset at
-../shared/data (5,482 training images); else the sample bundled with tinyres (offline).
+Data: --data DIR; else the full CIFAR-10 when it is in the cache; else the real sample bundled
+with tinyres (the project's subset: 5,482 training and 1,017 test images; offline).
 
     python examples/06_train_resnet20.py                 # 30 epochs, as the reference table;
                                                          # long (it prints each epoch's time)
@@ -20,7 +20,7 @@ from tinyres.train.metrics import read_metrics
 
 from lesson import Lesson, find_cifar, first, table
 
-# PyTorch, same recipe, on the subset: ../shared/reference/pytorch-on-the-subset.md
+# PyTorch, same recipe, on the bundled sample (the subset): docs/pytorch-reference.md
 REFERENCE = {2: (0.301, 0.324, 0.325), 5: (0.373, 0.413, 0.435), 30: (0.595, 0.679, 0.674)}
 
 
@@ -101,16 +101,17 @@ lesson.save(fig, "learning_curves.png")
 lesson.step("how does this compare?")
 last = rows[-1]
 print(f"after {int(last['epoch'])} epochs: test accuracy {last['test_accuracy']:.3f}")
-if config.model == "resnet20" and config.data and "cifar10-subset" in str(config.data):
+on_the_subset = config.data == "sample" or "cifar10-subset" in str(config.data or "")
+if config.model == "resnet20" and on_the_subset:
     if int(last["epoch"]) in REFERENCE:
         seeds = REFERENCE[int(last["epoch"])]
         print(f"PyTorch with the same recipe on this subset, {int(last['epoch'])} epochs, seeds "
               f"0/1/2: {' / '.join(f'{a:.3f}' for a in seeds)}")
-    print("Reference (../shared/reference/pytorch-on-the-subset.md), ResNet-20 test accuracy:")
+    print("Reference (docs/pytorch-reference.md), ResNet-20 test accuracy:")
     for epochs_run, seeds in REFERENCE.items():
         print(f"   {epochs_run:2d} epochs: {' / '.join(f'{a:.3f}' for a in seeds)}")
     print("The spread between seeds is large on 1,017 test images: compare over seeds.")
 else:
     print("The paper's ResNet-20 reaches 8.75 % test error on the full CIFAR-10 after 64k")
-    print("iterations (~164 epochs); the reference figures for the subset are in")
-    print("../shared/reference/pytorch-on-the-subset.md.")
+    print("iterations (~164 epochs); the reference figures for the bundled sample are in")
+    print("docs/pytorch-reference.md.")

@@ -28,8 +28,6 @@ from types import SimpleNamespace
 import numpy
 
 HERE = Path(__file__).resolve().parent
-SUBSET = Path(os.environ.get("TINYRES_CIFAR_SUBSET",
-                             HERE.parent.parent / "shared" / "data" / "cifar10-subset"))
 
 
 class Lesson:
@@ -136,8 +134,8 @@ def find_cifar(given=None, prefer_full=False):
     """What to train on, as (what to pass as `data`, a description).
 
     `given` (a --data folder, or 'sample') wins. Otherwise: with `prefer_full`, the full CIFAR-10
-    when it is in the cache; then the real CIFAR-10 subset at ../shared/data (beside the repo, or
-    $TINYRES_CIFAR_SUBSET); else the small sample bundled with tinyres ('sample').
+    when it is in the cache; else the real CIFAR-10 sample bundled with tinyres ('sample': 5,482
+    training and 1,017 test images, the labs' data).
     """
     from tinyres.data import CIFAR10, DatasetError
     if given:
@@ -148,9 +146,7 @@ def find_cifar(given=None, prefer_full=False):
             return None, "the full CIFAR-10 (from the cache)"
         except DatasetError:
             pass
-    if (SUBSET / "cifar-10-batches-py").is_dir():
-        return str(SUBSET), f"the CIFAR-10 subset at {SUBSET}"
-    return "sample", "the sample bundled with tinyres (no CIFAR-10 folder found)"
+    return "sample", "the CIFAR-10 sample bundled with tinyres"
 
 
 def first(dataset, count):

@@ -36,8 +36,8 @@ VGG19_MACS = 19_632_062_464                             # asserted by tests/test
 
 
 def options(parser):
-    parser.add_argument("--data", help="a CIFAR-10 folder, or 'sample' (default: the subset at "
-                                       "../shared/data if present, else the bundled sample)")
+    parser.add_argument("--data", help="a CIFAR-10 folder, or 'sample' (default: the sample "
+                                       "bundled with tinyres, the project's 5,482-image subset)")
     parser.add_argument("--models", nargs="+", default=["cifar_vgg11", "plain20", "resnet20"],
                         help="CIFAR models to compare (default: cifar_vgg11 plain20 resnet20)")
     parser.add_argument("--steps", type=int, default=80, help="training steps per model")

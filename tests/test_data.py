@@ -22,6 +22,7 @@ import numpy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from tinyres.data import (CIFAR10, CIFAR10_MEAN, CIFAR10_STD, Compose, DataLoader, DatasetError,
                           Normalize, PerPixelMeanSubtraction, RandomCrop, RandomHorizontalFlip,
@@ -282,27 +283,38 @@ def test_evil_archive_is_refused(tmp_path, monkeypatch, member):
 # ----------------------------------------------------------------------------------------------
 def test_bundled_sample_loads_and_is_verified():
     train, test = bundled_sample(train=True), CIFAR10(train=False, sample=True)
-    assert (len(train), len(test)) == (1280, 512)
-    assert train.images.dtype == numpy.uint8 and train.images.shape == (1280, 3, 32, 32)
+    assert (len(train), len(test)) == (5482, 1017)
+    assert train.images.dtype == numpy.uint8 and train.images.shape == (5482, 3, 32, 32)
     assert train.labels.dtype == numpy.int64 and train.classes == CLASSES
     assert train.labels[:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]
-    assert train.source.startswith("bundled sample (1280 train images")
+    assert train.source.startswith("bundled sample (5482 train images")
 
 
-def test_bundled_sample_is_the_start_of_the_subset(subset_train, subset_test):
+def test_bundled_sample_is_the_subset(subset_train, subset_test):
     train, test = bundled_sample(True), bundled_sample(False)
-    numpy.testing.assert_array_equal(train.images, subset_train.images[:1280])
-    numpy.testing.assert_array_equal(test.labels, subset_test.labels[:512])
+    numpy.testing.assert_array_equal(train.images, subset_train.images)
+    numpy.testing.assert_array_equal(train.labels, subset_train.labels)
+    numpy.testing.assert_array_equal(test.images, subset_test.images)
+    numpy.testing.assert_array_equal(test.labels, subset_test.labels)
+
+
+@settings(max_examples=25, deadline=None)
+@given(arrays(numpy.uint8, st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 9),
+                                     st.integers(1, 9))))
+def test_row_differences_round_trip(images):
+    differences = cifar.row_differences(images)
+    numpy.testing.assert_array_equal(differences[..., 0], images[..., 0])
+    numpy.testing.assert_array_equal(cifar.undo_row_differences(differences), images)
 
 
 def test_corrupt_bundled_sample_is_refused(tmp_path, monkeypatch):
     with numpy.load(cifar.SAMPLE_PATH) as npz:
         arrays = dict(npz)
-    arrays["test_images"][7, 1, 2, 3] ^= 1           # one bit of one pixel
+    arrays["test_rowdiff"][7, 1, 2, 3] ^= 1          # one bit of one pixel
     corrupt = tmp_path / "corrupt.npz"
     numpy.savez_compressed(corrupt, **arrays)
     monkeypatch.setattr(cifar, "SAMPLE_PATH", corrupt)
-    assert len(bundled_sample(train=True)) == 1280    # the train part is untouched
+    assert len(bundled_sample(train=True)) == 5482    # the train part is untouched
     with pytest.raises(DatasetError, match="corrupt"):
         bundled_sample(train=False)
 

@@ -41,6 +41,10 @@ def test_a_run_writes_metrics_curves_and_a_checkpoint(tmp_path, tiny_cifar):
     assert 0 <= row["test_accuracy"] <= 1 and numpy.isfinite(row["train_loss"])
     # the paper's schedule over 4 iterations: lr / 10 after 2 and again after 3
     assert rows[-1]["lr"] == pytest.approx(0.001)
+    steps = read_metrics(out / "iterations.csv")          # one row per step, with the lr it used
+    assert [s["iteration"] for s in steps] == [1, 2, 3, 4]
+    assert [s["lr"] for s in steps] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    assert all(0 <= s["train_error"] <= 1 and numpy.isfinite(s["train_loss"]) for s in steps)
 
 
 def metrics_without_timings(out):
@@ -88,15 +92,19 @@ def test_ctrl_c_stops_between_steps_and_saves(tmp_path, tiny_cifar):
     trainer = quiet(tiny_config(tmp_path, data=tiny_cifar))
     real_track = trainer._track
 
-    def interrupt_after_first_step(iteration, loss):
+    def interrupt_after_first_step(step):
         trainer._stop_requested = True          # what the SIGINT handler does
-        real_track(iteration, loss)
+        real_track(step)
 
     trainer._track = interrupt_after_first_step
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
+    assert [s["iteration"] for s in read_metrics(tmp_path / "run" / "iterations.csv")] == [1]
     resumed = Trainer.resume(tmp_path / "run", show_progress=False, log=lambda *a: None)
     assert resumed.iteration == 1 and resumed.train_loader.batches_done == 1
+    resumed.fit()                               # the steps after the checkpoint, each once
+    steps = read_metrics(tmp_path / "run" / "iterations.csv")
+    assert [s["iteration"] for s in steps] == [1, 2, 3, 4]
 
 
 def test_a_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cifar):

@@ -22,7 +22,7 @@ The module also defines torchvision's ImageNet layout (``ImageNetResNet``: ``dow
 use as an oracle for tinyres's ImageNet models where torch is installed (torchvision is not
 needed). Run:
 
-    python tools/export_pytorch_resnet.py [--data ../shared/data/cifar10-subset] [--epochs 3]
+    python tools/export_pytorch_resnet.py [--data DIR] [--epochs 3]     # default: the bundled sample
 """
 import argparse
 import json
@@ -38,7 +38,6 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))                     # tinyres from this checkout, installed or not
 from tinyres.bench.torch_resnet import CifarResNet  # noqa: E402
-DEFAULT_SUBSET = REPO.parent / "shared" / "data" / "cifar10-subset"
 DEFAULT_OUT = REPO / "tests" / "data"
 MEAN = (0.4914, 0.4822, 0.4465)          # the reference recipe's per-channel normalisation
 STD = (0.2470, 0.2435, 0.2616)
@@ -153,6 +152,14 @@ def randomize_batch_norm(model, generator):
     return model
 
 
+def load_data(folder):
+    """The training and test sets (tinyres's reader): `folder`, or the bundled sample."""
+    from tinyres.data.cifar import CIFAR10
+    if folder is None:
+        return CIFAR10(train=True, sample=True), CIFAR10(train=False, sample=True)
+    return CIFAR10(folder, train=True, download=False), CIFAR10(folder, train=False, download=False)
+
+
 def normalise(images_uint8, mean=MEAN, std=STD):
     """uint8 (N, 3, 32, 32) -> float32 (x / 255 - mean) / std, per channel."""
     x = images_uint8.astype(numpy.float32) / numpy.float32(255)
@@ -207,8 +214,9 @@ def train_resnet20(train_x, train_y, epochs, seed, log=print):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_SUBSET,
-                        help="folder holding cifar-10-batches-py/ (default: the shared subset)")
+    parser.add_argument("--data", type=Path,
+                        help="folder holding cifar-10-batches-py/ (default: the sample bundled "
+                             "with tinyres, the project's 5,482 / 1,017-image subset)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
@@ -216,9 +224,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from tinyres.data.cifar import CIFAR10
-    train_set = CIFAR10(args.data, train=True, download=False)
-    test_set = CIFAR10(args.data, train=False, download=False)
+    train_set, test_set = load_data(args.data)
     train_x, train_y = normalise(train_set.images), train_set.labels.astype(numpy.int64)
     test_x, test_y = normalise(test_set.images), test_set.labels.astype(numpy.int64)
 

@@ -31,7 +31,9 @@ class CifarBasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = nn.Sequential()                      # the identity
-        if stride != 1 or in_planes != planes:
+        if option == "none":                                 # the plain twin: no shortcut
+            self.shortcut = None
+        elif stride != 1 or in_planes != planes:
             if option == "A":
                 self.shortcut = ZeroPadShortcut(planes - in_planes)
             else:
@@ -42,11 +44,12 @@ class CifarBasicBlock(nn.Module):
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.relu(out if self.shortcut is None else out + self.shortcut(x))
 
 
 class CifarResNet(nn.Module):
-    """ResNet-(6n+2) of the paper's section 4.2, classifier named ``linear``."""
+    """ResNet-(6n+2) of the paper's section 4.2, classifier named ``linear``; option "A" or "B"
+    shortcuts where the shape changes, or "none" for the plain twin."""
 
     def __init__(self, depth=20, num_classes=10, option="A"):
         super().__init__()

@@ -23,8 +23,9 @@ Where the data comes from, in order:
      ``cifar-10-batches-py/``; ``root`` may also be that folder itself.
   2. If it is not there and ``download=True``: the official archive, checked against its MD5 and
      unpacked safely into that directory.
-  3. ``sample=True``: a small real sample shipped inside tinyres (1,280 training and 512 test
-     images), verified by a SHA-256 of its content. Enough to run every example offline.
+  3. ``sample=True``: the real sample shipped inside tinyres (5,482 training and 1,017 test
+     images: the project's subset, the first images of each official file), verified by a
+     SHA-256 of its content. Every example, lab and the first `tinyres train` run offline on it.
 
 Integrity: every file is checked before it is used (integrity.py): against a SHA256SUMS manifest
 in its folder or the folder's parent where one lists it, else against the official per-file MD5s.
@@ -94,6 +95,8 @@ class CIFAR10:
         labels      int64 (N,), values 0..9
         classes     the 10 class names, in label order ('airplane', 'automobile', ...)
         source      where the images came from, for logs and reports
+        name        a short name for figure titles ("CIFAR-10", "the bundled CIFAR-10 sample", or
+                    "CIFAR-10 images from FOLDER" for a partial copy such as the project's subset)
         unverified  the files no checksum could vouch for (a user's own subset), else []
     """
 
@@ -107,6 +110,7 @@ class CIFAR10:
             self.images, self.labels, self.classes = _load_sample(SAMPLE_PATH, split)
             self.source = f"bundled sample ({len(self.labels)} {split} images, {SAMPLE_PATH})"
             self.unverified = []
+            self.name = "the bundled CIFAR-10 sample"
             return
         root = Path(root).expanduser() if root is not None else default_data_root()
         folder = _find_folder(root, download)
@@ -127,6 +131,8 @@ class CIFAR10:
         self.images = numpy.concatenate(images)     # uint8 (N, 3, 32, 32)
         self.labels = numpy.concatenate(labels)     # int64 (N,)
         self.source = f"{folder} ({len(self.labels)} {split} images)"
+        complete = len(self.labels) == (50000 if train else 10000)
+        self.name = "CIFAR-10" if complete else f"CIFAR-10 images from {folder.parent.name}"
 
     def __len__(self):
         return len(self.labels)
@@ -152,7 +158,7 @@ def _how_to_get_a_good_copy(folder):
 
 
 def bundled_sample(train=True):
-    """The small real CIFAR-10 sample shipped with tinyres (1,280 train / 512 test images)."""
+    """The real CIFAR-10 sample shipped with tinyres (5,482 train / 1,017 test images)."""
     return CIFAR10(train=train, sample=True)
 
 
@@ -332,6 +338,19 @@ def content_sha256(images, labels):
     return digest.hexdigest()
 
 
+def row_differences(images):
+    """uint8 images (..., W) -> each row's first value, then each value minus its left
+    neighbour, mod 256 (PNG's "Sub" filter: the bundled sample deflates better this way)."""
+    differences = images.copy()
+    differences[..., 1:] -= images[..., :-1]          # uint8 arithmetic wraps mod 256
+    return differences
+
+
+def undo_row_differences(differences):
+    """The inverse of row_differences: a running sum along each row, mod 256."""
+    return numpy.cumsum(differences, axis=-1, dtype=numpy.uint8)
+
+
 def _load_sample(path, split):
     """The bundled sample's ``split`` ('train' or 'test'), after checking the file against the
     SHA256SUMS beside it (which tools/make_cifar_sample.py writes) and its content checksum."""
@@ -342,7 +361,8 @@ def _load_sample(path, split):
                            f"with tools/make_cifar_sample.py") from None
     try:
         with numpy.load(path, allow_pickle=False) as npz:
-            images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
+            images = undo_row_differences(npz[f"{split}_rowdiff"])
+            labels = npz[f"{split}_labels"]
             expected, classes = str(npz[f"{split}_sha256"]), [str(c) for c in npz["classes"]]
     except (OSError, KeyError, ValueError) as err:
         raise DatasetError(f"cannot read the bundled CIFAR-10 sample {path}: {err}; reinstall "

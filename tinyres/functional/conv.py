@@ -225,7 +225,7 @@ def _check_conv_args(op, x, weight, bias, stride, padding):
         raise ValueError(f"{op}: stride must be positive, got {stride}")
     if min(padding) < 0:
         raise ValueError(f"{op}: padding must be non-negative, got {padding}")
-    (SH, SW), (PH, PW) = stride, padding
+    PH, PW = padding
     padded = (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW)
     if KH > padded[0] or KW > padded[1]:
         raise ValueError(f"{op}: kernel {KH}x{KW} is larger than the padded input "

@@ -68,10 +68,11 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
     after each step) holds the sums of the batches of this epoch trained before, when resuming
     mid-epoch. Raises TrainingDiverged naming the step and the last finite loss as soon as a loss
     is NaN or infinite, and OutOfMemory naming the layer when a batch does not fit.
-    `on_step(iteration, loss)` is called after each complete step (the trainer uses it to stop
-    cleanly on Ctrl-C, between two steps). With `parallel` (data-parallel on MPI) the loader gives
-    this rank's slice of each batch, and the loss and accuracy reported are those of the whole
-    global batch, on every rank.
+    `on_step(step)` is called after each complete step with {"iteration", "lr" (the lr the step
+    used), "train_loss", "train_error"} of that batch (the trainer records them, watches for an
+    exploding loss, and uses the call to stop cleanly on Ctrl-C, between two steps). With
+    `parallel` (data-parallel on MPI) the loader gives this rank's slice of each batch, and the
+    loss and accuracy reported are those of the whole global batch, on every rank.
     """
     model.train()
     sums = epoch_sums() if sums is None else sums
@@ -96,6 +97,7 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
                 f"the loss became {loss}{where} at step {iteration} (epoch {epoch + 1}); the last "
                 f"finite loss was {last_finite_loss}. Try a lower --lr")
         last_finite_loss = loss
+        lr = scheduler.get_last_lr()[0]
         scheduler.step()
         sums["loss_sum"] += loss * batch_size
         sums["correct"] += batch_correct
@@ -106,7 +108,8 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
                         img_s=f"{seen / sums['seconds']:.0f}",
                         lr=f"{scheduler.get_last_lr()[0]:.3g}")
         if on_step is not None:
-            on_step(iteration, loss)
+            on_step({"iteration": iteration, "lr": lr, "train_loss": loss,
+                     "train_error": 1 - batch_correct / batch_size})
     sums["seconds"] = time.perf_counter() - start
     return epoch_statistics(sums, iteration)
 

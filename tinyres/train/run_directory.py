@@ -17,7 +17,7 @@ from pathlib import Path
 from tinyres.errors import UserError
 from tinyres.train.checkpoint import CHECKPOINT, read_run_checkpoint
 
-RUN_FILES = (CHECKPOINT, "metrics.csv", "curves.png")     # what a run writes in its directory
+RUN_FILES = (CHECKPOINT, "metrics.csv", "iterations.csv", "curves.png")     # what a run writes in its directory
 # tinyres.save writes `.NAME.<8 hex digits>.tmp` beside NAME, then renames it to NAME
 STALE_SAVE = re.compile(rf"^\.{re.escape(CHECKPOINT)}\.[0-9a-f]{{8}}\.tmp$")
 

@@ -12,7 +12,9 @@ A run directory holds:
                      atomically (a crash never leaves half a file) and only when every weight and
                      buffer is finite (see checkpoint.py)
     metrics.csv      one row per epoch
-    curves.png       train/test error against iterations (the paper's Fig. 6 in small)
+    iterations.csv   one row per training step (its batch's loss and error, its lr)
+    curves.png       training error at every iteration, test error at every epoch, lr changes
+                     marked (the paper's Fig. 6 in small; curves.py)
 Resuming from checkpoint.npz continues with exactly the batches, learning rates and momentum the
 uninterrupted run would have used, so on the CPU it reproduces its numbers, metrics.csv included.
 Resuming with more epochs than planned extends the run: the schedule is re-planned for the new
@@ -54,9 +56,11 @@ from tinyres.models import TRAINING_LR, get_model
 from tinyres.optim import SGD, paper_schedule
 from tinyres.train.checkpoint import (CHECKPOINT, count_tensors, first_few, load_model_state,
                                       non_finite_tensors, read_run_checkpoint)
+from tinyres.train.curves import plot_run
 from tinyres.train.loop import (TrainingDiverged, epoch_statistics, epoch_sums, evaluate,
                                 train_epoch)
-from tinyres.train.metrics import append_metrics, plot_curves, truncate_metrics
+from tinyres.train.metrics import (append_iterations, append_metrics, truncate_iterations,
+                                   truncate_metrics)
 
 EXPLODING_FACTOR, EXPLODING_STEPS = 10, 5     # flag a loss 10x its first value, 5 steps running
 
@@ -64,7 +68,7 @@ EXPLODING_FACTOR, EXPLODING_STEPS = 10, 5     # flag a loss 10x its first value,
 @dataclasses.dataclass
 class TrainConfig:
     model: str = "resnet20"
-    epochs: int = 2
+    epochs: int = 5                     # about a minute on 2 cores on the bundled sample
     batch_size: int = 128
     lr: float | None = None             # None: the model's recipe (0.1 for the ResNets)
     momentum: float = 0.9
@@ -183,6 +187,7 @@ class Trainer:
         self.sums = epoch_sums()            # of the epoch in progress (restored on a resume)
         self.first_loss, self.high_steps, self.flagged = None, 0, False
         self.saved_at = None                # (epochs done, iteration) of the checkpoint on disk
+        self.unsaved_steps = []             # iterations.csv rows since the checkpoint
         self._stop_requested = False
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -200,6 +205,8 @@ class Trainer:
         self.check_state_is_finite()
         if self.is_root:                    # every rank holds the same state: rank 0 writes it
             self.out.mkdir(parents=True, exist_ok=True)
+            append_iterations(self.out / "iterations.csv", self.unsaved_steps)
+            self.unsaved_steps = []
             tinyres.save(self.state_dict(), self.out / CHECKPOINT)
         self.saved_at = (self.epochs_done, self.iteration, self.last_finite_loss)
         self.comm.barrier()                 # (under MPI the others wait until it is written)
@@ -308,6 +315,7 @@ class Trainer:
         if self.is_root:
             self.out.mkdir(parents=True, exist_ok=True)
             truncate_metrics(self.out / "metrics.csv", self.epochs_done)   # rows after checkpoint
+            truncate_iterations(self.out / "iterations.csv", self.iteration)
         ranks = "" if self.comm.size == 1 else (
             f"; {self.comm.size} MPI ranks x {config.batch_size // self.comm.size} images per "
             f"batch, batch norm {'synchronised' if config.sync_bn else 'per rank'}")
@@ -368,18 +376,20 @@ class Trainer:
         self.sums = epoch_sums()            # the next epoch starts its own sums
         if self.is_root:
             append_metrics(self.out / "metrics.csv", row)
-            plot_curves(self.out / "metrics.csv", self.out / "curves.png",
-                        f"{config.model} on CIFAR-10")
         self.save_checkpoint()
+        if self.is_root:
+            plot_run(self.out, self.out / "curves.png",
+                     f"{config.model}: {data_description(self.train_set, self.test_set)}")
         self.log(f"epoch {self.epochs_done}/{config.epochs}: train loss {row['train_loss']:.3f}, "
                  f"train error {row['train_error']:.3f}, test accuracy "
                  f"{row['test_accuracy']:.3f}, {row['images_per_second']:.0f} images/s, "
                  f"{row['epoch_seconds']:.1f} s")
         return row
 
-    def _track(self, iteration, loss):
-        self.iteration, self.last_finite_loss = iteration, loss
-        self._watch_for_explosion(iteration, loss)
+    def _track(self, step):
+        self.iteration, self.last_finite_loss = step["iteration"], step["train_loss"]
+        self.unsaved_steps.append(step)
+        self._watch_for_explosion(self.iteration, self.last_finite_loss)
         stop = self._stop_requested
         if self.parallel is not None:       # all ranks stop at the same step, or none does
             stop = self.parallel.any_rank(stop)
@@ -428,6 +438,11 @@ def _check_same_ranks(checkpoint_ranks, ranks, path):
             f"{job(ranks)}; resume it on {job(checkpoint_ranks)}: each rank's share of every "
             f"batch depends on the number of ranks, so another number would not continue the "
             f"same run")
+
+
+def data_description(train_set, test_set):
+    """What a run trained and tested on, short enough for a figure's title."""
+    return f"{train_set.name}, {len(train_set.labels):,} train / {len(test_set.labels):,} test images"
 
 
 def _first(dataset, count):
