@@ -102,10 +102,10 @@ def test_a_bad_environment_variable_is_one_line_before_any_work(tmp_path, capsys
 
 
 def test_limit_train_beyond_the_data_is_refused(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "train", "--data", "sample", "--limit-train", "5000",
+    code, _, err = run_cli(capsys, "train", "--data", "sample", "--limit-train", "6000",
                            "--out", tmp_path / "run")
     assert code == 2
-    assert_one_line(err, "--limit-train 5000: the training set", "has only 1280 images")
+    assert_one_line(err, "--limit-train 6000: the training set", "has only 5482 images")
 
 
 # -- item 1: a run directory that holds a run is never replaced without being asked -------------

@@ -57,9 +57,9 @@ def interrupt_at_step(trainer, step):
     """Make `trainer` stop as Ctrl-C would, right after step `step`."""
     real_track = trainer._track
 
-    def track(iteration, loss):
-        trainer._stop_requested = iteration == step
-        real_track(iteration, loss)
+    def track(record):
+        trainer._stop_requested = record["iteration"] == step
+        real_track(record)
 
     trainer._track = track
 
@@ -153,7 +153,7 @@ def test_a_non_finite_checkpoint_is_refused_on_load(tmp_path, tiny_cifar):
 def test_an_exploding_loss_is_flagged_once_with_the_step(tmp_path, capsys):
     trainer = quiet(tiny_config(tmp_path))
     for step, loss in enumerate([2.3, 2.2, 30, 40, 50, 60, 70, 80, 90], start=1):
-        trainer._track(step, loss)
+        trainer._track({"iteration": step, "lr": 0.1, "train_loss": loss, "train_error": 0.5})
     err = capsys.readouterr().err
     assert err.count("warning: the loss is exploding") == 1
     assert "70 at step 7" in err and "(2.3)" in err and "lower --lr" in err
