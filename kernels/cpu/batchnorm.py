@@ -136,33 +136,36 @@ def _eval_forward(x, mean, scale, bias, y, first, last):
 @njit(nogil=True, cache=True)
 def _row_sums(x, shift, first, last, sums, squares):
     """sums[c], squares[c] = the float64 sums of (x - shift) and (x - shift)^2 over the rows
-    first .. last-1 of x (M, C)."""
+    first .. last-1 of x (M, C). Summed in local arrays, written once at the end: the blocks'
+    results sit side by side in memory, and threads writing there at every row would fight over
+    the cache lines they share."""
     C = x.shape[1]
-    for c in range(C):
-        sums[c] = 0.0
-        squares[c] = 0.0
+    s, q = numpy.zeros(C), numpy.zeros(C)
     for r in range(first, last):
         row = x[r]
         for c in range(C):
             d = numpy.float64(row[c]) - shift[c]
-            sums[c] += d
-            squares[c] += d * d
+            s[c] += d
+            q[c] += d * d
+    sums[:] = s
+    squares[:] = q
 
 
 @njit(nogil=True, cache=True)
 def _row_grad_sums(gy, x, mean, first, last, sum_dy, sum_dy_xc):
     """sum_dy[c], sum_dy_xc[c] = the float64 sums of dy and dy * (x - mean) over the rows
-    first .. last-1."""
+    first .. last-1 (in local arrays, as _row_sums)."""
     C = x.shape[1]
-    for c in range(C):
-        sum_dy[c] = 0.0
-        sum_dy_xc[c] = 0.0
+    mean64 = mean.astype(numpy.float64)
+    s, sx = numpy.zeros(C), numpy.zeros(C)
     for r in range(first, last):
         g, source = gy[r], x[r]
         for c in range(C):
             dy = numpy.float64(g[c])
-            sum_dy[c] += dy
-            sum_dy_xc[c] += dy * (source[c] - numpy.float64(mean[c]))
+            s[c] += dy
+            sx[c] += dy * (source[c] - mean64[c])
+    sum_dy[:] = s
+    sum_dy_xc[:] = sx
 
 
 @njit(nogil=True, cache=True)
