@@ -38,7 +38,8 @@ def draw_curves(ax, steps, epochs, color, label, window):
                 100 * smoothed([s["train_error"] for s in steps], window),
                 color=color, linewidth=0.8, alpha=0.9)
     ax.plot([e["iteration"] for e in epochs], [100 * e["test_error"] for e in epochs],
-            color=color, linewidth=2.2, label=label)
+            color=color, linewidth=2.2, marker="o" if len(epochs) == 1 else None,
+            label=label)                   # (a lone epoch's point would draw no line)
 
 
 def mark_lr_changes(ax, steps):

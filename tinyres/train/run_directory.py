@@ -17,7 +17,8 @@ from pathlib import Path
 from tinyres.errors import UserError
 from tinyres.train.checkpoint import CHECKPOINT, read_run_checkpoint
 
-RUN_FILES = (CHECKPOINT, "metrics.csv", "iterations.csv", "curves.png")     # what a run writes in its directory
+# what a run writes in its directory
+RUN_FILES = (CHECKPOINT, "metrics.csv", "iterations.csv", "curves.png")
 # tinyres.save writes `.NAME.<8 hex digits>.tmp` beside NAME, then renames it to NAME
 STALE_SAVE = re.compile(rf"^\.{re.escape(CHECKPOINT)}\.[0-9a-f]{{8}}\.tmp$")
 
@@ -42,7 +43,8 @@ def describe_contents(out):
                 name += " (unreadable)"
         elif name == "metrics.csv":
             with open(Path(out) / name) as f:
-                name += f" ({max(sum(1 for _ in f) - 1, 0)} rows)"
+                rows = max(sum(1 for _ in f) - 1, 0)
+            name += f" ({rows} row{'' if rows == 1 else 's'})"
         if name.split(" ")[0] in RUN_FILES:
             described.append(name)
     others = len(entries) - len(described)
