@@ -29,7 +29,7 @@ class Assignment:
     id: str
     title: str
     handout: str                  # relative to the repository
-    tests: tuple                  # test files a copy carries (with tests/conftest.py, helpers.py)
+    tests: tuple                  # test files a copy carries (with conftest.py and its helpers)
     written: tuple = ()           # WrittenPart(s), graded by hand
 
 

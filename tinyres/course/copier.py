@@ -3,7 +3,7 @@
     tinyres assignment make A2 --out DIR [--solution] [--force]
 
 The copy holds tinyres/, kernels/, docs/, examples/, pyproject.toml and the assignment's tests
-(with tests/conftest.py and tests/helpers.py), so `pip install -e .` inside it makes `import
+(with tests/conftest.py and the helpers it imports), so `pip install -e .` inside it makes `import
 tinyres`, the `tinyres` command, the examples and the tests run the student's code. In it:
 
 - every region of the assignment (tinyres/course/holes.py) is a NotImplementedError naming the
@@ -36,7 +36,7 @@ from tinyres.course.holes import find_regions, strip_solutions
 MANIFEST = ".tinyres-assignment"
 FOLDERS = ("tinyres", "kernels", "docs", "examples")
 FILES = ("pyproject.toml", "README.md", ".gitignore")
-SHARED_TESTS = ("tests/conftest.py", "tests/helpers.py")
+SHARED_TESTS = ("tests/conftest.py", "tests/helpers.py", "tests/cifar_folder.py")
 GRADER_SIDE = ("copier.py", "grader.py", "runner.py", "references.py", "cases.py", "feedback.py")
 # what installing and testing a copy writes into it (--force may delete these too)
 REGENERATED = ("*.egg-info", "build", ".pytest_cache", ".hypothesis", ".benchmarks", "__pycache__")
