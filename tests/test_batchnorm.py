@@ -261,7 +261,7 @@ def test_matches_pytorch_train_then_eval(backend, rng, shape, affine):
         x = x * 0.5 - 1.0                            # another batch
 
 
-@pytest.mark.parametrize("name", ["batch_norm (training)", "batch_norm + ReLU (training, fused)",
+@pytest.mark.parametrize("name", ["batch_norm (training)", "batch_norm + ReLU (training)",
                                   "batch_norm (eval)"])
 def test_registered_cases_pass(backend, name):
     """The cases `tinyres gradcheck` runs for batch norm."""

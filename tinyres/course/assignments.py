@@ -90,7 +90,7 @@ TASKS = {t.id: t for t in (
     Task("batch_norm_backward", "A3", "batch_norm_train_backward",
          "tinyres/functional/batchnorm.py",
          "the closed form dx = (weight * inv_std / m) (m dy - sum dy - x_hat sum(dy x_hat)), "
-         "dweight, dbias", twins=("batch_norm_train_backward", "batch_norm_relu_train_backward")),
+         "dweight, dbias", twins=("batch_norm_train_backward",)),
     Task("max_pool_backward", "A3", "max_pool2d_backward", "tinyres/functional/pooling.py",
          "scatter-add each gy into gx at its window's argmax (overlapping windows add)",
          twins=("max_pool2d_backward",)),

@@ -32,7 +32,6 @@ import math
 from tinyres.autograd import Function
 from tinyres.backend import device_of, get_array_module
 from tinyres.dispatch import fast_twin
-from tinyres.functional.activation import relu as relu_op
 from tinyres.tensor import Tensor
 
 
@@ -192,14 +191,12 @@ def _array(v):
 
 
 def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5,
-               name=None, *, relu=False):
+               name=None):
     """Batch normalisation of (N, C) or (N, C, H, W) input, as ``torch.nn.functional.batch_norm``.
 
     weight, bias: (C,) Tensors, or None for no affine part. running_mean, running_var: (C,)
     backend arrays or Tensors; in training they are updated in place (when not None), in eval
     they normalise. `name` is how errors name the layer (e.g. "BatchNorm2d layer1.0.bn1").
-    ``relu=True`` gives relu(batch_norm(...)), the BN -> ReLU of a ResNet block: two ops, as
-    written (docs/performance.md measured no gain from fusing them).
     """
     layer = name or "batch_norm"
     if x.ndim not in (2, 4):
@@ -241,5 +238,4 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
                              "and running_var, but they are None; pass training=True to use the "
                              "batch statistics")
         fn = BatchNormEval(weight is not None, bias is not None, eps, running_mean, running_var)
-    y = fn(x, *params)
-    return relu_op(y) if relu else y
+    return fn(x, *params)
