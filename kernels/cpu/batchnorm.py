@@ -39,6 +39,7 @@ the reference. This module never imports tinyres.
 import numpy
 from numba import njit
 
+from .layout import channels_last
 from .threads import num_threads, share
 
 DTYPES = (numpy.float32, numpy.float64)
@@ -210,11 +211,9 @@ def _row_blocks(M):
 
 
 def _as_rows(x):
-    """x (N, C, H, W) with channels-last memory as its (M, C) rows (a view), else None."""
-    if x.ndim != 4 or x.shape[1] < 2:
-        return None
-    x_cl = x.transpose(0, 2, 3, 1)
-    return x_cl.reshape(-1, x.shape[1]) if x_cl.flags.c_contiguous else None
+    """x (N, C, H, W) with dense channels-last memory as its (M, C) rows (a view), else None."""
+    x_cl = channels_last(x)
+    return x_cl.reshape(-1, x.shape[1]) if x_cl is not None and x_cl.flags.c_contiguous else None
 
 
 def _rows_like(x, dtype):
