@@ -245,7 +245,9 @@ def filter_transform(weight):
     weight (OC, C, 3, 3) -> U (16, OC, C), in weight's dtype."""
     OC, C = weight.shape[:2]
     G_ = G.astype(weight.dtype)
-    U = numpy.einsum("pa,ocab,qb->pqoc", G_, weight, G_)           # (4, 4, OC, C)
+    # optimize=True contracts one matrix at a time (through BLAS): the single three-operand
+    # loop NumPy runs without it took 0.5 ms for a 64-channel layer, a third of its forward
+    U = numpy.einsum("pa,ocab,qb->pqoc", G_, weight, G_, optimize=True)   # (4, 4, OC, C)
     return numpy.ascontiguousarray(U.reshape(16, OC, C))
 
 
@@ -253,5 +255,5 @@ def filter_transform_backward(gU):
     """The adjoint of filter_transform: gU (16, OC, C) -> gweight (OC, C, 3, 3) = G^T dU G."""
     OC, C = gU.shape[1:]
     G_ = G.astype(gU.dtype)
-    gweight = numpy.einsum("pa,pqoc,qb->ocab", G_, gU.reshape(4, 4, OC, C), G_)
+    gweight = numpy.einsum("pa,pqoc,qb->ocab", G_, gU.reshape(4, 4, OC, C), G_, optimize=True)
     return numpy.ascontiguousarray(gweight)
