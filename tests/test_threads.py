@@ -1,5 +1,9 @@
 """The thread count (tinyres.set_num_threads: BLAS's and the fast kernels') and
 tinyres.kernels.blas (BLAS's thread count, reached through ctypes)."""
+import os
+import threading
+import time
+
 import numpy
 import pytest
 
@@ -78,3 +82,52 @@ def test_train_names_a_bad_thread_variable_in_one_line(monkeypatch, tmp_path, ca
         "tinyres train: environment variable TINYRES_NUM_THREADS='two': expected a whole number "
         ">= 1, got 'two' (or unset it)\n")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not blas.blas_controllable(), reason="no OpenBLAS found")
+def test_blas_description_names_the_kernel_and_whether_the_environment_forced_it(monkeypatch):
+    """The bench's header line: OpenBLAS's version and chosen kernel, and a warning when
+    OPENBLAS_CORETYPE (which overrides OpenBLAS's own choice) is set."""
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    line = blas.blas_description()
+    assert line.startswith("OpenBLAS 0.") and ", kernel " in line and "forced" not in line
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Prescott")
+    assert "forced by OPENBLAS_CORETYPE=Prescott" in blas.blas_description()
+
+
+needs_affinity = pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="pinning needs sched_setaffinity and at least 2 CPUs")
+
+
+@needs_affinity
+def test_a_job_on_every_cpu_runs_each_thread_on_its_own_cpu(threads):
+    """kernels/cpu/threads.py pins a job's threads one to a CPU when the job may use every CPU
+    of the process (else Linux may run two of them on one CPU after a pause), and gives the
+    calling thread its CPUs back afterwards."""
+    share = pytest.importorskip("tinyres.kernels.cpu.threads", reason="needs Numba").share
+    allowed = os.sched_getaffinity(0)
+    threads(len(allowed))
+    seen = {}
+
+    def make_worker():
+        def work(i):
+            time.sleep(0.005)                       # long enough for every thread to take parts
+            seen.setdefault(threading.get_ident(), set()).add(frozenset(os.sched_getaffinity(0)))
+        return work
+    share(4 * len(allowed), make_worker)
+    assert len(seen) == len(allowed) and all(len(sets) == 1 for sets in seen.values())
+    cpu_of_each_thread = [next(iter(sets)) for sets in seen.values()]
+    assert all(len(cpus) == 1 for cpus in cpu_of_each_thread)
+    assert set().union(*cpu_of_each_thread) == allowed                 # one CPU each, all used
+    assert os.sched_getaffinity(0) == allowed
+
+
+@needs_affinity
+def test_a_job_on_fewer_threads_than_cpus_is_left_to_the_os(threads, monkeypatch):
+    """Pinning 2 threads of a machine with more CPUs would put every tinyres process on the
+    same two."""
+    cpu_threads = pytest.importorskip("tinyres.kernels.cpu.threads", reason="needs Numba")
+    threads(2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert cpu_threads._cpus_to_pin() is None

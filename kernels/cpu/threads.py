@@ -14,6 +14,10 @@ one and T-1 helpers) each take the next part not yet taken, run it, and take ano
 is left. A thread that the operating system holds back simply takes fewer parts. A job hands work
 over once, at its end, instead of once per kernel.
 
+When a job may use every CPU of the process, its threads are pinned one to a CPU for the
+job's duration (`_cpus_to_pin`): left to itself, Linux sometimes runs two of them on one CPU
+after the process has rested, for long enough to cost a training step 10-20 %.
+
 This is tinyres's one thread pool, and its count is the one thread count: Numba's
 (``numba.set_num_threads``, which ``tinyres.set_num_threads`` calls along with BLAS's, or the
 NUMBA_NUM_THREADS environment variable; all cores by default). The readable path has no threads. Where no OpenBLAS can be told to use one thread (NumPy built on
@@ -21,7 +25,9 @@ MKL or Accelerate), the job runs on this thread alone and BLAS keeps its own thr
 thread, BLAS gets one too (its threads would only wait for each other on these small products).
 This module never imports tinyres.
 """
+import contextlib
 import itertools
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,6 +55,35 @@ def _helpers(count):
         return _pool
 
 
+def _cpus_to_pin():
+    """The CPUs a job's threads are pinned to, one each, or None to leave them to the OS.
+
+    Why pin at all: after a pause (a training loop's data loading, a benchmark's rest), Linux
+    often wakes this thread and a helper on the same CPU and takes some 20 ms to move one away,
+    while the other CPU idles: a 2-thread ResNet-20 step after a 0.25 s pause took 185-215 ms
+    instead of 155-170 (docs/performance.md). Pinned, it takes the same either way. Only when
+    the job may use every CPU this process may run on: pinning 2 threads of a 64-CPU machine to
+    its first 2 CPUs would pile every tinyres process there onto the same two."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed if len(allowed) == num_threads() else None
+
+
+@contextlib.contextmanager
+def _on_cpu(cpu):
+    """Within the block, the calling thread runs on `cpu` alone (None: where the OS puts it)."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def share(count, make_worker):
     """Run worker(i) for every part i in range(count), on up to num_threads() threads.
 
@@ -65,21 +100,23 @@ def share(count, make_worker):
         return
     parts = itertools.count()           # next(parts) is atomic: each part is taken once
     failed = []
+    cpus = _cpus_to_pin() or [None] * threads
 
-    def take_parts():
+    def take_parts(cpu):
         try:
-            worker = make_worker()
-            while not failed:
-                i = next(parts)
-                if i >= count:
-                    return
-                worker(i)
+            with _on_cpu(cpu):
+                worker = make_worker()
+                while not failed:
+                    i = next(parts)
+                    if i >= count:
+                        return
+                    worker(i)
         except BaseException as err:    # stop the other threads, re-raise below
             failed.append(err)
 
     with single_threaded_blas():
-        helpers = [_helpers(threads - 1).submit(take_parts) for _ in range(threads - 1)]
-        take_parts()                    # this thread works too
+        helpers = [_helpers(threads - 1).submit(take_parts, cpu) for cpu in cpus[1:threads]]
+        take_parts(cpus[0])             # this thread works too
         for helper in helpers:
             helper.result()
     if failed:

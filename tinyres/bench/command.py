@@ -1,10 +1,16 @@
 """The `tinyres bench` command (and `python -m tinyres.bench`): its options, the race, the table."""
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import platform
 import statistics
+import sys
+
+import numpy
+
+from tinyres.kernels.blas import blas_description
 
 from tinyres.bench.profile import (conv_calls, conv_gemm_flops, conv_gemm_time, profile_step,
                                    square_gemm_flops_per_second)
@@ -17,14 +23,37 @@ from tinyres.bench.twins import time_kernels
 # The report
 # ----------------------------------------------------------------------------------------------
 def cpu_model():
+    """The CPU as /proc/cpuinfo names it, with its family and model numbers and widest vector
+    instructions: the model name alone ("AMD EPYC") does not tell one machine kind from the next,
+    and the kinds differ in how much faster PyTorch is than OpenBLAS + Numba."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    vectors = [name for flag, name in (("avx512f", "AVX-512"), ("amx_tile", "AMX"))
+               if flag in flags] or (["AVX2"] if "avx2" in flags else [])
+    family = ([f"family {fields['cpu family']} model {fields.get('model', '?')}"]
+              if "cpu family" in fields else [])
+    details = ", ".join(family + vectors)
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    return f"{name} ({details})" if details else name
+
+
+def libraries():
+    """The libraries whose speed a race measures: NumPy's BLAS (and its kernel), Numba, and
+    PyTorch where installed."""
+    parts = [f"NumPy {numpy.__version__} on {blas_description()}"]
+    with contextlib.suppress(ImportError):
+        import numba
+        parts.append(f"Numba {numba.__version__}")
+    if "torch" in sys.modules:
+        parts.append(f"PyTorch {sys.modules['torch'].__version__}")
+    return "; ".join(parts)
 
 
 def _ms(seconds):
@@ -74,6 +103,7 @@ def run(args):
     set_threads(threads)
     runners = [make_runner(p, args.model, args.batch_size) for p in paths]
     set_threads(threads)                                   # again: torch's pool exists now
+    print(f"  {libraries()}")
     if args.profile:
         floor = None
         for runner in runners:
