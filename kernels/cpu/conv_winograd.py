@@ -151,7 +151,7 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
             padded, V = _input_tiles(buffer, x, n0, B, padding, out_size, m)   # again
             dM = buffer("dM", V.shape[:2] + (OC,))
             winograd.output_transform_adjoint(gy_cl[n0:n0 + B], dM,
-                                              buffer("out_rows", (m, k, OW // m, OC)))
+                                              buffer("out_rows", (k, m, OW // m, OC)))
             numpy.matmul(dM.transpose(0, 2, 1), V, out=dU_parts[i])   # k*k x (OC, T) @ (T, C)
             if input_grad:
                 dV = buffer("dV", V.shape)

@@ -40,7 +40,7 @@ So the whole algorithm is four tile kernels, two transforms and their exact adjo
 from the 1-D transforms below; the filter transforms are small enough for numpy.einsum. F(2x2)'s
 matrices hold 0, +-1 and 0.5, exact in binary, so its float32 results differ from im2col + GEMM's
 by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the transformed
-numbers and with them the rounding, some 4 to 6 times F(2x2)'s (figures in
+numbers and with them the rounding, some 10 to 20 times F(2x2)'s (figures in
 tinyres/functional/winograd.py's docstring). tests/test_kernels_cpu.py holds both equal to the
 readable conv.
 
@@ -327,28 +327,23 @@ def output_transform(M, y, rows):
 def output_transform_adjoint(gy, dM, rows):
     """The adjoint of output_transform: dM[:, t] = A dy A^T of every output tile dy of
     gy (B, OH, OW, OC), channels last -> dM (k*k, T, OC), whose k*k = 16 or 36 positions say
-    m = 2 or 4. rows: scratch (m, k, TW, OC)."""
+    m = 2 or 4. rows: scratch (k, m, TW, OC)."""
     B, OH, OW, OC = gy.shape
     m = 2 if dM.shape[0] == 16 else 4
     k = m + 2
     TH, TW, T = OH // m, OW // m, dM.shape[1]
-    n, L = OW * OC, TW * OC
+    n = OW * OC                        # numbers in an output row
     Y, Mf, R = gy.reshape(gy.size), dM.reshape(dM.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
-            # A along each output row first, tile by tile: pixels m*tw .. m*tw + m-1 ->
-            # rows[i, :, tw] (in this order the k*k far-apart rows of dM are written in long
-            # runs below, not OC numbers at a time: 4 times faster for F(4x4))
-            for i in range(m):
-                at = (b * OH + m * th + i) * n
-                for tw in range(TW):
-                    _a_into(m, (Y, at + m * tw * OC, OC, m * OC),
-                            (R, k * i * L + tw * OC, L, m * L), OC)
-            # then A down the columns, every tile of the row at once: rows[:, q] -> dM[q::k]
+            # A down the columns: the m output rows of this row of tiles -> rows[0..k-1]
+            _a_into(m, (Y, (b * OH + m * th) * n, n, m * n), (R, 0, n, m * n), n)
+            # then A along each row, tile by tile: pixels m*tw .. m*tw + m-1 -> dM[k*p .. k*p + k-1]
             t0 = (b * TH + th) * TW
-            for q in range(k):
-                _a_into(m, (R, q * L, k * L, m * k * L),
-                        (Mf, (q * T + t0) * OC, k * T * OC, m * k * T * OC), L)
+            for p in range(k):
+                for tw in range(TW):
+                    _a_into(m, (R, p * n + m * tw * OC, OC, m * OC),
+                            (Mf, (k * p * T + t0 + tw) * OC, T * OC, m * T * OC), OC)
 
 
 def filter_transform(weight, m):
