@@ -247,7 +247,6 @@ def _a_into(m, source, target, length):
             m5[e] = y3[e]
 
 
-
 @njit(nogil=True, cache=True)
 def input_transform(padded, V, rows):
     """V[k*p + q, t] = (B^T d B)[p, q] for every k x k tile d of padded (B, Hp, m, Wm, C), the
