@@ -56,31 +56,12 @@ def chunks_of(N, OH, OW, channels, itemsize):
     return [(n0, min(B, N - n0)) for n0 in range(0, N, B)]
 
 
-def _to_padded_columns_by_phase(x, n0, PH, PW, padded):
-    """padded (B, H+2PH, m, Wm, C) = x[chunk] channels last with a zero border, padded column w
-    stored at [w % m, w // m] (winograd.input_transform reads it so); x of either memory
-    layout."""
-    m = padded.shape[2]
-    for phase in range(m):
-        w0 = (phase - PW) % m                    # the first x column that lands on this phase
-        to_padded(x[:, :, :, w0::m], n0, PH, (PW + w0) // m, padded[:, :, phase])
-
-
-def _padded_columns_by_phase_to(padded, n0, PH, PW, gx):
-    """The inside of a padded chunk laid out as _to_padded_columns_by_phase's, into gx (either
-    memory layout)."""
-    m = padded.shape[2]
-    for phase in range(m):
-        w0 = (phase - PW) % m
-        from_padded(padded[:, :, phase], n0, PH, (PW + w0) // m, gx[:, :, :, w0::m])
-
-
 def _input_tiles(buffer, x, n0, B, padding, out_size, m):
     """The chunk of B images from n0 as padded (B, OH+2, m, OW/m+1, C) and its transformed
     (m+2)x(m+2) tiles V (k*k, B*OH/m*OW/m, C), in the worker's scratch buffers."""
     C, (PH, PW), (OH, OW), k = x.shape[1], padding, out_size, m + 2
-    padded = buffer("padded", (B, OH + 2, m, OW // m + 1, C))
-    _to_padded_columns_by_phase(x, n0, PH, PW, padded)
+    padded = buffer("padded", (B, OH + 2, m, OW // m + 1, C))    # columns split by phase
+    to_padded(x, n0, PH, PW, padded)
     V = buffer("V", (k * k, B * (OH // m) * (OW // m), C))
     winograd.input_transform(padded, V, buffer("rows", (k, m, OW // m + 1, C)))
     return padded, V
@@ -165,7 +146,7 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
                 gpadded[...] = 0.0
                 winograd.input_transform_adjoint(dV, gpadded,
                                                  buffer("grad_rows", (k, k, OW // m, C)))
-                _padded_columns_by_phase_to(gpadded, n0, PH, PW, gx)
+                from_padded(gpadded, n0, PH, PW, gx)
         return differentiate
 
     share(len(chunks), make_worker)
