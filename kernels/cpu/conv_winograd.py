@@ -39,11 +39,12 @@ def applies(weight_shape, stride, out_size):
 def tile_size(out_size):
     """m of F(m x m, 3x3) for an output of out_size (even, as `applies` asks): 4 when it splits
     into 4x4 tiles, else 2."""
-    # F(4x4) measured no slower than F(2x2) on each of ResNet-20's stages (batch 128, float32,
-    # one thread, min of 5 on a shared machine, tools/winograd_tiles.py), forward / backward ms:
-    #   16 ch 32x32   F(2x2) 4.42 / 9.80   F(4x4) 4.02 / 9.82
-    #   32 ch 16x16          2.50 / 5.35          2.14 / 4.61
-    #   64 ch  8x8           1.82 / 3.91          1.56 / 3.19
+    # F(4x4) measured faster than F(2x2) on each of ResNet-20's stages, so it takes every
+    # output it can (batch 128, float32, one thread, min of 9 on a shared machine,
+    # tools/winograd_tiles.py), forward / backward in ms:
+    #   16 ch 32x32   F(2x2) 4.30 / 8.91   F(4x4) 3.85 / 7.75
+    #   32 ch 16x16          2.56 / 5.42          2.30 / 4.93
+    #   64 ch  8x8           1.97 / 3.94          1.45 / 3.22
     return 4 if out_size[0] % 4 == 0 and out_size[1] % 4 == 0 else 2
 
 
