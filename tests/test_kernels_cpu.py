@@ -20,6 +20,7 @@ from tinyres.functional import winograd as readable_winograd
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
 from tinyres.kernels.cpu import conv_gemm, conv_winograd  # noqa: E402
 from tinyres.kernels.cpu import winograd  # noqa: E402
+from tinyres.kernels.cpu import layout  # noqa: E402
 from tinyres.kernels.cpu.layout import kernel_array  # noqa: E402
 from helpers import conv_configs, conv_output_shape  # noqa: E402
 
@@ -278,6 +279,37 @@ def test_winograd_filter_transform_and_its_adjoint(m):
     numpy.testing.assert_allclose(U, expected.reshape(k * k, 5, 3), rtol=1e-12)
     assert numpy.isclose(numpy.vdot(U, gU), numpy.vdot(g, winograd.filter_transform_backward(gU)),
                          rtol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), m=st.sampled_from([1, 2, 4]), n=st.integers(1, 3),
+       c=st.integers(1, 5), h=st.integers(1, 5), w=st.integers(1, 9),
+       padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), channels_last=st.booleans(),
+       dtype=st.sampled_from([numpy.float32, numpy.float64]), data=st.data())
+def test_padded_chunks_with_columns_split_by_phase(seed, m, n, c, h, w, padding, channels_last,
+                                                   dtype, data):
+    """layout.to_padded puts pixel (h, w) of image n0 + b at padded[b, PH + h, PW + w], or with
+    the columns split by phase at [b, PH + h, (PW + w) % m, (PW + w) // m], the border left zero;
+    from_padded takes the inside back out into either layout, the other images untouched."""
+    rng = numpy.random.default_rng(seed)
+    x = made(rng, (n, c, h, w), dtype, False, channels_last)
+    B = data.draw(st.integers(1, n))
+    n0 = data.draw(st.integers(0, n - B))
+    (PH, PW), Wp = padding, w + 2 * padding[1]
+    Wm = -(-Wp // m)                                        # columns a phase
+    full = numpy.zeros((B, h + 2 * PH, m * Wm, c), dtype)  # the padded chunk, columns unsplit
+    full[:, PH:PH + h, PW:PW + w] = x[n0:n0 + B].transpose(0, 2, 3, 1)
+    if m == 1:
+        padded, expected = numpy.zeros((B, h + 2 * PH, Wp, c), dtype), full
+    else:
+        padded = numpy.zeros((B, h + 2 * PH, m, Wm, c), dtype)
+        expected = full.reshape(B, h + 2 * PH, Wm, m, c).transpose(0, 1, 3, 2, 4)
+    layout.to_padded(x, n0, PH, PW, padded)
+    numpy.testing.assert_array_equal(padded, expected)
+    out = made(rng, x.shape, dtype, False, channels_last) * 0
+    layout.from_padded(padded, n0, PH, PW, out)
+    numpy.testing.assert_array_equal(out[n0:n0 + B], x[n0:n0 + B])
+    assert not out[:n0].any() and not out[n0 + B:].any()
 
 
 @pytest.mark.parametrize("choice", ["fast", "reference"])
