@@ -40,7 +40,7 @@ So the whole algorithm is four tile kernels, two transforms and their exact adjo
 from the 1-D transforms below; the filter transforms are small enough for numpy.einsum. F(2x2)'s
 matrices hold 0, +-1 and 0.5, exact in binary, so its float32 results differ from im2col + GEMM's
 by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the transformed
-numbers and with them the rounding, some 10 to 20 times F(2x2)'s (figures in
+numbers and with them the rounding, 6 to 22 times F(2x2)'s (figures in
 tinyres/functional/winograd.py's docstring). tests/test_kernels_cpu.py holds both equal to the
 readable conv.
 

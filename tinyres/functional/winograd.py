@@ -39,11 +39,12 @@ error over the largest absolute value of the result, by tools/winograd_accuracy.
     32      16x16   6.5e-7 / 1.6e-7 / 2.9e-7  2.6e-7 / 2.1e-7 / 4.6e-7  5.2e-6 / 2.6e-6 / 4.1e-6
     64      8x8     5.5e-7 / 2.0e-7 / 4.0e-7  3.5e-7 / 3.0e-7 / 6.4e-7  7.6e-6 / 3.2e-6 / 3.7e-6
 
-F(2x2) rounds no worse than im2col; F(4x4) some 10 to 20 times worse, still below 1e-5 of the
-result's scale (computing the filter transforms in float64 changed none of these figures: the
-error is the input and output transforms'). SGD on float32 does not notice; a test does, so the
-tests hold the float32 Winograd routes to an absolute tolerance of 1e-4 times the result's
-largest value, some 10 times the worst figure above.
+F(2x2) rounds no worse than im2col; F(4x4) 6 to 22 times worse, still below 1e-5 of the result's
+scale (computing the filter transforms in float64 changed none of these figures: the error is the
+input and output transforms'). Training did not notice (ResNet-20, 5 epochs on the bundled
+sample, `tinyres train --threads 1`: test accuracy 0.392, where docs/training.md's run by F(2x2)
+ended at 0.375); a test does, so the tests hold the float32 Winograd routes to an absolute
+tolerance of 1e-4 times the result's largest value, some 13 times the worst figure above.
 """
 from tinyres.backend import get_array_module
 
