@@ -25,8 +25,8 @@ from .threads import share
 
 # A chunk's transformed tiles, V (k*k, T, C) or M (k*k, T, OC), take about this many bytes: small
 # enough to stay in a core's cache between the transform and the GEMMs, large enough that each of
-# the k*k BLAS calls is worth its overhead (ResNet-20's stages by F(4x4): 3, 7 and 14 images a
-# chunk).
+# the k*k BLAS calls is worth its overhead (ResNet-20's stages by F(4x4): 2, 4 and 8 images a
+# chunk, see chunks_of).
 CHUNK_BYTES = 512 * 1024
 
 
@@ -49,11 +49,17 @@ def tile_size(out_size):
 
 
 def chunks_of(N, OH, OW, channels, itemsize):
-    """(first image, images) of each chunk, so that k*k * tiles * channels * itemsize is about
-    CHUNK_BYTES (at least one image)."""
+    """(first image, images) of each chunk, so that k*k * tiles * channels * itemsize is at most
+    about CHUNK_BYTES: the largest power of two images that fits (at least one image)."""
     m = tile_size((OH, OW))
     tiles = CHUNK_BYTES // ((m + 2) ** 2 * channels * itemsize)
-    B = max(1, min(N, tiles // (OH * OW // (m * m))))
+    fit = max(1, tiles // (OH * OW // (m * m)))
+    # A power of two, so that the halves or quarters of a batch (data-parallel ranks: 2 x 8
+    # images = 16) chunk every image as the whole batch does: an image's rounding depends on
+    # its place in the chunk's BLAS products, and F(4x4)'s output transform magnifies it
+    # (chunks of 3 images made 8 images' outputs differ from the same images' in a batch of
+    # 16 by 1e-5; tests/test_distributed.py's one step on two ranks caught it)
+    B = min(N, 1 << (fit.bit_length() - 1))
     return [(n0, min(B, N - n0)) for n0 in range(0, N, B)]
 
 
