@@ -156,10 +156,29 @@ def winograd_configs(draw):
 
 
 def tile_size_of(out_size):
-    """The F(m x m) the route should take for an output of out_size, None for im2col's."""
+    """The F(m x m) the route should take for an output of out_size (and the few channels the
+    configs draw), None for im2col's."""
     if out_size[0] % 4 == 0 and out_size[1] % 4 == 0:
         return 4
     return 2 if out_size[0] % 2 == 0 and out_size[1] % 2 == 0 else None
+
+
+def test_wide_convolutions_take_f2x2_where_f4x4_measured_slower():
+    assert conv_winograd.tile_size((8, 8), conv_winograd.WIDE_CHANNELS) == 4
+    assert conv_winograd.tile_size((8, 8), conv_winograd.WIDE_CHANNELS + 1) == 2
+    assert conv_winograd.tile_size((8, 6), 16) == 2
+
+
+def test_winograd_chunks_are_a_power_of_two_images():
+    """So that 2 x 8 images are chunked as 16 are (data-parallel ranks round as one process);
+    a batch smaller than the chunk is one chunk."""
+    for shape in [(128, 32, 32, 16), (128, 16, 16, 32), (128, 8, 8, 64), (16, 12, 12, 3),
+                  (5, 12, 12, 3)]:
+        chunks = conv_winograd.chunks_of(*shape, 4)
+        B = chunks[0][1]
+        assert (B & (B - 1) == 0 or B == shape[0]) and all(b == B for _, b in chunks[:-1])
+        assert [n0 for n0, _ in chunks] == list(range(0, shape[0], B))
+        assert sum(images for _, images in chunks) == shape[0]
 
 
 @SETTINGS
@@ -207,7 +226,7 @@ def test_the_winograd_route_equals_its_readable_twin(cfg, seed):
     if m is None:
         assert not conv_winograd.applies(w.shape, (1, 1), out_size)
         return
-    assert conv_winograd.tile_size(out_size) == m
+    assert conv_winograd.tile_size(out_size, max(cfg["c"], cfg["oc"])) == m
     y = conv_winograd.forward(kernel_array(x), w, (1, 1), padding, out_size)
     expected = readable_winograd.winograd_conv2d_forward(x, w, padding, m)
     assert y.dtype == dtype

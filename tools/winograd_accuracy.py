@@ -27,7 +27,7 @@ def relative_errors(results, exact):
 def fast_path(x, w, gy, m):
     """(y, gx, gweight) of the fast path's Winograd route with F(m x m, 3x3)."""
     chosen = conv_winograd.tile_size
-    conv_winograd.tile_size = lambda out_size: m
+    conv_winograd.tile_size = lambda out_size, channels: m
     try:
         return (conv.conv2d_forward(x, w, 1, 1),) + conv.conv2d_backward(gy, x, w, 1, 1)
     finally:

@@ -36,29 +36,42 @@ def applies(weight_shape, stride, out_size):
             and out_size[0] % 2 == 0 and out_size[1] % 2 == 0)
 
 
-def tile_size(out_size):
-    """m of F(m x m, 3x3) for an output of out_size (even, as `applies` asks): 4 when it splits
-    into 4x4 tiles, else 2."""
-    # F(4x4) measured faster than F(2x2) on each of ResNet-20's stages, so it takes every
-    # output it can (batch 128, float32, one thread, min of 9 on a shared machine,
-    # tools/winograd_tiles.py), forward / backward in ms:
-    #   16 ch 32x32   F(2x2) 4.30 / 8.91   F(4x4) 3.85 / 7.75
-    #   32 ch 16x16          2.56 / 5.42          2.30 / 4.93
-    #   64 ch  8x8           1.97 / 3.94          1.45 / 3.22
-    return 4 if out_size[0] % 4 == 0 and out_size[1] % 4 == 0 else 2
+def tile_size(out_size, channels):
+    """m of F(m x m, 3x3) for an output of out_size (even, as `applies` asks) and the larger of
+    the input and output channel counts: 4 when the output splits into 4x4 tiles and there are
+    at most WIDE_CHANNELS channels, else 2."""
+    if out_size[0] % 4 or out_size[1] % 4 or channels > WIDE_CHANNELS:
+        return 2
+    return 4
+
+
+# F(4x4) against F(2x2) as measured (tools/winograd_tiles.py: one thread, float32, min of the
+# repeats on a shared machine), forward / backward in ms; F(4x4) wins up to 128 channels:
+#   ResNet-20's stages, batch 128   F(2x2)              F(4x4)
+#     16 ch 32x32                   4.55 / 9.36         3.91 / 7.89
+#     32 ch 16x16                   2.24 / 5.05         1.89 / 4.01
+#     64 ch  8x8                    1.75 / 3.88         1.51 / 3.19
+#   wider (VGG's), batch 128
+#    128 ch 16x16                   26.3 / 63.2         19.1 / 55.0
+#    256 ch  8x8                    33.2 / 81.2         21.3 / 103.5
+#    512 ch  8x8                    171 / 515           445 / 1038
+# Past 128 channels a chunk of CHUNK_BYTES holds only a few tiles, so each of the 36 products
+# reads all of U (36 x C x OC numbers) for a few rows; F(2x2)'s 16 read less.
+WIDE_CHANNELS = 128
 
 
 def chunks_of(N, OH, OW, channels, itemsize):
     """(first image, images) of each chunk, so that k*k * tiles * channels * itemsize is at most
     about CHUNK_BYTES: the largest power of two images that fits (at least one image)."""
-    m = tile_size((OH, OW))
+    m = tile_size((OH, OW), channels)
     tiles = CHUNK_BYTES // ((m + 2) ** 2 * channels * itemsize)
     fit = max(1, tiles // (OH * OW // (m * m)))
     # A power of two, so that the halves or quarters of a batch (data-parallel ranks: 2 x 8
-    # images = 16) chunk every image as the whole batch does: an image's rounding depends on
-    # its place in the chunk's BLAS products, and F(4x4)'s output transform magnifies it
-    # (chunks of 3 images made 8 images' outputs differ from the same images' in a batch of
-    # 16 by 1e-5; tests/test_distributed.py's one step on two ranks caught it)
+    # images = 16), when no smaller than a chunk, chunk every image as the whole batch does: an
+    # image's rounding depends on its place in the chunk's BLAS products, and F(4x4)'s output
+    # transform magnifies it (chunks of 3 images made 8 images' outputs differ from the same
+    # images' in a batch of 16 by 1e-5; tests/test_distributed.py's one step on two ranks
+    # caught it)
     B = min(N, 1 << (fit.bit_length() - 1))
     return [(n0, min(B, N - n0)) for n0 in range(0, N, B)]
 
@@ -89,7 +102,7 @@ def forward(x, weight, stride, padding, out_size):
     """
     N, C = x.shape[:2]
     OC, (OH, OW) = weight.shape[0], out_size
-    m = tile_size(out_size)
+    m = tile_size(out_size, max(C, OC))
     U_T = numpy.ascontiguousarray(winograd.filter_transform(weight.astype(x.dtype), m)
                                   .transpose(0, 2, 1))         # (k*k, C, OC)
     y, y_cl = empty_channels_last((N, OC, OH, OW), x.dtype)   # y_cl (N, OH, OW, OC)
@@ -126,7 +139,7 @@ def backward(gy, x, weight, stride, padding, out_size, input_grad):
     N, C, H, W = x.shape
     OC = weight.shape[0]
     (PH, PW), (OH, OW) = padding, out_size
-    m = tile_size(out_size)
+    m = tile_size(out_size, max(C, OC))
     k = m + 2
     U = winograd.filter_transform(weight.astype(gy.dtype), m)  # (k*k, OC, C)
     gx = empty_channels_last((N, C, H, W), gy.dtype)[0] if input_grad else None
