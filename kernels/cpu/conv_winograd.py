@@ -1,6 +1,7 @@
 """The CPU convolution's Winograd route: 3x3 filters at stride 1 whose output splits into 2x2 tiles
 (all but two of a CIFAR ResNet's convs), by Winograd's F(4x4, 3x3) when the output splits into
-4x4 tiles (every one of them in the CIFAR ResNets), else F(2x2, 3x3).
+4x4 tiles and the layer has at most 128 channels (every one of them in the CIFAR ResNets), else
+F(2x2, 3x3).
 
 The algorithm, and its readable NumPy twin that the tests hold this route to, is
 tinyres/functional/winograd.py; winograd.py here has the four tile kernels (Numba) and the filter
