@@ -210,28 +210,34 @@ def test_conv2d_matches_torch(backend, rng, stride, padding, bias):
 
 
 # ----------------------------------------------------------------------------------------------
-# Winograd's F(2x2, 3x3), the readable twin of the fast path's 3x3 convolutions
+# Winograd's F(m x m, 3x3), m = 2 and 4, the readable twin of the fast path's 3x3 convolutions
 # ----------------------------------------------------------------------------------------------
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 3), c=st.integers(1, 4), oc=st.integers(1, 4), tiles=st.tuples(
-       st.integers(1, 4), st.integers(1, 4)), padding=st.tuples(st.integers(0, 2),
-                                                                  st.integers(0, 2)),
-       seed=st.integers(0, 2**16))
-def test_winograd_is_the_convolution_and_its_backward_the_adjoint(n, c, oc, tiles, padding,
+@given(n=st.integers(1, 3), c=st.integers(1, 4), oc=st.integers(1, 4), m=st.sampled_from([2, 4]),
+       tiles=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), seed=st.integers(0, 2**16))
+def test_winograd_is_the_convolution_and_its_backward_the_adjoint(n, c, oc, m, tiles, padding,
                                                                   seed):
-    """tinyres/functional/winograd.py gives im2col's numbers (float64), and its backward the
-    gradients of the convolution."""
+    """tinyres/functional/winograd.py gives im2col's numbers (float64) with F(2x2) and F(4x4),
+    and its backward the gradients of the convolution."""
     from tinyres.functional import winograd
     from tinyres.functional.conv import conv2d_backward, conv2d_forward
     rng = numpy.random.default_rng(seed)
-    H, W = 2 * tiles[0] + 2 - 2 * padding[0], 2 * tiles[1] + 2 - 2 * padding[1]
+    H, W = m * tiles[0] + 2 - 2 * padding[0], m * tiles[1] + 2 - 2 * padding[1]
     if H < 1 or W < 1:
         return
     x, w = rng.standard_normal((n, c, H, W)), rng.standard_normal((oc, c, 3, 3))
-    y = winograd.winograd_conv2d_forward(x, w, padding)
+    y = winograd.winograd_conv2d_forward(x, w, padding, m)
     numpy.testing.assert_allclose(y, conv2d_forward.reference(x, w, (1, 1), padding),
                                   rtol=1e-10, atol=1e-10)
     gy = rng.standard_normal(y.shape)
-    for got, want in zip(winograd.winograd_conv2d_backward(gy, x, w, padding),
+    for got, want in zip(winograd.winograd_conv2d_backward(gy, x, w, padding, m),
                          conv2d_backward.reference(gy, x, w, (1, 1), padding)):
         numpy.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_winograd_refuses_a_tile_size_it_has_no_matrices_for():
+    from tinyres.functional import winograd
+    x, w = numpy.zeros((1, 1, 6, 6)), numpy.zeros((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="tile size m must be one of \\[2, 4\\], got 3"):
+        winograd.winograd_conv2d_forward(x, w, (0, 0), m=3)

@@ -20,6 +20,8 @@ from tinyres.functional import winograd as readable_winograd
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
 from tinyres.kernels.cpu import conv_gemm, conv_winograd  # noqa: E402
 from tinyres.kernels.cpu import winograd  # noqa: E402
+from tinyres.kernels.cpu import layout  # noqa: E402
+from tinyres.kernels.cpu.layout import kernel_array  # noqa: E402
 from helpers import conv_configs, conv_output_shape  # noqa: E402
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -28,6 +30,16 @@ SETTINGS = settings(max_examples=25, deadline=None,
 
 def tolerance(dtype):
     return dict(rtol=2e-4, atol=2e-5) if dtype == numpy.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+def conv_tolerance(dtype, expected):
+    """tolerance(dtype) for a convolution's result `expected`, whose absolute part grows with its
+    largest value: the Winograd routes' F(4x4) rounds float32 up to some 8e-6 of it (measured in
+    tinyres/functional/winograd.py's docstring), so 1e-4 of it (1e-12 in float64)."""
+    scale = float(numpy.abs(expected).max(initial=1.0))
+    tol = tolerance(dtype)
+    return dict(rtol=tol["rtol"], atol=max(tol["atol"], (1e-4 if dtype == numpy.float32
+                                                         else 1e-12) * scale))
 
 
 def made_noncontiguous(data):
@@ -115,22 +127,24 @@ def test_conv2d_forward_and_backward_equal_the_reference(monkeypatch, cfg, seed,
     y = cpu.conv2d_forward(x, w, *args)
     expected = conv.conv2d_forward.reference(x, w, *args)
     assert y.dtype == dtype and y.shape == expected.shape and has_channels_last_memory(y)
-    numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
+    numpy.testing.assert_allclose(y, expected, **conv_tolerance(dtype, expected))
     gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
     gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
-    numpy.testing.assert_allclose(gw, gw_ref, **tolerance(dtype))
+    numpy.testing.assert_allclose(gw, gw_ref, **conv_tolerance(dtype, gw_ref))
     assert gw.dtype == dtype and (gx is None) == (not input_grad)
     if input_grad:
         assert gx.dtype == dtype and gx.shape == x.shape and has_channels_last_memory(gx)
-        numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
+        numpy.testing.assert_allclose(gx, gx_ref, **conv_tolerance(dtype, gx_ref))
 
 
 # ----------------------------------------------------------------------------------------------
-# Winograd's F(2x2, 3x3): the fast path of 3x3 convs at stride 1 (kernels/cpu/winograd.py)
+# Winograd's F(2x2, 3x3) and F(4x4, 3x3): the fast path of 3x3 convs at stride 1
+# (kernels/cpu/winograd.py)
 # ----------------------------------------------------------------------------------------------
 @st.composite
 def winograd_configs(draw):
-    """3x3 convs at stride 1, mostly with even output sizes (Winograd's), some odd (im2col's)."""
+    """3x3 convs at stride 1, with output sizes multiples of 4 (F(4x4)), even only (F(2x2)) and
+    odd (im2col's)."""
     padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     return dict(n=draw(st.integers(1, 5)), c=draw(st.integers(1, 5)), oc=draw(st.integers(1, 5)),
                 h=draw(st.integers(max(1, 3 - 2 * padding[0]), 11)),
@@ -141,13 +155,40 @@ def winograd_configs(draw):
                 chunk_bytes=draw(st.sampled_from([1, 3000, 1 << 20])))
 
 
+def tile_size_of(out_size):
+    """The F(m x m) the route should take for an output of out_size (and the few channels the
+    configs draw), None for im2col's."""
+    if out_size[0] % 4 == 0 and out_size[1] % 4 == 0:
+        return 4
+    return 2 if out_size[0] % 2 == 0 and out_size[1] % 2 == 0 else None
+
+
+def test_wide_convolutions_take_f2x2_where_f4x4_measured_slower():
+    assert conv_winograd.tile_size((8, 8), conv_winograd.WIDE_CHANNELS) == 4
+    assert conv_winograd.tile_size((8, 8), conv_winograd.WIDE_CHANNELS + 1) == 2
+    assert conv_winograd.tile_size((8, 6), 16) == 2
+
+
+def test_winograd_chunks_are_a_power_of_two_images():
+    """So that 2 x 8 images are chunked as 16 are (data-parallel ranks round as one process);
+    a batch smaller than the chunk is one chunk."""
+    for shape in [(128, 32, 32, 16), (128, 16, 16, 32), (128, 8, 8, 64), (16, 12, 12, 3),
+                  (5, 12, 12, 3)]:
+        chunks = conv_winograd.chunks_of(*shape, 4)
+        B = chunks[0][1]
+        assert (B & (B - 1) == 0 or B == shape[0]) and all(b == B for _, b in chunks[:-1])
+        assert [n0 for n0, _ in chunks] == list(range(0, shape[0], B))
+        assert sum(images for _, images in chunks) == shape[0]
+
+
 @SETTINGS
 @given(cfg=winograd_configs(), seed=st.integers(0, 2**16), input_grad=st.booleans())
 def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
     monkeypatch.setattr(conv_winograd, "CHUNK_BYTES", cfg["chunk_bytes"])
-    taken, input_transform = [], winograd.input_transform
+    positions, input_transform = [], winograd.input_transform
     monkeypatch.setattr(winograd, "input_transform",
-                        lambda *args: taken.append(1) or input_transform(*args))
+                        lambda padded, V, rows: positions.append(V.shape[0])
+                        or input_transform(padded, V, rows))
     rng = numpy.random.default_rng(seed)
     dtype, args = cfg["dtype"], (cfg["stride"], cfg["padding"])
     x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"],
@@ -156,96 +197,150 @@ def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
     y = cpu.conv2d_forward(x, w, *args)
     expected = conv.conv2d_forward.reference(x, w, *args)
     assert y.dtype == dtype and y.shape == expected.shape and has_channels_last_memory(y)
-    numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
-    assert bool(taken) == (y.shape[2] % 2 == 0 and y.shape[3] % 2 == 0)
+    numpy.testing.assert_allclose(y, expected, **conv_tolerance(dtype, expected))
+    m = tile_size_of(y.shape[2:])                   # the route: F(4x4), F(2x2) or im2col
+    assert set(positions) == (set() if m is None else {(m + 2) ** 2})
     gy = made(rng, y.shape, dtype, cfg["noncontiguous"], cfg["channels_last"])
     gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
     gx_ref, gw_ref = conv.conv2d_backward.reference(gy, x, w, *args, input_grad)
     assert gw.dtype == dtype and gw.shape == w.shape and (gx is None) == (not input_grad)
-    numpy.testing.assert_allclose(gw, gw_ref, **tolerance(dtype))
+    numpy.testing.assert_allclose(gw, gw_ref, **conv_tolerance(dtype, gw_ref))
     if input_grad:
-        assert gx.dtype == dtype and gx.shape == x.shape
-        numpy.testing.assert_allclose(gx, gx_ref, **tolerance(dtype))
+        assert gx.dtype == dtype and gx.shape == x.shape and has_channels_last_memory(gx)
+        numpy.testing.assert_allclose(gx, gx_ref, **conv_tolerance(dtype, gx_ref))
 
 
 @SETTINGS
 @given(cfg=winograd_configs(), seed=st.integers(0, 2**16))
 def test_the_winograd_route_equals_its_readable_twin(cfg, seed):
     """kernels/cpu/conv_winograd.py against tinyres/functional/winograd.py, the algorithm
-    written out in NumPy: forward, input and weight gradients, on every shape it takes."""
+    written out in NumPy with the same m: forward, input and weight gradients, on every shape
+    it takes, from NCHW or channels-last memory."""
     rng = numpy.random.default_rng(seed)
     dtype, padding = cfg["dtype"], cfg["padding"]
-    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"])
+    x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"],
+             cfg["channels_last"])
     w = made(rng, (cfg["oc"], cfg["c"], 3, 3), dtype, cfg["noncontiguous"])
     out_size = (cfg["h"] + 2 * padding[0] - 2, cfg["w"] + 2 * padding[1] - 2)
-    if out_size[0] % 2 or out_size[1] % 2:
+    m = tile_size_of(out_size)
+    if m is None:
         assert not conv_winograd.applies(w.shape, (1, 1), out_size)
         return
-    y = conv_winograd.forward(numpy.ascontiguousarray(x), w, (1, 1), padding, out_size)
-    expected = readable_winograd.winograd_conv2d_forward(x, w, padding)
+    assert conv_winograd.tile_size(out_size, max(cfg["c"], cfg["oc"])) == m
+    y = conv_winograd.forward(kernel_array(x), w, (1, 1), padding, out_size)
+    expected = readable_winograd.winograd_conv2d_forward(x, w, padding, m)
     assert y.dtype == dtype
-    numpy.testing.assert_allclose(y, expected, **tolerance(dtype))
-    gy = made(rng, y.shape, dtype, cfg["noncontiguous"])
-    gx, gw = conv_winograd.backward(numpy.ascontiguousarray(gy), numpy.ascontiguousarray(x), w,
-                                    (1, 1), padding, out_size, True)
-    gx_twin, gw_twin = readable_winograd.winograd_conv2d_backward(gy, x, w, padding)
-    numpy.testing.assert_allclose(gx, gx_twin, **tolerance(dtype))
-    numpy.testing.assert_allclose(gw, gw_twin, **tolerance(dtype))
+    numpy.testing.assert_allclose(y, expected, **conv_tolerance(dtype, expected))
+    gy = made(rng, y.shape, dtype, cfg["noncontiguous"], cfg["channels_last"])
+    gx, gw = conv_winograd.backward(kernel_array(gy), kernel_array(x), w, (1, 1), padding,
+                                    out_size, True)
+    gx_twin, gw_twin = readable_winograd.winograd_conv2d_backward(gy, x, w, padding, m)
+    numpy.testing.assert_allclose(gx, gx_twin, **conv_tolerance(dtype, gx_twin))
+    numpy.testing.assert_allclose(gw, gw_twin, **conv_tolerance(dtype, gw_twin))
 
 
-def split_columns(grid):
-    """(B, H, W, C) -> (B, H, 2, W/2, C), column w at [w % 2, w // 2]: the kernels' layout."""
+def split_columns(grid, m):
+    """(B, H, W, C) -> (B, H, m, W/m + 1, C), column w at [w % m, w // m], the slots past W
+    zero: the kernels' layout of a padded chunk (W = m * tiles + 2)."""
     B, H, W, C = grid.shape
-    return numpy.ascontiguousarray(grid.reshape(B, H, W // 2, 2, C).transpose(0, 1, 3, 2, 4))
+    wide = numpy.zeros((B, H, m * ((W - 2) // m + 1), C))
+    wide[:, :, :W] = grid
+    return numpy.ascontiguousarray(wide.reshape(B, H, -1, m, C).transpose(0, 1, 3, 2, 4))
 
 
-def tiles(grid, size):
-    """Every size x size tile of grid (B, H, W, C), 2 apart: (B*TH*TW, size, size, C)."""
+def tiles(grid, size, step):
+    """Every size x size tile of grid (B, H, W, C), step apart: (B*TH*TW, size, size, C)."""
     B, H, W, C = grid.shape
-    return numpy.array([grid[b, 2 * i:2 * i + size, 2 * j:2 * j + size]
-                        for b in range(B) for i in range((H - size) // 2 + 1)
-                        for j in range((W - size) // 2 + 1)])
+    return numpy.array([grid[b, step * i:step * i + size, step * j:step * j + size]
+                        for b in range(B) for i in range((H - size) // step + 1)
+                        for j in range((W - size) // step + 1)])
 
 
 @settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**16), b=st.integers(1, 3), th=st.integers(1, 3),
-       tw=st.integers(1, 3), c=st.integers(1, 4))
-def test_winograd_transforms_are_the_matrices_and_their_adjoints(seed, b, th, tw, c):
-    """Each kernel is its matrix product (B^T d B, A^T m A) tile by tile, and each adjoint
-    kernel satisfies <K u, v> = <u, K^T v> (float64: exact up to rounding)."""
+@given(seed=st.integers(0, 2**16), m=st.sampled_from([2, 4]), b=st.integers(1, 3),
+       th=st.integers(1, 3), tw=st.integers(1, 3), c=st.integers(1, 4))
+def test_winograd_transforms_are_the_matrices_and_their_adjoints(seed, m, b, th, tw, c):
+    """Each kernel is its matrix product (B^T d B, A^T z A) tile by tile, for m = 2 and 4, and
+    each adjoint kernel satisfies <K u, v> = <u, K^T v> (float64: exact up to rounding)."""
     rng = numpy.random.default_rng(seed)
-    BT, AT = winograd.BT, winograd.AT
-    T, H, W = b * th * tw, 2 * th, 2 * tw                   # output H x W, input (H+2) x (W+2)
+    BT, AT, k = winograd.BT[m], winograd.AT[m], m + 2
+    T, H, W = b * th * tw, m * th, m * tw                   # output H x W, input (H+2) x (W+2)
     d = rng.standard_normal((b, H + 2, W + 2, c))
-    V = numpy.empty((16, T, c))
-    winograd.input_transform(split_columns(d), V, numpy.empty((4, 2, tw + 1, c)))
-    expected = numpy.einsum("pi,tijc,qj->pqtc", BT, tiles(d, 4), BT).reshape(16, T, c)
+    V = numpy.empty((k * k, T, c))
+    winograd.input_transform(split_columns(d, m), V, numpy.empty((k, m, tw + 1, c)))
+    expected = numpy.einsum("pi,tijc,qj->pqtc", BT, tiles(d, k, m), BT).reshape(k * k, T, c)
     numpy.testing.assert_allclose(V, expected, rtol=1e-12, atol=1e-12)
-    M = rng.standard_normal((16, T, c))
+    M = rng.standard_normal((k * k, T, c))
     y = numpy.empty((b, H, W, c))                           # channels last
-    winograd.output_transform(M, y, numpy.empty((2, 4, tw, c)))
-    expected = numpy.einsum("ip,tpqc,jq->tijc", AT, M.reshape(4, 4, T, c).transpose(2, 0, 1, 3),
-                            AT)                             # (T, 2, 2, c): each tile's outputs
-    numpy.testing.assert_allclose(tiles(y, 2), expected, rtol=1e-12, atol=1e-12)
+    winograd.output_transform(M, y, numpy.empty((m, k, tw, c)))
+    expected = numpy.einsum("ip,tpqc,jq->tijc", AT, M.reshape(k, k, T, c).transpose(2, 0, 1, 3),
+                            AT)                             # (T, m, m, c): each tile's outputs
+    numpy.testing.assert_allclose(tiles(y, m, m), expected, rtol=1e-12, atol=1e-12)
     # adjoints
-    dV = rng.standard_normal((16, T, c))
-    gpadded = numpy.zeros((b, H + 2, 2, tw + 1, c))
-    winograd.input_transform_adjoint(dV, gpadded, numpy.empty((4, 4, tw, c)))
-    assert numpy.isclose(numpy.vdot(V, dV), numpy.vdot(split_columns(d), gpadded), rtol=1e-12)
+    dV = rng.standard_normal((k * k, T, c))
+    gpadded = numpy.zeros(split_columns(d, m).shape)
+    winograd.input_transform_adjoint(dV, gpadded, numpy.empty((k, k, tw, c)))
+    assert numpy.isclose(numpy.vdot(V, dV), numpy.vdot(split_columns(d, m), gpadded),
+                         rtol=1e-12)
     gy = rng.standard_normal((b, H, W, c))
-    dM = numpy.empty((16, T, c))
-    winograd.output_transform_adjoint(gy, dM, numpy.empty((4, 2, tw, c)))
+    dM = numpy.empty((k * k, T, c))
+    winograd.output_transform_adjoint(gy, dM, numpy.empty((k, m, tw, c)))
     assert numpy.isclose(numpy.vdot(y, gy), numpy.vdot(M, dM), rtol=1e-12)
 
 
-def test_winograd_filter_transform_and_its_adjoint():
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_filter_transform_and_its_adjoint(m):
     rng = numpy.random.default_rng(0)
-    g, gU = rng.standard_normal((5, 3, 3, 3)), rng.standard_normal((16, 5, 3))
-    U = winograd.filter_transform(g)
-    expected = numpy.einsum("pa,ocab,qb->pqoc", winograd.G, g, winograd.G).reshape(16, 5, 3)
-    numpy.testing.assert_allclose(U, expected, rtol=1e-12)
+    k = m + 2
+    g, gU = rng.standard_normal((5, 3, 3, 3)), rng.standard_normal((k * k, 5, 3))
+    U = winograd.filter_transform(g, m)
+    expected = numpy.einsum("pa,ocab,qb->pqoc", winograd.G[m], g, winograd.G[m])
+    numpy.testing.assert_allclose(U, expected.reshape(k * k, 5, 3), rtol=1e-12)
     assert numpy.isclose(numpy.vdot(U, gU), numpy.vdot(g, winograd.filter_transform_backward(gU)),
                          rtol=1e-12)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), m=st.sampled_from([1, 2, 4]), n=st.integers(1, 3),
+       c=st.integers(1, 5), h=st.integers(1, 5), w=st.integers(1, 9),
+       padding=st.tuples(st.integers(0, 2), st.integers(0, 2)), channels_last=st.booleans(),
+       dtype=st.sampled_from([numpy.float32, numpy.float64]), data=st.data())
+def test_padded_chunks_with_columns_split_by_phase(seed, m, n, c, h, w, padding, channels_last,
+                                                   dtype, data):
+    """layout.to_padded puts pixel (h, w) of image n0 + b at padded[b, PH + h, PW + w], or with
+    the columns split by phase at [b, PH + h, (PW + w) % m, (PW + w) // m], the border left zero;
+    from_padded takes the inside back out into either layout, the other images untouched."""
+    rng = numpy.random.default_rng(seed)
+    x = made(rng, (n, c, h, w), dtype, False, channels_last)
+    B = data.draw(st.integers(1, n))
+    n0 = data.draw(st.integers(0, n - B))
+    (PH, PW), Wp = padding, w + 2 * padding[1]
+    Wm = -(-Wp // m)                                        # columns a phase
+    full = numpy.zeros((B, h + 2 * PH, m * Wm, c), dtype)  # the padded chunk, columns unsplit
+    full[:, PH:PH + h, PW:PW + w] = x[n0:n0 + B].transpose(0, 2, 3, 1)
+    if m == 1:
+        padded, expected = numpy.zeros((B, h + 2 * PH, Wp, c), dtype), full
+    else:
+        padded = numpy.zeros((B, h + 2 * PH, m, Wm, c), dtype)
+        expected = full.reshape(B, h + 2 * PH, Wm, m, c).transpose(0, 1, 3, 2, 4)
+    layout.to_padded(x, n0, PH, PW, padded)
+    numpy.testing.assert_array_equal(padded, expected)
+    out = made(rng, x.shape, dtype, False, channels_last) * 0
+    layout.from_padded(padded, n0, PH, PW, out)
+    numpy.testing.assert_array_equal(out[n0:n0 + B], x[n0:n0 + B])
+    assert not out[:n0].any() and not out[n0 + B:].any()
+
+
+@pytest.mark.parametrize("choice", ["fast", "reference"])
+@pytest.mark.parametrize("size, padding", [((4, 8), 1), ((6, 4), 1), ((8, 6), 0)])
+def test_conv2d_gradcheck_on_the_winograd_routes(kernels, choice, size, padding):
+    """The op's gradients, float64, where the fast path takes F(4x4) (4x8 outputs), F(2x2)
+    (6x4 outputs: 6 rows are not 4x4 tiles) and F(2x2) with no padding (6x4 from 8x6)."""
+    dispatch.set_kernels(choice)
+    rng = numpy.random.default_rng(sum(size) + padding)
+    x = Tensor(rng.standard_normal((2, 3) + size), requires_grad=True)
+    w = Tensor(rng.standard_normal((2, 3, 3, 3)), requires_grad=True)
+    gradcheck(lambda x, w: tinyres.functional.conv2d(x, w, padding=padding), [x, w])
 
 
 def test_the_readable_conv_is_one_call_on_the_whole_batch_on_this_thread(monkeypatch, kernels):

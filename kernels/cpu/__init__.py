@@ -9,9 +9,9 @@ or tinyres.set_kernels("reference") turns them off).
                     conv2d_forward, conv2d_backward       the whole conv, by one of two routes:
       conv_gemm.py      im2col + GEMM                     chunks of images whose patches stay in
                                                           the cache, BLAS GEMMs
-      conv_winograd.py  Winograd's F(2x2, 3x3)            3x3 convs at stride 1: 4/9 of the
-                                                          multiplications
-    winograd.py     F(2x2, 3x3)'s tile transforms         what conv_winograd.py runs
+      conv_winograd.py  Winograd's F(4x4, 3x3) or         3x3 convs at stride 1: 1/4 or 4/9
+                        F(2x2, 3x3)                       of the multiplications
+    winograd.py     F(4x4) and F(2x2)'s tile transforms   what conv_winograd.py runs
     layout.py       NCHW <-> channels-last chunk copies   shared by both routes
     batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
                     batch_norm_eval_forward               the running statistics, one pass

@@ -14,7 +14,10 @@ The training path calls the twins of the whole convolution, `conv2d_forward` and
 `conv2d_backward`, which check the arguments as the reference does and take one of two routes
 to the same numbers:
 
-    3x3 filters, stride 1, even output sizes    conv_winograd.py   Winograd's F(2x2, 3x3)
+    3x3 filters, stride 1, even output sizes    conv_winograd.py   Winograd's F(4x4, 3x3), or
+                                                                   F(2x2, 3x3) where the output
+                                                                   is not in 4x4 tiles or the
+                                                                   layer is wider than 128
     every other convolution                     conv_gemm.py       im2col + GEMM by chunks
 
 Both run in chunks of images whose working set stays in a core's caches, the chunks shared among

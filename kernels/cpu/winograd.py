@@ -1,6 +1,6 @@
-"""Winograd's minimal filtering F(2x2, 3x3): a 3x3, stride-1 convolution with 2.25 times fewer
-multiplications than im2col + GEMM (Lavin and Gray, "Fast Algorithms for Convolutional Neural
-Networks", 2015).
+"""Winograd's minimal filtering F(m x m, 3x3), m = 2 or 4: a 3x3, stride-1 convolution with 2.25
+(m = 2) or 4 (m = 4) times fewer multiplications than im2col + GEMM (Lavin and Gray, "Fast
+Algorithms for Convolutional Neural Networks", 2015).
 
 One channel, one filter, one dimension first. Two outputs of a 3-tap filter g over four inputs d
 need 6 multiplications done directly (y0 = d0 g0 + d1 g1 + d2 g2, y1 = d1 g0 + d2 g1 + d3 g2),
@@ -10,250 +10,357 @@ but only 4 this way:
     m3 = (d1 - d3) g2        m2 = (d2 - d1) (g0 - g1 + g2) / 2
     y0 = m0 + m1 + m2        y1 = m1 - m2 - m3
 
-(multiply it out: the extra terms cancel). In matrices, y = A^T [(G g) * (B^T d)] with the
-constant BT, G and AT below and * elementwise. Nested in two dimensions, a 4x4 tile d of the
-input gives a 2x2 tile of the output:
+(multiply it out: the extra terms cancel). In matrices, y = A^T [(G g) * (B^T d)] with constant
+B^T, G and A^T and * elementwise: F(2, 3). F(4, 3) is the same idea with four outputs from six
+inputs: six products, the polynomials evaluated at 0, +-1, +-2 and infinity (BT, G, AT below).
+Nested in two dimensions, an (m+2)x(m+2) tile d of the input gives an m x m tile of the output:
 
-    y (2x2) = A^T [ (G g G^T) * (B^T d B) ] A        16 multiplications instead of 36
+    y (m x m) = A^T [ (G g G^T) * (B^T d B) ] A        (m+2)^2 multiplications instead of 9 m^2
 
-Over channels, the elementwise product and the sum over c become, for each of the 16 positions
-k of the 4x4 tile, one matrix product over all tiles t at once:
+Over channels, the elementwise product and the sum over c become, for each of the k^2 positions
+(k = m + 2) of a tile, one matrix product over all tiles t at once:
 
-    V[k] (T, C)  = (B^T d B)[k] of every input tile         input_transform(padded, V)
-    U[k] (OC, C) = (G g G^T)[k] of every filter             filter_transform(weight)
-    M[k] (T, OC) = V[k] @ U[k]^T                            16 GEMMs (numpy.matmul, BLAS)
+    V[i] (T, C)  = (B^T d B)[i] of every input tile         input_transform(padded, V)
+    U[i] (OC, C) = (G g G^T)[i] of every filter             filter_transform(weight, m)
+    M[i] (T, OC) = V[i] @ U[i]^T                            k^2 GEMMs (numpy.matmul, BLAS)
     y            = A^T M A of every tile, put in place      output_transform(M, y)
 
-The output tiles are 2x2 steps apart, the input tiles 4x4 windows 2 apart (neighbours overlap by
-2 rows or columns, as 3x3 windows do). The backward pass is the adjoint of each linear step:
+The output tiles are m x m steps apart, the input tiles (m+2)x(m+2) windows m apart (neighbours
+overlap by 2 rows or columns, as 3x3 windows do). The backward pass is the adjoint of each linear
+step:
 
-    dM[k]  = (A dy A^T)[k] of every output tile            output_transform_adjoint(gy, dM)
-    dU[k]  = dM[k]^T @ V[k]      (OC, C), over all tiles    16 GEMMs
-    dV[k]  = dM[k] @ U[k]        (T, C)                     16 GEMMs
+    dM[i]  = (A dy A^T)[i] of every output tile            output_transform_adjoint(gy, dM)
+    dU[i]  = dM[i]^T @ V[i]      (OC, C), over all tiles    k^2 GEMMs
+    dV[i]  = dM[i] @ U[i]        (T, C)                     k^2 GEMMs
     dx     = B dV B^T of every tile, added back where the tile came from (overlaps add)
                                                             input_transform_adjoint(dV, gx)
     dg     = G^T dU G                                       filter_transform_backward(dU)
 
 So the whole algorithm is four tile kernels, two transforms and their exact adjoints, each built
-from the 1-D transforms below; the filter transforms are small enough for numpy.einsum. The 0.5s
-in G are exact in binary, and the transforms only add and subtract, so float32 results differ from im2col + GEMM's by rounding
-only (tests/test_kernels_cpu.py holds them equal to the readable conv).
+from the 1-D transforms below; the filter transforms are small enough for numpy.einsum. F(2x2)'s
+matrices hold 0, +-1 and 0.5, exact in binary, so its float32 results differ from im2col + GEMM's
+by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the transformed
+numbers and with them the rounding, 6 to 22 times F(2x2)'s (figures in
+tinyres/functional/winograd.py's docstring). tests/test_kernels_cpu.py holds both equal to the
+readable conv.
 
-kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes) and
-conv_winograd.py runs it in chunks of images, as conv_gemm.py runs im2col + GEMM. The readable
-NumPy twin of the whole algorithm is tinyres/functional/winograd.py. This module never imports
-tinyres.
+kernels/cpu/conv.py decides when to use this (3x3, stride 1, even output sizes), conv_winograd.py
+picks m and runs it in chunks of images, as conv_gemm.py runs im2col + GEMM. The readable NumPy
+twin of the whole algorithm is tinyres/functional/winograd.py. This module never imports tinyres.
 """
 import numpy
 from numba import njit
 
-# y = A^T [(G g G^T) * (B^T d B)] A; the rows of each matrix are the positions of a 4-tile.
-BT = numpy.array([[1, 0, -1, 0],
-                  [0, 1, 1, 0],
-                  [0, -1, 1, 0],
-                  [0, 1, 0, -1]], dtype=numpy.float64)        # (4, 4): input tile -> positions
-G = numpy.array([[1, 0, 0],
-                 [0.5, 0.5, 0.5],
-                 [0.5, -0.5, 0.5],
-                 [0, 0, 1]], dtype=numpy.float64)             # (4, 3): filter -> positions
-AT = numpy.array([[1, 1, 1, 0],
-                  [0, 1, -1, -1]], dtype=numpy.float64)       # (2, 4): positions -> output tile
+# y = A^T [(G g G^T) * (B^T d B)] A, for m = 2 and m = 4; the rows of BT and G are a tile's
+# positions, the columns of AT too.
+BT = {2: numpy.array([[1, 0, -1, 0],
+                      [0, 1, 1, 0],
+                      [0, -1, 1, 0],
+                      [0, 1, 0, -1]], dtype=numpy.float64),           # (4, 4): tile -> positions
+      4: numpy.array([[4, 0, -5, 0, 1, 0],
+                      [0, -4, -4, 1, 1, 0],
+                      [0, 4, -4, -1, 1, 0],
+                      [0, -2, -1, 2, 1, 0],
+                      [0, 2, -1, -2, 1, 0],
+                      [0, 4, 0, -5, 0, 1]], dtype=numpy.float64)}     # (6, 6)
+G = {2: numpy.array([[1, 0, 0],
+                     [1 / 2, 1 / 2, 1 / 2],
+                     [1 / 2, -1 / 2, 1 / 2],
+                     [0, 0, 1]], dtype=numpy.float64),                # (4, 3): filter -> positions
+     4: numpy.array([[1 / 4, 0, 0],
+                     [-1 / 6, -1 / 6, -1 / 6],
+                     [-1 / 6, 1 / 6, -1 / 6],
+                     [1 / 24, 1 / 12, 1 / 6],
+                     [1 / 24, -1 / 12, 1 / 6],
+                     [0, 0, 1]], dtype=numpy.float64)}                # (6, 3)
+AT = {2: numpy.array([[1, 1, 1, 0],
+                      [0, 1, -1, -1]], dtype=numpy.float64),          # (2, 4): positions -> tile
+      4: numpy.array([[1, 1, 1, 1, 1, 0],
+                      [0, 1, -1, 2, -2, 0],
+                      [0, 1, 1, 4, 4, 0],
+                      [0, 1, -1, 8, -8, 1]], dtype=numpy.float64)}    # (4, 6)
 
 
 # Layout. The padded input and its gradient are a chunk of images channels last with its columns
-# split by parity: (B, rows, 2, columns/2, C), column w at [w % 2, w // 2]; the output and its
-# gradient are plain channels last, (B, OH, OW, OC), the fast path's activations themselves.
-# Split by parity, the 4 columns of every input tile in a row of tiles are whole runs of numbers,
-# even[tw], odd[tw], even[tw + 1], odd[tw + 1], so the input transforms are a few long loops over
-# a row of tiles at once, which the compiler turns into vector instructions; the output
-# transforms, whose tiles do not overlap, go tile by tile along the row, OC numbers at a time. The
-# kernels walk flat views with indices from 0: Numba then knows no index is negative (an index
-# like e + C would cost a test for negative indices on every element, and the vector
-# instructions with it); and they take the views by 1-D slicing, which costs nothing, not by
-# reshape, which costs a call.
+# split by phase, w % m: (B, rows, m, Wm, C), column w at [w % m, w // m], Wm = OW/m + 1 (for
+# m = 4 the last slots of phases 2 and 3 are never used); the output and its gradient are plain
+# channels last, (B, OH, OW, OC), the fast path's activations themselves. Split so, column j of
+# the input tile tw, padded column m*tw + j, is at phase j % m, place tw + j // m: for every tile
+# of a row of tiles at once, each column of the tiles is one whole run of numbers (m = 2:
+# even[tw], odd[tw], even[tw + 1], odd[tw + 1]; m = 4: phases 0, 1, 2, 3 at tw, then 0, 1 at
+# tw + 1). So the input transforms are a few long loops over a row of tiles at once, which the
+# compiler turns into vector instructions; the output transforms, whose tiles do not overlap, go
+# tile by tile along the row, OC numbers at a time. The kernels walk flat views with indices from
+# 0: Numba then knows no index is negative (an index like e + C would cost a test for negative
+# indices on every element, and the vector instructions with it); and they take the views by 1-D
+# slicing, which costs nothing, not by reshape, which costs a call.
 #
+# Runs. A 1-D transform takes the k = m + 2 (or m) numbers of every tile of a row as runs, named
+# by one rule, (flat, at, phase, step): element j is the run flat[at + (j % m) * phase +
+# (j // m) * step:][:length]. The rule names the split columns above (phase = one phase's numbers,
+# step = C), rows one after another (phase = a row's numbers, step = m * phase) and the positions
+# of V and M (phase = T * C, step = m * phase).
+@njit(inline="always")
+def _runs2(runs, length):
+    """The runs of elements j = 0, 1, 2, 3 of F(2x2)'s 4-tiles (1-D slices: free)."""
+    flat, at, phase, step = runs
+    return (flat[at:at + length], flat[at + phase:at + phase + length],
+            flat[at + step:at + step + length],
+            flat[at + step + phase:at + step + phase + length])
+
+
+@njit(inline="always")
+def _runs4(runs, length):
+    """The runs of elements j = 0, ..., 5 of F(4x4)'s 6-tiles (1-D slices: free)."""
+    flat, at, phase, step = runs
+    return (flat[at:at + length], flat[at + phase:at + phase + length],
+            flat[at + 2 * phase:at + 2 * phase + length],
+            flat[at + 3 * phase:at + 3 * phase + length],
+            flat[at + step:at + step + length],
+            flat[at + step + phase:at + step + phase + length])
+
+
 # A 2-D transform L X L^T is two 1-D ones: down the columns of the tile (the rows combine), then
 # along its rows (the columns combine). The four 1-D transforms, from the matrices above, each on
-# runs of numbers (target runs are written; the loops run over the targets' length):
+# runs of `length` numbers, for m = 2 and for m = 4 (the factors in the dtype of the data, so
+# float32 stays float32):
 @njit(inline="always")
-def _bt_into(d0, d1, d2, d3, v0, v1, v2, v3):
-    """v = B^T d: an input 4-tile -> its 4 positions."""
-    for e in range(len(v0)):
-        v0[e] = d0[e] - d2[e]
-    for e in range(len(v1)):
-        v1[e] = d1[e] + d2[e]
-    for e in range(len(v2)):
-        v2[e] = d2[e] - d1[e]
-    for e in range(len(v3)):
-        v3[e] = d1[e] - d3[e]
-
-
-@njit(inline="always")
-def _b_into(v0, v1, v2, v3, d0, d1, d2, d3):
-    """d = B v, the adjoint of _bt_into: 4 positions' gradients -> the input 4-tile's."""
-    for e in range(len(d0)):
-        d0[e] = v0[e]
-    for e in range(len(d1)):
-        d1[e] = v1[e] - v2[e] + v3[e]
-    for e in range(len(d2)):
-        d2[e] = v1[e] + v2[e] - v0[e]
-    for e in range(len(d3)):
-        d3[e] = -v3[e]
-
-
-@njit(inline="always")
-def _at_into(m0, m1, m2, m3, y0, y1):
-    """y = A^T m: 4 positions -> the output 2-tile."""
-    for e in range(len(y0)):
-        y0[e] = m0[e] + m1[e] + m2[e]
-    for e in range(len(y1)):
-        y1[e] = m1[e] - m2[e] - m3[e]
+def _bt_into(m, source, target, length):
+    """v = B^T d: an input tile's m + 2 numbers (source runs) -> its m + 2 positions (target)."""
+    if m == 2:
+        d0, d1, d2, d3 = _runs2(source, length)
+        v0, v1, v2, v3 = _runs2(target, length)
+        for e in range(length):
+            v0[e] = d0[e] - d2[e]
+        for e in range(length):
+            v1[e] = d1[e] + d2[e]
+        for e in range(length):
+            v2[e] = d2[e] - d1[e]
+        for e in range(length):
+            v3[e] = d1[e] - d3[e]
+    else:
+        d0, d1, d2, d3, d4, d5 = _runs4(source, length)
+        v0, v1, v2, v3, v4, v5 = _runs4(target, length)
+        two, four, five = v0.dtype.type(2), v0.dtype.type(4), v0.dtype.type(5)
+        for e in range(length):
+            v0[e] = four * d0[e] - five * d2[e] + d4[e]
+        for e in range(length):
+            v1[e] = d3[e] + d4[e] - four * (d1[e] + d2[e])
+        for e in range(length):
+            v2[e] = four * (d1[e] - d2[e]) + d4[e] - d3[e]
+        for e in range(length):
+            v3[e] = two * (d3[e] - d1[e]) + d4[e] - d2[e]
+        for e in range(length):
+            v4[e] = two * (d1[e] - d3[e]) + d4[e] - d2[e]
+        for e in range(length):
+            v5[e] = four * d1[e] - five * d3[e] + d5[e]
 
 
 @njit(inline="always")
-def _a_into(y0, y1, m0, m1, m2, m3):
-    """m = A y, the adjoint of _at_into: the output 2-tile's gradient -> its 4 positions'."""
-    for e in range(len(m0)):
-        m0[e] = y0[e]
-    for e in range(len(m1)):
-        m1[e] = y0[e] + y1[e]
-    for e in range(len(m2)):
-        m2[e] = y0[e] - y1[e]
-    for e in range(len(m3)):
-        m3[e] = -y1[e]
+def _b_added_into(m, source, target, length):
+    """d += B v, the adjoint of _bt_into: m + 2 positions' gradients (source) added into the
+    input tile's m + 2 (target)."""
+    if m == 2:
+        v0, v1, v2, v3 = _runs2(source, length)
+        d0, d1, d2, d3 = _runs2(target, length)
+        for e in range(length):
+            d0[e] += v0[e]
+        for e in range(length):
+            d1[e] += v1[e] - v2[e] + v3[e]
+        for e in range(length):
+            d2[e] += v1[e] + v2[e] - v0[e]
+        for e in range(length):
+            d3[e] -= v3[e]
+    else:
+        v0, v1, v2, v3, v4, v5 = _runs4(source, length)
+        d0, d1, d2, d3, d4, d5 = _runs4(target, length)
+        two, four, five = v0.dtype.type(2), v0.dtype.type(4), v0.dtype.type(5)
+        for e in range(length):
+            d0[e] += four * v0[e]
+        for e in range(length):
+            d1[e] += four * (v2[e] - v1[e] + v5[e]) + two * (v4[e] - v3[e])
+        for e in range(length):
+            d2[e] -= five * v0[e] + four * (v1[e] + v2[e]) + v3[e] + v4[e]
+        for e in range(length):
+            d3[e] += v1[e] - v2[e] + two * (v3[e] - v4[e]) - five * v5[e]
+        for e in range(length):
+            d4[e] += v0[e] + v1[e] + v2[e] + v3[e] + v4[e]
+        for e in range(length):
+            d5[e] += v5[e]
 
 
 @njit(inline="always")
-def _runs(flat, start, stride, length):
-    """The four runs flat[start + i*stride:][:length], i = 0, 1, 2, 3 (1-D slices: free)."""
-    return (flat[start:start + length], flat[start + stride:start + stride + length],
-            flat[start + 2 * stride:start + 2 * stride + length],
-            flat[start + 3 * stride:start + 3 * stride + length])
+def _at_into(m, source, target, length):
+    """y = A^T m: m + 2 positions (source runs) -> an output tile's m numbers (target)."""
+    if m == 2:
+        m0, m1, m2, m3 = _runs2(source, length)
+        y0, y1 = _runs2(target, length)[:2]
+        for e in range(length):
+            y0[e] = m0[e] + m1[e] + m2[e]
+        for e in range(length):
+            y1[e] = m1[e] - m2[e] - m3[e]
+    else:
+        m0, m1, m2, m3, m4, m5 = _runs4(source, length)
+        y0, y1, y2, y3 = _runs4(target, length)[:4]
+        two, four, eight = y0.dtype.type(2), y0.dtype.type(4), y0.dtype.type(8)
+        for e in range(length):
+            y0[e] = m0[e] + m1[e] + m2[e] + m3[e] + m4[e]
+        for e in range(length):
+            y1[e] = m1[e] - m2[e] + two * (m3[e] - m4[e])
+        for e in range(length):
+            y2[e] = m1[e] + m2[e] + four * (m3[e] + m4[e])
+        for e in range(length):
+            y3[e] = m1[e] - m2[e] + eight * (m3[e] - m4[e]) + m5[e]
+
+
+@njit(inline="always")
+def _a_into(m, source, target, length):
+    """m = A y, the adjoint of _at_into: an output tile's m gradients (source) -> its m + 2
+    positions' (target)."""
+    if m == 2:
+        y0, y1 = _runs2(source, length)[:2]
+        m0, m1, m2, m3 = _runs2(target, length)
+        for e in range(length):
+            m0[e] = y0[e]
+        for e in range(length):
+            m1[e] = y0[e] + y1[e]
+        for e in range(length):
+            m2[e] = y0[e] - y1[e]
+        for e in range(length):
+            m3[e] = -y1[e]
+    else:
+        y0, y1, y2, y3 = _runs4(source, length)[:4]
+        m0, m1, m2, m3, m4, m5 = _runs4(target, length)
+        two, four, eight = y0.dtype.type(2), y0.dtype.type(4), y0.dtype.type(8)
+        # the copies m0 and m5 share a loop with another target: alone, each became a call to
+        # memmove, which on runs of OC numbers cost more than all the rest (16 channels, 32x32:
+        # output_transform_adjoint 25 -> 8 us an image; F(2x2)'s one copy measured no slower)
+        for e in range(length):
+            m0[e] = y0[e]
+            m1[e] = y0[e] + y1[e] + y2[e] + y3[e]
+        for e in range(length):
+            m2[e] = y0[e] - y1[e] + y2[e] - y3[e]
+        for e in range(length):
+            m3[e] = y0[e] + two * y1[e] + four * y2[e] + eight * y3[e]
+        for e in range(length):
+            m4[e] = y0[e] - two * y1[e] + four * y2[e] - eight * y3[e]
+            m5[e] = y3[e]
 
 
 @njit(nogil=True, cache=True)
 def input_transform(padded, V, rows):
-    """V[4*p + q, t] = (B^T d B)[p, q] for every 4x4 tile d of padded (B, Hp, 2, Wp/2, C), the
-    tiles 2 apart, t = (b, th, tw) -> V (16, T, C). rows: scratch (4, 2, Wp/2, C)."""
-    B, Hp, _, Wh, C = padded.shape
-    TH, TW, T = (Hp - 2) // 2, Wh - 1, V.shape[1]
-    n, m = 2 * Wh * C, TW * C          # numbers in a padded row; in a row of tiles' channels
+    """V[k*p + q, t] = (B^T d B)[p, q] for every k x k tile d of padded (B, Hp, m, Wm, C), the
+    columns split by phase (m = 2 or 4, k = m + 2), the tiles m apart, t = (b, th, tw) ->
+    V (k*k, T, C). rows: scratch (k, m, Wm, C)."""
+    B, Hp, m, Wm, C = padded.shape
+    k = m + 2
+    TH, TW, T = (Hp - 2) // m, Wm - 1, V.shape[1]
+    n, L = m * Wm * C, TW * C          # numbers in a padded row; in a row of tiles' channels
     P, Vf, R = padded.reshape(padded.size), V.reshape(V.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
-            # B^T down the columns: the 4 input rows of this row of tiles -> rows[0..3]
-            d0, d1, d2, d3 = _runs(P, (b * Hp + 2 * th) * n, n, n)
-            r0, r1, r2, r3 = _runs(R, 0, n, n)
-            _bt_into(d0, d1, d2, d3, r0, r1, r2, r3)
-            # then B^T along each row: a tile's columns are even[tw], odd[tw], even[tw + 1],
-            # odd[tw + 1], so every tile of the row is done at once (even1, odd1: the same runs
-            # from the next tile on); V[4p..4p+3] for the tiles t0 ...
+            # B^T down the columns: the k input rows of this row of tiles -> rows[0..k-1]
+            _bt_into(m, (P, (b * Hp + m * th) * n, n, m * n), (R, 0, n, m * n), n)
+            # then B^T along each of those rows, every tile of the row at once (its columns are
+            # runs of the split row): V[k*p .. k*p + k-1] for the tiles t0 ...
             t0 = (b * TH + th) * TW
-            for p in range(4):
-                even, odd = R[p * n:p * n + n // 2], R[p * n + n // 2:(p + 1) * n]
-                v0, v1, v2, v3 = _runs(Vf, (4 * p * T + t0) * C, T * C, m)
-                _bt_into(even, odd, even[C:], odd[C:], v0, v1, v2, v3)
+            for p in range(k):
+                _bt_into(m, (R, p * n, Wm * C, C), (Vf, (k * p * T + t0) * C, T * C, m * T * C), L)
 
 
 @njit(nogil=True, cache=True)
 def input_transform_adjoint(dV, gpadded, rows):
-    """The adjoint of input_transform: every tile's B dV B^T added back into gpadded
-    (B, Hp, 2, Wp/2, C) where the tile came from; neighbouring tiles overlap by 2, so their
-    parts add. gpadded must start at 0. rows: scratch (4, 4, TW, C)."""
-    B, Hp, _, Wh, C = gpadded.shape
-    TH, TW, T = (Hp - 2) // 2, Wh - 1, dV.shape[1]
-    n, m = 2 * Wh * C, TW * C
-    G, Vf, R = gpadded.reshape(gpadded.size), dV.reshape(dV.size), rows.reshape(rows.size)
+    """The adjoint of input_transform: every tile's B dV B^T added into gpadded (B, Hp, m, Wm, C)
+    where the tile came from; neighbouring tiles overlap by 2, so their parts add. gpadded must
+    start at 0. rows: scratch (k, k, TW, C)."""
+    B, Hp, m, Wm, C = gpadded.shape
+    k = m + 2
+    TH, TW, T = (Hp - 2) // m, Wm - 1, dV.shape[1]
+    n, L = m * Wm * C, TW * C
+    Gf, Vf, R = gpadded.reshape(gpadded.size), dV.reshape(dV.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
             # B down the columns of positions, every tile of the row at once:
-            # dV[q::4] -> rows[:, q]
+            # dV[q::k] -> rows[:, q] (added, so zeroed first: one small pass in cache)
             t0 = (b * TH + th) * TW
-            for q in range(4):
-                v0, v1, v2, v3 = _runs(Vf, (q * T + t0) * C, 4 * T * C, m)
-                r0, r1, r2, r3 = _runs(R, q * m, 4 * m, m)
-                _b_into(v0, v1, v2, v3, r0, r1, r2, r3)
-            # then B along each row, added into the tile's columns even[tw], odd[tw],
-            # even[tw + 1], odd[tw + 1] (the last two overlap the next tile's first two)
-            for i in range(4):
-                at = (b * Hp + 2 * th + i) * n
-                even, odd = G[at:at + n // 2], G[at + n // 2:at + n]
-                even1, odd1 = even[C:], odd[C:]
-                s0, s1, s2, s3 = _runs(R, 4 * i * m, m, m)                    # rows[i]
-                for e in range(m):
-                    even[e] += s0[e]
-                for e in range(m):
-                    odd[e] += s1[e] - s2[e] + s3[e]
-                for e in range(m):
-                    even1[e] += s1[e] + s2[e] - s0[e]
-                for e in range(m):
-                    odd1[e] -= s3[e]
+            R[:] = 0.0
+            for q in range(k):
+                _b_added_into(m, (Vf, (q * T + t0) * C, k * T * C, m * k * T * C),
+                              (R, q * L, k * L, m * k * L), L)
+            # then B along each row, added into the tile's columns (its last two are the next
+            # tile's first two)
+            for i in range(k):
+                _b_added_into(m, (R, k * i * L, L, m * L),
+                              (Gf, (b * Hp + m * th + i) * n, Wm * C, C), L)
 
 
 @njit(nogil=True, cache=True)
 def output_transform(M, y, rows):
-    """y[b, 2*th + i, 2*tw + j] = (A^T m A)[i, j] for every tile t = (b, th, tw) of positions
-    m = M[:, t]: M (16, T, OC) -> y (B, OH, OW, OC), channels last (the tiles do not overlap).
-    rows: scratch (2, 4, TW, OC)."""
+    """y[b, m*th + i, m*tw + j] = (A^T z A)[i, j] for every tile t = (b, th, tw) of positions
+    z = M[:, t]: M (k*k, T, OC) -> y (B, OH, OW, OC), channels last (the tiles do not overlap);
+    M's k*k = 16 positions say m = 2, 36 say m = 4. rows: scratch (m, k, TW, OC)."""
     B, OH, OW, OC = y.shape
-    TH, TW, T = OH // 2, OW // 2, M.shape[1]
-    n, m = OW * OC, TW * OC            # numbers in an output row; in a row of tiles' positions
+    m = 2 if M.shape[0] == 16 else 4
+    k = m + 2
+    TH, TW, T = OH // m, OW // m, M.shape[1]
+    n, L = OW * OC, TW * OC            # numbers in an output row; in a row of tiles' positions
     Y, Mf, R = y.reshape(y.size), M.reshape(M.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
             # A^T down the columns of positions, every tile of the row at once:
-            # M[q::4] -> rows[:, q]
+            # M[q::k] -> rows[:, q]
             t0 = (b * TH + th) * TW
-            for q in range(4):
-                m0, m1, m2, m3 = _runs(Mf, (q * T + t0) * OC, 4 * T * OC, m)
-                _at_into(m0, m1, m2, m3, R[q * m:(q + 1) * m], R[(4 + q) * m:(5 + q) * m])
-            # then A^T along each row, tile by tile: its two columns are the output row's
-            # pixels 2*tw and 2*tw + 1, OC numbers each
-            for i in range(2):
-                at = (b * OH + 2 * th + i) * n
+            for q in range(k):
+                _at_into(m, (Mf, (q * T + t0) * OC, k * T * OC, m * k * T * OC),
+                         (R, q * L, k * L, m * k * L), L)
+            # then A^T along each row, tile by tile: its m columns are the output row's pixels
+            # m*tw .. m*tw + m-1, OC numbers each
+            for i in range(m):
+                at = (b * OH + m * th + i) * n
                 for tw in range(TW):
-                    s0, s1, s2, s3 = _runs(R, 4 * i * m + tw * OC, m, OC)
-                    pixel = at + 2 * tw * OC
-                    _at_into(s0, s1, s2, s3, Y[pixel:pixel + OC], Y[pixel + OC:pixel + 2 * OC])
+                    _at_into(m, (R, k * i * L + tw * OC, L, m * L),
+                             (Y, at + m * tw * OC, OC, m * OC), OC)
 
 
 @njit(nogil=True, cache=True)
 def output_transform_adjoint(gy, dM, rows):
     """The adjoint of output_transform: dM[:, t] = A dy A^T of every output tile dy of
-    gy (B, OH, OW, OC), channels last -> dM (16, T, OC). rows: scratch (4, 2, TW, OC)."""
+    gy (B, OH, OW, OC), channels last -> dM (k*k, T, OC), whose k*k = 16 or 36 positions say
+    m = 2 or 4. rows: scratch (k, m, TW, OC)."""
     B, OH, OW, OC = gy.shape
-    TH, TW, T = OH // 2, OW // 2, dM.shape[1]
+    m = 2 if dM.shape[0] == 16 else 4
+    k = m + 2
+    TH, TW, T = OH // m, OW // m, dM.shape[1]
     n = OW * OC                        # numbers in an output row
     Y, Mf, R = gy.reshape(gy.size), dM.reshape(dM.size), rows.reshape(rows.size)
     for b in range(B):
         for th in range(TH):
-            # A down the columns: the 2 output rows of this row of tiles -> rows[0..3]
-            at = (b * OH + 2 * th) * n
-            r0, r1, r2, r3 = _runs(R, 0, n, n)
-            _a_into(Y[at:at + n], Y[at + n:at + 2 * n], r0, r1, r2, r3)
-            # then A along each row, tile by tile: pixels 2*tw, 2*tw + 1 -> dM[4p..4p+3]
+            # A down the columns: the m output rows of this row of tiles -> rows[0..k-1]
+            _a_into(m, (Y, (b * OH + m * th) * n, n, m * n), (R, 0, n, m * n), n)
+            # then A along each row, tile by tile: pixels m*tw .. m*tw + m-1 -> dM[k*p .. k*p + k-1]
             t0 = (b * TH + th) * TW
-            for p in range(4):
+            for p in range(k):
                 for tw in range(TW):
-                    m0, m1, m2, m3 = _runs(Mf, (4 * p * T + t0 + tw) * OC, T * OC, OC)
-                    pixel = p * n + 2 * tw * OC
-                    _a_into(R[pixel:pixel + OC], R[pixel + OC:pixel + 2 * OC], m0, m1, m2, m3)
+                    _a_into(m, (R, p * n + m * tw * OC, OC, m * OC),
+                            (Mf, (k * p * T + t0 + tw) * OC, T * OC, m * T * OC), OC)
 
 
-def filter_transform(weight):
-    """U[4*p + q, o, c] = (G g G^T)[p, q] of every 3x3 filter g = weight[o, c]:
-    weight (OC, C, 3, 3) -> U (16, OC, C), in weight's dtype."""
+def filter_transform(weight, m):
+    """U[k*p + q, o, c] = (G g G^T)[p, q] of every 3x3 filter g = weight[o, c], F(m x m, 3x3):
+    weight (OC, C, 3, 3) -> U (k*k, OC, C), k = m + 2, in weight's dtype."""
     OC, C = weight.shape[:2]
-    G_ = G.astype(weight.dtype)
+    G_ = G[m].astype(weight.dtype)
     # optimize=True contracts one matrix at a time (through BLAS): the single three-operand
     # loop NumPy runs without it took 0.5 ms for a 64-channel layer, a third of its forward
-    U = numpy.einsum("pa,ocab,qb->pqoc", G_, weight, G_, optimize=True)   # (4, 4, OC, C)
-    return numpy.ascontiguousarray(U.reshape(16, OC, C))
+    U = numpy.einsum("pa,ocab,qb->pqoc", G_, weight, G_, optimize=True)   # (k, k, OC, C)
+    return numpy.ascontiguousarray(U.reshape(-1, OC, C))
 
 
 def filter_transform_backward(gU):
-    """The adjoint of filter_transform: gU (16, OC, C) -> gweight (OC, C, 3, 3) = G^T dU G."""
-    OC, C = gU.shape[1:]
-    G_ = G.astype(gU.dtype)
-    gweight = numpy.einsum("pa,pqoc,qb->ocab", G_, gU.reshape(4, 4, OC, C), G_, optimize=True)
+    """The adjoint of filter_transform: gU (k*k, OC, C) -> gweight (OC, C, 3, 3) = G^T dU G,
+    k*k = 16 or 36 positions for m = 2 or 4."""
+    positions, OC, C = gU.shape
+    k = round(positions ** 0.5)
+    G_ = G[k - 2].astype(gU.dtype)
+    gweight = numpy.einsum("pa,pqoc,qb->ocab", G_, gU.reshape(k, k, OC, C), G_, optimize=True)
     return numpy.ascontiguousarray(gweight)
