@@ -40,14 +40,15 @@ def test_bench_records_every_conv_of_a_step_for_the_gemm_floor():
     assert [c[4] for c in backwards].count(False) == 1            # the stem: no gx
     assert conv_gemm_time(calls, steps=1) > 0
     # 2 flops per multiply-add, 3 products per conv (forward, weight and input gradients) but
-    # no input gradient for the stem; Winograd's F(2x2, 3x3) does 16 multiply-adds per 2x2
-    # output tile where a 3x3 filter does 36: 4/9 of them, for every conv but the two at stride 2
+    # no input gradient for the stem; Winograd's F(4x4, 3x3) (every output of ResNet-20 splits
+    # into 4x4 tiles) does 36 multiply-adds per 4x4 output tile where a 3x3 filter does 144:
+    # 1/4 of them, for every conv but the two at stride 2
     rows = [row for row in summary(get_model("resnet20"), (3, 32, 32), show=False).rows
             if row.kind == "Conv2d"]
     products = [2] + [3] * (len(rows) - 1)
     at_stride_2 = [i > 0 and row.output_shape[-1] < rows[i - 1].output_shape[-1]
                    for i, row in enumerate(rows)]
     assert at_stride_2.count(True) == 2
-    share = [Fraction(1) if stride_2 else Fraction(4, 9) for stride_2 in at_stride_2]
+    share = [Fraction(1) if stride_2 else Fraction(1, 4) for stride_2 in at_stride_2]
     expected = sum(2 * 2 * row.macs * n * f for row, n, f in zip(rows, products, share))
     assert conv_gemm_flops(calls) == expected

@@ -129,9 +129,9 @@ def conv_products(x_shape, w_shape, stride, padding, input_grad):
     """The matrix products the fast convolution runs for one call: (chunks, products), where
     chunks are kernels/cpu/conv.py's (first image, images) and products(B) lists, for a chunk of
     B images, each numpy.matmul as (left operand's shape, right's, which of them the kernel
-    passes transposed). Winograd's 16 batched products for 3x3 filters at stride 1, im2col's
-    otherwise; the backward (input_grad not None) multiplies for the weight gradient and, if
-    input_grad, for the input gradient."""
+    passes transposed). Winograd's (m+2)^2 batched products for 3x3 filters at stride 1 (m the
+    tile size conv_winograd.tile_size picks), im2col's otherwise; the backward (input_grad not
+    None) multiplies for the weight gradient and, if input_grad, for the input gradient."""
     from tinyres.kernels.cpu import conv_gemm, conv_winograd
     N, C = x_shape[:2]
     (KH, KW), stride, _, (OH, OW) = window_geometry("conv2d", x_shape, w_shape[2:], stride,
@@ -139,13 +139,15 @@ def conv_products(x_shape, w_shape, stride, padding, input_grad):
     OC, forward = w_shape[0], input_grad is None
     if conv_winograd.applies(w_shape, stride, (OH, OW)):
         chunks = conv_winograd.chunks_of(N, OH, OW, max(C, OC), 4)     # float32
+        m = conv_winograd.tile_size((OH, OW), max(C, OC))
+        k2 = (m + 2) ** 2                                               # positions of a tile
 
         def products(B):
-            T = B * OH * OW // 4                                          # 2x2 output tiles
+            T = B * OH * OW // (m * m)                                    # m x m output tiles
             if forward:
-                return [((16, T, C), (16, C, OC), "right")]              # V @ U^T
-            return ([((16, OC, T), (16, T, C), "left")]                   # dM^T @ V
-                    + [((16, T, OC), (16, OC, C), "")] * bool(input_grad))   # dM @ U
+                return [((k2, T, C), (k2, C, OC), "right")]              # V @ U^T
+            return ([((k2, OC, T), (k2, T, C), "left")]                   # dM^T @ V
+                    + [((k2, T, OC), (k2, OC, C), "")] * bool(input_grad))   # dM @ U
     else:
         chunks, K, P = conv_gemm.chunks_of(N, OH * OW), C * KH * KW, OH * OW
 
