@@ -15,7 +15,7 @@ is left. A thread that the operating system holds back simply takes fewer parts.
 over once, at its end, instead of once per kernel.
 
 When a job may use every CPU of the process, its threads are pinned one to a CPU for the
-job's duration (`_cpus_to_pin`): left to itself, Linux sometimes runs two of them on one CPU
+job's duration (`_placement`): left to itself, Linux sometimes runs two of them on one CPU
 after the process has rested, for long enough to cost a training step 10-20 %.
 
 This is tinyres's one thread pool, and its count is the one thread count: Numba's
@@ -55,33 +55,46 @@ def _helpers(count):
         return _pool
 
 
-def _cpus_to_pin():
-    """The CPUs a job's threads are pinned to, one each, or None to leave them to the OS.
+def _placement(threads):
+    """[the CPUs each of a job's `threads` threads may run on, or None: no change], this
+    thread's first; None where the OS offers no say (no sched_setaffinity).
 
-    Why pin at all: after a pause (a training loop's data loading, a benchmark's rest), Linux
-    often wakes this thread and a helper on the same CPU and takes some 20 ms to move one away,
-    while the other CPU idles: a 2-thread ResNet-20 step after a 0.25 s pause took 185-215 ms
-    instead of 155-170 (docs/performance.md). Pinned, it takes the same either way. Only when
-    the job may use every CPU this process may run on: pinning 2 threads of a 64-CPU machine to
-    its first 2 CPUs would pile every tinyres process there onto the same two."""
+    Pinned, one CPU each, when the job may use every CPU this process may run on. Why pin at
+    all: after a pause (a training loop's data loading, a benchmark's rest), Linux often wakes
+    this thread and a helper on the same CPU and takes some 20 ms to move one away, while the
+    other CPU idles: a 2-thread ResNet-20 step after a 0.25 s pause took 185-215 ms instead of
+    155-170 (docs/performance.md). Pinned, it takes the same either way. Only when the job uses
+    every CPU: pinning 2 threads of a 64-CPU machine to its first 2 CPUs would pile every tinyres
+    process there onto the same two; then the helpers may run on any of them, and this thread
+    stays where it is."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     allowed = sorted(os.sched_getaffinity(0))
-    return allowed if len(allowed) == num_threads() else None
+    if len(allowed) == num_threads():
+        return [{cpu} for cpu in allowed[:threads]]
+    return [None] + [set(allowed)] * (threads - 1)
 
 
 @contextlib.contextmanager
-def _on_cpu(cpu):
-    """Within the block, the calling thread runs on `cpu` alone (None: where the OS puts it)."""
-    if cpu is None:
+def _placed(cpus):
+    """Within the block, the calling thread runs on the CPUs `cpus` (None: no change); then on
+    those it had. For the caller's thread, whose placement is the user's."""
+    if cpus is None:
         yield
         return
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
+    _place(cpus)
     try:
         yield
     finally:
-        os.sched_setaffinity(0, before)
+        _place(before)
+
+
+def _place(cpus):
+    """The calling thread runs on the CPUs `cpus` from now on (None: no change)."""
+    if cpus is not None:
+        with contextlib.suppress(OSError):        # a CPU gone offline: run where we are
+            os.sched_setaffinity(0, cpus)
 
 
 def share(count, make_worker):
@@ -100,23 +113,30 @@ def share(count, make_worker):
         return
     parts = itertools.count()           # next(parts) is atomic: each part is taken once
     failed = []
-    cpus = _cpus_to_pin() or [None] * threads
+    placement = _placement(threads) or [None] * threads
 
-    def take_parts(cpu):
+    def take_parts():
         try:
-            with _on_cpu(cpu):
-                worker = make_worker()
-                while not failed:
-                    i = next(parts)
-                    if i >= count:
-                        return
-                    worker(i)
+            worker = make_worker()
+            while not failed:
+                i = next(parts)
+                if i >= count:
+                    return
+                worker(i)
         except BaseException as err:    # stop the other threads, re-raise below
             failed.append(err)
 
+    def help_on(cpus):
+        # A helper thread is tinyres's own, so it keeps the CPUs of its last job. Given back
+        # after each job, it would wake for the next one wherever Linux likes, often on the CPU
+        # of the thread that woke it, and push that thread aside before moving.
+        _place(cpus)
+        take_parts()
+
     with single_threaded_blas():
-        helpers = [_helpers(threads - 1).submit(take_parts, cpu) for cpu in cpus[1:threads]]
-        take_parts(cpus[0])             # this thread works too
+        helpers = [_helpers(threads - 1).submit(help_on, cpus) for cpus in placement[1:]]
+        with _placed(placement[0]):
+            take_parts()                # this thread works too
         for helper in helpers:
             helper.result()
     if failed:
