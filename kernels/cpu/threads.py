@@ -135,9 +135,9 @@ def share(count, make_worker):
 
     with single_threaded_blas():
         helpers = [_helpers(threads - 1).submit(help_on, cpus) for cpus in placement[1:]]
-        with _placed(placement[0]):
-            take_parts()                # this thread works too
-        for helper in helpers:
-            helper.result()
+        with _placed(placement[0]):     # till the helpers are done: unpinned, this thread would
+            take_parts()                # be woken on the last helper's CPU, and be pushed
+            for helper in helpers:      # aside by that helper at the next job
+                helper.result()
     if failed:
         raise failed[0]
