@@ -26,9 +26,11 @@ from .threads import share
 
 # A chunk's transformed tiles, V (k*k, T, C) or M (k*k, T, OC), take about this many bytes: small
 # enough to stay in a core's cache between the transform and the GEMMs, large enough that each of
-# the k*k BLAS calls is worth its overhead (ResNet-20's stages by F(4x4): 2, 4 and 8 images a
-# chunk, see chunks_of).
-CHUNK_BYTES = 512 * 1024
+# the k*k BLAS calls is worth its overhead (ResNet-20's stages by F(4x4): 4, 8 and 16 images a
+# chunk, see chunks_of). 1 MB against 512 KB, a ResNet-20 training step back to back, 2 threads,
+# the sizes taking turns (Zen 5, L2 1 MB a core): 140 / 147 and 147 / 154 ms at batch 128, 47 / 51
+# ms at batch 32; 256 KB and 2 MB were slower.
+CHUNK_BYTES = 1024 * 1024
 
 
 def applies(weight_shape, stride, out_size):
@@ -47,7 +49,8 @@ def tile_size(out_size, channels):
 
 
 # F(4x4) against F(2x2) as measured (tools/winograd_tiles.py: one thread, float32, min of the
-# repeats on a shared machine), forward / backward in ms; F(4x4) wins up to 128 channels:
+# repeats on a shared machine, chunks of 512 KB), forward / backward in ms; F(4x4) wins up to 128
+# channels:
 #   ResNet-20's stages, batch 128   F(2x2)              F(4x4)
 #     16 ch 32x32                   4.55 / 9.36         3.91 / 7.89
 #     32 ch 16x16                   2.24 / 5.05         1.89 / 4.01
