@@ -37,9 +37,9 @@ step:
     dg     = G^T dU G                                       filter_transform_backward(dU)
 
 So the whole algorithm is four tile kernels, two transforms and their exact adjoints, each built
-from the 1-D transforms below; the filter transforms are small enough for numpy.einsum. F(2x2)'s
-matrices hold 0, +-1 and 0.5, exact in binary, so its float32 results differ from im2col + GEMM's
-by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the transformed
+from the 1-D transforms below; the filter transforms are two small matrix products in NumPy.
+F(2x2)'s matrices hold 0, +-1 and 0.5, exact in binary, so its float32 results differ from
+im2col + GEMM's by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the transformed
 numbers and with them the rounding, 6 to 22 times F(2x2)'s (figures in
 tinyres/functional/winograd.py's docstring). tests/test_kernels_cpu.py holds both equal to the
 readable conv.
@@ -348,12 +348,14 @@ def output_transform_adjoint(gy, dM, rows):
 def filter_transform(weight, m):
     """U[k*p + q, o, c] = (G g G^T)[p, q] of every 3x3 filter g = weight[o, c], F(m x m, 3x3):
     weight (OC, C, 3, 3) -> U (k*k, OC, C), k = m + 2, in weight's dtype."""
-    OC, C = weight.shape[:2]
+    OC, C, k = weight.shape[0], weight.shape[1], m + 2
     G_ = G[m].astype(weight.dtype)
-    # optimize=True contracts one matrix at a time (through BLAS): the single three-operand
-    # loop NumPy runs without it took 0.5 ms for a 64-channel layer, a third of its forward
-    U = numpy.einsum("pa,ocab,qb->pqoc", G_, weight, G_, optimize=True)   # (k, k, OC, C)
-    return numpy.ascontiguousarray(U.reshape(-1, OC, C))
+    # Two matrix products, each over every filter at once (through BLAS): an einsum of the three
+    # matrices took 2-3 times as long (46 against 14 us for a 16-channel layer), most of it
+    # spent choosing the order of its products, again at every call.
+    rows = (weight.reshape(OC * C * 3, 3) @ G_.T).reshape(OC, C, 3, k)     # g G^T
+    U = numpy.tensordot(G_, rows, axes=([1], [2]))                          # (k, OC, C, k)
+    return numpy.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(k * k, OC, C)
 
 
 def filter_transform_backward(gU):
@@ -362,5 +364,6 @@ def filter_transform_backward(gU):
     positions, OC, C = gU.shape
     k = round(positions ** 0.5)
     G_ = G[k - 2].astype(gU.dtype)
-    gweight = numpy.einsum("pa,pqoc,qb->ocab", G_, gU.reshape(k, k, OC, C), G_, optimize=True)
-    return numpy.ascontiguousarray(gweight)
+    rows = (G_.T @ gU.reshape(k, k * OC * C)).reshape(3, k, OC, C)       # G^T dU, over p
+    gweight = numpy.tensordot(rows, G_, axes=([1], [0]))                  # (3, OC, C, 3)
+    return numpy.ascontiguousarray(gweight.transpose(1, 2, 0, 3))
