@@ -300,6 +300,27 @@ def test_winograd_filter_transform_and_its_adjoint(m):
                          rtol=1e-12)
 
 
+@pytest.mark.parametrize("route", ["winograd", "gemm"])
+def test_scratch_buffers_kept_between_convolutions_keep_their_zero_border(route):
+    """The threads' scratch buffers outlive a convolution (layout.scratch). Two convolutions whose
+    padded chunks have one shape but other paddings (H 8 padded by 1, H 10 by 0) must not share
+    one: the unpadded one writes where the other's zero border is."""
+    rng = numpy.random.default_rng(0)
+    stride = 1 if route == "winograd" else 2
+    padded_by_1 = rng.standard_normal((4, 3, 8, 8)).astype(numpy.float32)
+    unpadded = rng.standard_normal((4, 3, 10, 10)).astype(numpy.float32) + 10.0
+    w = rng.standard_normal((5, 3, 3, 3)).astype(numpy.float32)
+    before = tinyres.get_num_threads()
+    tinyres.set_num_threads(1)                    # every chunk on this thread, one set of buffers
+    try:
+        for x, padding in ((padded_by_1, 1), (unpadded, 0), (padded_by_1, 1)):
+            y = cpu.conv2d_forward(x, w, stride, padding)
+            expected = conv.conv2d_forward.reference(x, w, stride, padding)
+            numpy.testing.assert_allclose(y, expected, **conv_tolerance(numpy.float32, expected))
+    finally:
+        tinyres.set_num_threads(before)
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 2**16), m=st.sampled_from([1, 2, 4]), n=st.integers(1, 3),
        c=st.integers(1, 5), h=st.integers(1, 5), w=st.integers(1, 9),

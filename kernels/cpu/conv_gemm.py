@@ -123,7 +123,7 @@ def _chunk_patches(buffer, x, n0, B, kernel, stride, padding, out_size):
     patches rows (B*OH*OW, KH*KW*C), in the worker's scratch buffers."""
     C, H, W = x.shape[1:]
     (KH, KW), (SH, SW), (PH, PW), (OH, OW) = kernel, stride, padding, out_size
-    padded = buffer("padded", (B, H + 2 * PH, W + 2 * PW, C))
+    padded = buffer(("padded", PH, PW), (B, H + 2 * PH, W + 2 * PW, C))   # border stays 0
     to_padded(x, n0, PH, PW, padded)
     rows = buffer("rows", (B * OH * OW, KH * KW * C))
     _patches(padded, KH, KW, SH, SW, rows)

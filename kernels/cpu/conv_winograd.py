@@ -84,7 +84,7 @@ def _input_tiles(buffer, x, n0, B, padding, out_size, m):
     """The chunk of B images from n0 as padded (B, OH+2, m, OW/m+1, C) and its transformed
     (m+2)x(m+2) tiles V (k*k, B*OH/m*OW/m, C), in the worker's scratch buffers."""
     C, (PH, PW), (OH, OW), k = x.shape[1], padding, out_size, m + 2
-    padded = buffer("padded", (B, OH + 2, m, OW // m + 1, C))    # columns split by phase
+    padded = buffer(("padded", PH, PW), (B, OH + 2, m, OW // m + 1, C))   # split by phase
     to_padded(x, n0, PH, PW, padded)
     V = buffer("V", (k * k, B * (OH // m) * (OW // m), C))
     winograd.input_transform(padded, V, buffer("rows", (k, m, OW // m + 1, C)))
