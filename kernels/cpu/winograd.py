@@ -203,14 +203,15 @@ def _at_into(m, source, target, length):
         m0, m1, m2, m3, m4, m5 = _runs4(source, length)
         y0, y1, y2, y3 = _runs4(target, length)[:4]
         two, four, eight = y0.dtype.type(2), y0.dtype.type(4), y0.dtype.type(8)
+        # one loop for the four outputs, each input read once: 27 -> 20 us for a chunk of four
+        # 16-channel 32x32 images (the other transforms measured slower so, and keep a loop per
+        # output)
         for e in range(length):
-            y0[e] = m0[e] + m1[e] + m2[e] + m3[e] + m4[e]
-        for e in range(length):
-            y1[e] = m1[e] - m2[e] + two * (m3[e] - m4[e])
-        for e in range(length):
-            y2[e] = m1[e] + m2[e] + four * (m3[e] + m4[e])
-        for e in range(length):
-            y3[e] = m1[e] - m2[e] + eight * (m3[e] - m4[e]) + m5[e]
+            a, b, c, d = m1[e] + m2[e], m1[e] - m2[e], m3[e] + m4[e], m3[e] - m4[e]
+            y0[e] = m0[e] + a + c
+            y1[e] = b + two * d
+            y2[e] = a + four * c
+            y3[e] = b + eight * d + m5[e]
 
 
 @njit(inline="always")
