@@ -14,9 +14,10 @@ one and T-1 helpers) each take the next part not yet taken, run it, and take ano
 is left. A thread that the operating system holds back simply takes fewer parts. A job hands work
 over once, at its end, instead of once per kernel.
 
-When a job may use every CPU of the process, its threads are pinned one to a CPU for the
-job's duration (`_placement`): left to itself, Linux sometimes runs two of them on one CPU
-after the process has rested, for long enough to cost a training step 10-20 %.
+When a job may use every CPU of the process, its threads are pinned one to a CPU (`_placement`:
+the helpers stay so, this thread is given its CPUs back when the job is done): left to itself,
+Linux sometimes runs two of them on one CPU after the process has rested, for long enough to
+cost a training step 10-20 %.
 
 This is tinyres's one thread pool, and its count is the one thread count: Numba's
 (``numba.set_num_threads``, which ``tinyres.set_num_threads`` calls along with BLAS's, or the
