@@ -44,7 +44,7 @@ def kernel_array(a):
 def to_padded(x, n0, PH, PW, padded):
     """padded[b, PH + h, PW + w, c] = x[n0 + b, c, h, w]: x (N, C, H, W), channels-last memory or
     NCHW -> padded (B, H+2PH, W+2PW, C). The border is left as it is (zero: the buffer was made
-    with zeros). padded may also have its columns split by phase, (B, H+2PH, m, Wp/m, C) with
+    with zeros, and `scratch` gives it to no convolution with another padding). padded may also have its columns split by phase, (B, H+2PH, m, Wp/m, C) with
     padded column w at [w % m, w // m] (Winograd's tiles: kernels/cpu/winograd.py)."""
     split = padded if padded.ndim == 5 else padded[:, :, None]      # unsplit: m = 1
     x_cl = channels_last(x)
@@ -162,10 +162,10 @@ def scratch(dtype):
     shape with another padding and write where this one's border is."""
     if not hasattr(_kept, "buffers"):
         _kept.buffers = {}
-    buffers = _kept.buffers
+    buffers, kind = _kept.buffers, numpy.dtype(dtype).str
 
     def buffer(name, shape):
-        key = (numpy.dtype(dtype).str, name, shape)
+        key = (kind, name, shape)
         if key not in buffers:
             buffers[key] = numpy.zeros(shape, dtype=dtype)
         return buffers[key]
