@@ -1,5 +1,6 @@
 """Layout copies the CPU convolutions share: a chunk of images copied channels-last with a zero
-border (and back), and each thread's scratch buffers.
+border (and back), each thread's scratch buffers, and the loop that runs a convolution's chunks
+on the threads (run_chunks).
 
 Channels last, a pixel's C channels are neighbours in memory, so the KW*C numbers a window needs
 from one input row are one contiguous run (conv_gemm.py copies patches as runs; conv_winograd.py
@@ -17,6 +18,8 @@ import threading
 
 import numpy
 from numba import njit
+
+from .threads import share
 
 
 def channels_last(a):
@@ -170,3 +173,15 @@ def scratch(dtype):
             buffers[key] = numpy.zeros(shape, dtype=dtype)
         return buffers[key]
     return buffer
+
+
+def run_chunks(chunks, dtype, work):
+    """work(buffer, i, n0, B) for each chunk i = (n0, B) of `chunks` (B images from image n0),
+    the chunks shared among the threads (threads.share), `buffer` the scratch buffers (of
+    `dtype`) of the thread that runs it. The skeleton of both convolution routes: a chunk's
+    work must not depend on another's, and what it adds up across chunks it writes to its own
+    slot i, so that the sum, taken afterwards in chunk order, does not depend on the threads."""
+    def make_worker():
+        buffer = scratch(dtype)
+        return lambda i: work(buffer, i, *chunks[i])
+    share(len(chunks), make_worker)
