@@ -3,13 +3,13 @@ one BLAS product per chunk (conv.py chooses the route; conv_winograd.py is the o
 
 Dimensions as in conv.py: K = C*KH*KW, P = OH*OW.
 
-The whole convolution is done here, not as im2col then a product, because the speed of a convolution is decided by memory more than by
-arithmetic. For ResNet-20's first stage (N = 128, C = OC = 16, 32x32 maps) the full cols matrix
-is 128*1024 x 144 floats = 75 MB, nine times the image it was copied from. Writing it, reading it
-back for the matrix product and keeping it for the backward pass costs more time (and memory)
-than the product itself. So the twins do the same math in *chunks* of B images, sized so that a
-chunk's rows (about CHUNK_ROWS of them) stay in a core's caches, and the chunks are shared among
-the threads (layout.run_chunks):
+The whole convolution is done here, not as im2col then a product, because the speed of a
+convolution is decided by memory more than by arithmetic. For ResNet-20's first stage (N = 128,
+C = OC = 16, 32x32 maps) the full cols matrix is 128*1024 x 144 floats = 75 MB, nine times the
+image it was copied from. Writing it, reading it back for the matrix product and keeping it for
+the backward pass costs more time (and memory) than the product itself. So the twins do the
+same math in *chunks* of B images, sized so that a chunk's rows (about CHUNK_ROWS of them) stay
+in a core's caches, and the chunks are shared among the threads (layout.run_chunks):
 
     for every chunk of B images:
         padded = x[chunk] as (B, H+2PH, W+2PW, C), zero border    channels last
@@ -28,8 +28,8 @@ layout that decide the speed:
   * So a row's columns are ordered (kh, kw, c), not (c, kh, kw); the filters are reordered the
     same way, W2 = weight.transpose(0, 2, 3, 1).reshape(OC, K) (a few KB).
 
-Orientation matters to BLAS: with OC as small as 16, (B*P, K) @ (K, OC) runs at almost twice the
-speed of the same product written (OC, K) @ (K, B*P) on the machine of docs/performance.md.
+Orientation matters to BLAS: with OC as small as 16, (B*P, K) @ (K, OC) runs faster than the
+same product written (OC, K) @ (K, B*P) (docs/performance.md).
 
 The backward recomputes each chunk's rows instead of keeping 75 MB per layer from the forward pass
 (memory stays at the size of the activations, as PyTorch's), and per chunk:
