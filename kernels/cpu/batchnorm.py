@@ -1,4 +1,5 @@
-"""Batch norm on the CPU: channel by channel, one trip through memory per pass.
+"""Batch norm on the CPU: a statistics pass, then a normalise (or gradient) pass, each one trip
+through memory.
 
 The readable NumPy twins are in tinyres/functional/batchnorm.py (the math, and the closed-form
 backward, are explained there and in docs/batchnorm.md). For each channel c, over its
@@ -16,9 +17,9 @@ is in the core's cache: the forward reads x twice (statistics, then normalise) a
 once. The parts are shared among the threads (threads.py).
 
 Accuracy. The statistics are sums over m values (131,072 in ResNet-20's first stage). They are
-accumulated in float64, whatever the data's type (along a channel's runs in four interleaved
-partial sums, so that the four additions of a step do not wait for each other), and the
-forward's *about a shift*: the channel's first value.
+accumulated in float64, whatever the data's type (a row's channels side by side, or along a
+channel's runs in four interleaved partial sums, so that the additions of a step do not wait for
+each other), and the forward's *about a shift*: the channel's first value.
 The variance is then E[(x-s)^2] - E[x-s]^2, which loses nothing to cancellation as long as
 |mean - s| is not huge compared with the standard deviation: s is one of the channel's own
 values, so it lies within a few standard deviations of the mean. (The reference takes two
