@@ -124,7 +124,8 @@ def test_overwrite_replaces_only_the_runs_own_files(tmp_path):
     from tinyres.train import run_directory
     out = saved_run(tmp_path / "run", epochs_done=2)
     (out / "notes.txt").write_text("mine")
-    run_directory.prepare_run_directory(out, overwrite=True)
+    with run_directory.claim_run_directory(out, overwrite=True):
+        pass
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
@@ -193,7 +194,8 @@ def test_stale_temporary_files_of_killed_saves_are_removed_and_only_those(tmp_pa
     kept = [".checkpoint.npz.mine.tmp", "checkpoint.npz.0a1b2c3d.tmp", ".weights.npz.0a1b2c3d.tmp"]
     for name in stale + kept:
         (out / name).write_bytes(b"PK half a zip")
-    run_directory.prepare_run_directory(out, resume=True)
+    with run_directory.claim_run_directory(out, resume=True):
+        pass
     names = {p.name for p in out.iterdir()}
     assert not names & set(stale) and set(kept) <= names
 

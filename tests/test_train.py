@@ -9,7 +9,7 @@ import pytest
 
 import tinyres
 from tinyres.serialization import CheckpointError
-from tinyres.train import OutOfMemory, TrainConfig, Trainer, TrainingDiverged
+from tinyres.train import Evaluation, OutOfMemory, TrainConfig, Trainer, TrainingDiverged
 from tinyres.train import checkpoint as run_checkpoint
 from tinyres.train.metrics import TIMING_COLUMNS, read_metrics
 
@@ -58,7 +58,7 @@ def interrupt_at_step(trainer, step):
     real_track = trainer._track
 
     def track(record):
-        trainer._stop_requested = record["iteration"] == step
+        trainer.stop.requested = record["iteration"] == step
         real_track(record)
 
     trainer._track = track
@@ -93,7 +93,7 @@ def test_ctrl_c_stops_between_steps_and_saves(tmp_path, tiny_cifar):
     real_track = trainer._track
 
     def interrupt_after_first_step(step):
-        trainer._stop_requested = True          # what the SIGINT handler does
+        trainer.stop.requested = True           # what the SIGINT handler does
         real_track(step)
 
     trainer._track = interrupt_after_first_step
@@ -147,7 +147,7 @@ def test_a_non_finite_checkpoint_is_refused_on_load(tmp_path, tiny_cifar):
     tinyres.save(state, tmp_path / "diverged.npz")
     with pytest.raises(CheckpointError, match=r"NaN or infinite values in 1 of \d+ tensors "
                                               r"\(model/layer1.0.bn1.running_var\)"):
-        Trainer.for_evaluation(tmp_path / "diverged.npz")
+        Evaluation.of_checkpoint(tmp_path / "diverged.npz")
 
 
 def test_an_exploding_loss_is_flagged_once_with_the_step(tmp_path, capsys):

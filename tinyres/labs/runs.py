@@ -75,6 +75,8 @@ def train_runs(specs, root, jobs=1, threads=None, show_progress=True, reuse=None
                 running[process] = spec
             for process in [p for p in running if not p.is_alive()]:
                 spec = running.pop(process)
+                if process.exitcode in INTERRUPTED:     # Ctrl-C reached the run first: it
+                    raise KeyboardInterrupt             # checkpointed, as the others will
                 if process.exitcode != 0:
                     raise LabError(_failure(spec, process.exitcode, directories[spec]))
             bar.update(_epochs_done(directories.values()) - bar.n)
@@ -95,6 +97,7 @@ def _stop(running):
 
 
 LAB_ERROR_EXIT = 3          # a run's exit code for a mistake the lab explains in one line
+INTERRUPTED = (130, -signal.SIGINT)     # a run's exit code after Ctrl-C (its own, or a signal's)
 
 
 def _failure(spec, exitcode, directory):
