@@ -75,10 +75,7 @@ def train_runs(specs, root, jobs=1, threads=None, show_progress=True, reuse=None
                 running[process] = spec
             for process in [p for p in running if not p.is_alive()]:
                 spec = running.pop(process)
-                if process.exitcode in INTERRUPTED:     # Ctrl-C reached the run first: it
-                    raise KeyboardInterrupt             # checkpointed, as the others will
-                if process.exitcode != 0:
-                    raise LabError(_failure(spec, process.exitcode, directories[spec]))
+                check_exit(spec, process.exitcode, directories[spec])
             bar.update(_epochs_done(directories.values()) - bar.n)
             time.sleep(0.5)
     finally:
@@ -98,6 +95,15 @@ def _stop(running):
 
 LAB_ERROR_EXIT = 3          # a run's exit code for a mistake the lab explains in one line
 INTERRUPTED = (130, -signal.SIGINT)     # a run's exit code after Ctrl-C (its own, or a signal's)
+
+
+def check_exit(spec, exitcode, directory):
+    """A finished run's exit code: 0 is done; Ctrl-C's (the run checkpointed, as the others will)
+    is KeyboardInterrupt, whichever process it reached first; anything else a LabError."""
+    if exitcode in INTERRUPTED:
+        raise KeyboardInterrupt
+    if exitcode != 0:
+        raise LabError(_failure(spec, exitcode, directory))
 
 
 def _failure(spec, exitcode, directory):

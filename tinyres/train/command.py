@@ -43,6 +43,7 @@ def run_train(args):
 def _train(args, comm):
     from tinyres.models import list_models
     from tinyres.train import TrainConfig, Trainer
+    from tinyres.train.data import RunData
 
     given = given_settings(args)
     model = given.get("model", TrainConfig.model)
@@ -56,12 +57,15 @@ def _train(args, comm):
         return 0                            # a finished run, and no more epochs asked
     set_engine(args)
     if args.resume:
-        trainer = Trainer.resume(out, show_progress=not args.quiet, epochs=args.epochs)
+        trainer = Trainer.resume(out, show_progress=not args.quiet, epochs=args.epochs,
+                                 verify=args.verify)
         if comm.rank == 0:
             print(f"resuming {out} at epoch {trainer.epochs_done}, iteration "
                   f"{trainer.iteration} (settings from its checkpoint)")
     else:
-        trainer = Trainer(new_config(given, out, args), show_progress=not args.quiet)
+        config = new_config(given, out, args)
+        trainer = Trainer(config, show_progress=not args.quiet,
+                          data=RunData.load(config, verify=args.verify))
     row = trainer.fit(overwrite=args.overwrite)     # every check has passed: only now is --out
     if row is not None and comm.rank == 0:          # claimed (and a run there replaced)
         print(f"done: test accuracy {row['test_accuracy']:.4f} after {int(row['epoch'])} epochs; "
@@ -103,7 +107,7 @@ def run_eval(args):
     check_data_option(args.data)
     path = checkpoint_file(args.checkpoint)               # the file named is the file used
     set_engine(args)
-    evaluation = Evaluation.of_checkpoint(path, data=args.data)
+    evaluation = Evaluation.of_checkpoint(path, data=args.data, verify=args.verify)
     result = evaluation.run()
     test_set = evaluation.test_set
     print(f"{evaluation.config.model} from {path} on {test_set.source}")

@@ -41,11 +41,11 @@ def data_source(data):
     return SAMPLE
 
 
-def load_split(source, train, download=False):
-    """The training (or test) set of a resolved source."""
+def load_split(source, train, download=False, verify=False):
+    """The training (or test) set of a resolved source (`verify`: every file hashed again)."""
     if source == SAMPLE:
-        return bundled_sample(train)
-    return CIFAR10(source, train=train, download=download)
+        return bundled_sample(train)            # (whose content is checked at every load)
+    return CIFAR10(source, train=train, download=download, verify=verify)
 
 
 def load_cifar(data, train, download=False):
@@ -71,12 +71,13 @@ class RunData:
     notes: list
 
     @classmethod
-    def load(cls, config, pinned=None):
+    def load(cls, config, pinned=None, verify=False):
         """The data of `config`: from `pinned` ({"source", "sha256"}, a checkpoint's record)
-        when given, else as `config.data` resolves now. Checks --limit-train and --batch-size
-        against the training set."""
+        when given, else as `config.data` resolves now (`verify`: every file hashed again).
+        Checks --limit-train and --batch-size against the training set."""
         source = pinned_source(pinned) if pinned else data_source(config.data)
-        train_set, test_set = (load_split(source, train, config.download) for train in (True, False))
+        train_set, test_set = (load_split(source, split, config.download, verify)
+                               for split in (True, False))
         digests = {"train": content_sha256(train_set.images, train_set.labels),
                    "test": content_sha256(test_set.images, test_set.labels)}
         if pinned:
@@ -156,7 +157,8 @@ def _short(digests):
 
 def data_description(train_set, test_set):
     """What a run trained and tested on, short enough for a figure's title."""
-    return f"{train_set.name}, {len(train_set.labels):,} train / {len(test_set.labels):,} test images"
+    return (f"{train_set.name}, {len(train_set.labels):,} train / {len(test_set.labels):,} test "
+            f"images")
 
 
 @functools.lru_cache(maxsize=16)

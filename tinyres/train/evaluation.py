@@ -27,20 +27,20 @@ class Evaluation:
     test_transform: object
 
     @classmethod
-    def of_checkpoint(cls, checkpoint, data=None):
+    def of_checkpoint(cls, checkpoint, data=None, verify=False):
         """The model of the checkpoint file `checkpoint` and its test set (from `data` if given,
-        else the run's own)."""
+        else the run's own; `verify`: every data file hashed again)."""
         state = read_run_checkpoint(checkpoint)
         config, progress = read_run_config(checkpoint, state)
         pinned = progress.get("data") if data is None else None
         source = pinned_source(pinned) if pinned else data_source(
             data if data is not None else config.data)
-        test_set = load_split(source, train=False)
+        test_set = load_split(source, train=False, verify=verify)
         if pinned:
             check_digests(pinned, {"test": content_sha256(test_set.images, test_set.labels)})
         normalise_with = None
         if config.normalize == "pixel":            # the mean of the images the run trained on
-            normalise_with = load_split(source, train=True)
+            normalise_with = load_split(source, train=True, verify=verify)
             if config.limit_train is not None and config.limit_train < len(normalise_with):
                 normalise_with = first_images(normalise_with, config.limit_train)
         device = backend.default_device()

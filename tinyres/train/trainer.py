@@ -46,7 +46,7 @@ from pathlib import Path
 
 import tinyres
 from tinyres import backend
-from tinyres.distributed import DistributedError, SingleProcess, get_communicator
+from tinyres.distributed import DistributedError, get_communicator
 from tinyres.errors import UserError
 from tinyres.kernels.memory import keep_freed_memory
 from tinyres.models import TRAINING_LR, list_models
@@ -148,6 +148,7 @@ def _is_count(value):
 
 class Trainer:
     """Everything a run needs, built from a TrainConfig; `fit()` trains to the last epoch.
+    `data` (a RunData of this config) is loaded from the config where it is not given.
 
     Its parts: `data` (RunData: both splits, their source and digests), the loaders, `recipe`
     (model, optimizer, schedule; `model`, `optimizer`, `scheduler` and `parallel` name its
@@ -155,7 +156,7 @@ class Trainer:
     between steps). The config is a value: the Trainer keeps its own copy, with the model's lr
     filled in."""
 
-    def __init__(self, config, show_progress=True, log=print, comm=None, pinned_data=None):
+    def __init__(self, config, show_progress=True, log=print, comm=None, data=None):
         if config.lr is None:
             config = dataclasses.replace(config, lr=TRAINING_LR.get(config.model, 0.1))
         if config.problems():
@@ -165,7 +166,7 @@ class Trainer:
         self.config, self.show_progress = config, show_progress and self.is_root
         self.log = log if self.is_root else (lambda *args, **kwargs: None)
         self.out, self.device = Path(config.out), backend.default_device()
-        self.data = RunData.load(config, pinned_data)
+        self.data = RunData.load(config) if data is None else data
         for note in self.data.notes:
             self.log(note)
         self.train_loader, self.test_loader = loaders(config, self.data, self.comm)
@@ -242,11 +243,12 @@ class Trainer:
         return f"the last good checkpoint, {self.out / CHECKPOINT} ({where}), is kept"
 
     @classmethod
-    def resume(cls, out, show_progress=True, log=print, comm=None, epochs=None, checkpoint=None):
+    def resume(cls, out, show_progress=True, log=print, comm=None, epochs=None, checkpoint=None,
+               verify=False):
         """A Trainer restored from a checkpoint, ready to continue: `checkpoint` (a file) if
         given, else `out`/checkpoint.npz. Under MPI every rank reads it (so it must be visible to
         all), and the job must have the number of ranks that made it. It trains on the data the
-        run trained on (see data.py).
+        run trained on (see data.py; `verify`: every data file hashed again).
 
         `epochs` other than the run's own re-plans the schedule for that many epochs (more than
         are done): extending a finished run, or shortening an unfinished one."""
@@ -263,7 +265,8 @@ class Trainer:
                             f"{epochs_done} epochs; ask for more than {epochs_done} to "
                             f"train on, or leave --epochs out")
         config = dataclasses.replace(config, out=str(out), epochs=epochs or planned)
-        trainer = cls(config, show_progress, log, comm, pinned_data=progress.get("data"))
+        data = RunData.load(config, pinned=progress.get("data"), verify=verify)
+        trainer = cls(config, show_progress, log, comm, data)
         trainer.restore(state, path)
         if config.epochs != planned:
             trainer.log(trainer.describe_replanning(planned))
