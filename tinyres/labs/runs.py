@@ -118,7 +118,7 @@ def _failure(spec, exitcode, directory):
 def _worker(spec, out, threads):
     """One run in its own process: train it, resume it, or find it finished. Its log, and what
     went wrong if anything did, go to out/train.log."""
-    from tinyres.data import DatasetError
+    from tinyres.errors import UserError
     from tinyres.train import TrainingDiverged
 
     out = Path(out)
@@ -128,8 +128,8 @@ def _worker(spec, out, threads):
             _train(spec, out, threads, lambda message: print(message, file=log_file, flush=True))
         except KeyboardInterrupt:
             raise SystemExit(130)
-        except (LabError, DatasetError, TrainingDiverged) as err:
-            print(f"{spec.name}: {err}", file=log_file)
+        except (LabError, UserError, TrainingDiverged) as err:   # damaged data, a run
+            print(f"{spec.name}: {err}", file=log_file)              # directory in use, ...
             raise SystemExit(LAB_ERROR_EXIT)
         except Exception:
             traceback.print_exc(file=log_file)
