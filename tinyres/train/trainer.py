@@ -30,7 +30,7 @@ The Trainer composes small parts, each in its own file: the data (data.py: both 
 resolved source, pinned by a digest), the recipe (recipe.py: model, SGD, schedule), the run
 directory (run_directory.py: checked before any work, locked for the life of the training), the
 watches (watch.py: an exploding loss, Ctrl-C between steps), the checkpoint's checks
-(checkpoint.py), the metrics files and the curves (metrics.py, curves.py). A write that fails
+(checkpoint.py), the metrics files (metrics.py), what the run says and draws (report.py). A write that fails
 (a full disk) ends the run with one line saying which checkpoint is kept.
 
 Under `mpiexec -n N` the same Trainer runs on every rank, data-parallel (tinyres.distributed):
@@ -53,12 +53,12 @@ from tinyres.models import TRAINING_LR, list_models
 from tinyres.serialization import CheckpointError
 from tinyres.train.checkpoint import (CHECKPOINT, count_tensors, first_few, load_model_state,
                                       non_finite_tensors, read_run_checkpoint)
-from tinyres.train.curves import plot_run
 from tinyres.train.data import RunData, loaders
 from tinyres.train.loop import (TrainingDiverged, epoch_statistics, epoch_sums, evaluate,
                                 train_epoch)
 from tinyres.train.metrics import (append_iterations, append_metrics, read_metrics,
                                    truncate_iterations, truncate_metrics)
+from tinyres.train import report
 from tinyres.train.recipe import Recipe
 from tinyres.train.run_directory import RunDirectoryError, claim_run_directory
 from tinyres.train.watch import ExplosionWatch, StopRequest
@@ -176,7 +176,7 @@ class Trainer:
         self.sums = epoch_sums()            # of the epoch in progress (restored on a resume)
         self.saved_at = None                # (epochs done, iteration) of the checkpoint on disk
         self.unsaved_steps = []             # iterations.csv rows since the checkpoint
-        self.run_on_disk = False             # whether `out` holds this run already
+        self.run_on_disk = False            # whether `out` holds this run already
         self.watch = ExplosionWatch(config.lr, speaks=self.is_root)
         self.stop = StopRequest()
 
@@ -269,7 +269,7 @@ class Trainer:
         trainer = cls(config, show_progress, log, comm, data)
         trainer.restore(state, path)
         if config.epochs != planned:
-            trainer.log(trainer.describe_replanning(planned))
+            trainer.log(report.replanning(trainer, planned))
         return trainer
 
     def restore(self, state, path):
@@ -286,18 +286,6 @@ class Trainer:
         self.sums.update(progress.get("epoch_sums") or {})
         self.saved_at = (self.epochs_done, self.iteration, self.last_finite_loss)
         self.run_on_disk = True
-
-    def describe_replanning(self, planned):
-        """The log line of a run whose number of epochs changed on --resume."""
-        schedule = getattr(self.scheduler, "schedule", self.scheduler)      # under a warm-up
-        first, second = schedule.milestones
-        lr = self.config.lr
-        return (f"{'extending' if self.config.epochs > planned else 'shortening'} the run from "
-                f"{planned} to {self.config.epochs} epochs: the learning-rate schedule is "
-                f"re-planned for {self.total_iterations} iterations (lr {lr:g} until iteration "
-                f"{first}, {lr / 10:g} until {second}, then {lr / 100:g}); we are at iteration "
-                f"{self.iteration}, so the lr is now {self.scheduler.get_last_lr()[0]:g}. "
-                f"metrics.csv states the plan of each epoch (planned_epochs)")
 
     # -- the run --------------------------------------------------------------------------------
     def fit(self, overwrite=False):
@@ -319,7 +307,7 @@ class Trainer:
                 with self._writing(self.out / "metrics.csv"):
                     truncate_metrics(self.out / "metrics.csv", self.epochs_done)
                     truncate_iterations(self.out / "iterations.csv", self.iteration)
-            self.log(self.describe_start())
+            self.log(report.starting(self))
             row = None
             with self.stop.between_steps():
                 while self.epochs_done < self.config.epochs:
@@ -343,16 +331,6 @@ class Trainer:
                 raise RunDirectoryError(problem)
             self.run_on_disk = True         # `out` holds this run from now on
             yield
-
-    def describe_start(self):
-        config = self.config
-        ranks = "" if self.comm.size == 1 else (
-            f"; {self.comm.size} MPI ranks x {config.batch_size // self.comm.size} images per "
-            f"batch, batch norm {'synchronised' if config.sync_bn else 'per rank'}")
-        return (f"training {config.model} on {self.train_set.source}; testing on "
-                f"{self.test_set.source}; {len(self.train_loader)} iterations per epoch, "
-                f"{self.total_iterations} in all; backend {backend.get_backend()}{ranks}; "
-                f"output in {self.out}")
 
     def _check_sync_bn(self):
         """Refuse what data-parallel training cannot do as asked (on every rank alike)."""
@@ -405,16 +383,9 @@ class Trainer:
         self.save_checkpoint()
         if self.is_root:
             with self._writing(self.out / "curves.png"):
-                plot_run(self.out, self.out / "curves.png",
-                         f"{self.config.model}: {self.data.describe()}")
-        self.log(self.describe_epoch(row))
+                report.draw_curves(self)
+        self.log(report.epoch_done(self, row))
         return row
-
-    def describe_epoch(self, row):
-        return (f"epoch {self.epochs_done}/{self.config.epochs}: train loss "
-                f"{row['train_loss']:.3f}, train error {row['train_error']:.3f}, test accuracy "
-                f"{row['test_accuracy']:.3f}, {row['images_per_second']:.0f} images/s, "
-                f"{row['epoch_seconds']:.1f} s")
 
     def _track(self, step):
         self.iteration, self.last_finite_loss = step["iteration"], step["train_loss"]
