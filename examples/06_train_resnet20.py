@@ -51,8 +51,9 @@ else:
                          batch_size=lesson.pick(128, 8), data=data,
                          limit_train=lesson.pick(None, 16), seed=lesson.seed, out=str(run_dir))
     trainer = Trainer(config, show_progress=not (args.quiet or lesson.smoke))
+    config = trainer.config                           # the Trainer's copy: the model's lr filled in
     if lesson.smoke:                                  # seconds, not minutes: test on 32 images
-        trainer.test_set = first(load_cifar(data, train=False), 32)
+        trainer.data.test_set = first(load_cifar(data, train=False), 32)
         trainer.test_loader = DataLoader(trainer.test_set, 500,
                                          transform=trainer.test_loader.transform)
 print(config)

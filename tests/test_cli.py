@@ -124,7 +124,8 @@ def test_overwrite_replaces_only_the_runs_own_files(tmp_path):
     from tinyres.train import run_directory
     out = saved_run(tmp_path / "run", epochs_done=2)
     (out / "notes.txt").write_text("mine")
-    run_directory.prepare_run_directory(out, overwrite=True)
+    with run_directory.claim_run_directory(out, overwrite=True):
+        pass
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
@@ -193,7 +194,8 @@ def test_stale_temporary_files_of_killed_saves_are_removed_and_only_those(tmp_pa
     kept = [".checkpoint.npz.mine.tmp", "checkpoint.npz.0a1b2c3d.tmp", ".weights.npz.0a1b2c3d.tmp"]
     for name in stale + kept:
         (out / name).write_bytes(b"PK half a zip")
-    run_directory.prepare_run_directory(out, resume=True)
+    with run_directory.claim_run_directory(out, resume=True):
+        pass
     names = {p.name for p in out.iterdir()}
     assert not names & set(stale) and set(kept) <= names
 
@@ -281,6 +283,208 @@ def test_a_missing_or_empty_data_folder_offers_the_sample(tmp_path, capsys, make
     assert_one_line(err, f"--data {data}", "the full CIFAR-10 data set is missing",
                     "--download", "--data sample")
     assert data.exists() == bool(make) and not (tmp_path / "run").exists()
+
+
+# -- issue 29: nothing a user does deletes work, mixes runs, or ends in a traceback --------------
+@pytest.mark.parametrize("bad", [["--limit-train", "999999"], ["--batch-size", "9999"]])
+def test_overwrite_with_a_refused_option_leaves_the_finished_run_intact(tmp_path, capsys, bad):
+    """29.2: --overwrite replaces a run only once every check has passed."""
+    out = saved_run(tmp_path / "run", epochs_done=2)
+    before = snapshot(out)
+    code, _, err = run_cli(capsys, "train", "--data", "sample", "--out", out, "--overwrite", *bad)
+    assert code == 2 and "Traceback" not in err
+    assert snapshot(out) == before
+
+
+def test_a_refused_new_run_leaves_no_run_directory_behind(tmp_path, capsys):
+    """29.2: a refusal after the directory check (here: the data) creates no --out."""
+    code, _, err = run_cli(capsys, "train", "--data", "sample", "--limit-train", "999999",
+                           "--out", tmp_path / "deep" / "run")
+    assert code == 2 and not (tmp_path / "deep").exists()
+
+
+def test_a_second_training_into_a_locked_run_directory_is_refused(tmp_path, capsys):
+    """29.3: a training holds an OS lock on --out; another is refused before writing."""
+    from tinyres.train.run_directory import claim_run_directory
+    out = tmp_path / "run"
+    with claim_run_directory(out):                 # as a training in another process holds it
+        code, _, err = run_cli(capsys, "train", *as_options(tiny_settings(out, epochs=1)))
+        assert code == 2
+        assert_one_line(err, f"--out {out} is in use: another training is writing it")
+        assert list(out.iterdir()) == []
+    with claim_run_directory(out):                 # released when the training ends
+        pass
+
+
+def test_the_run_directory_lock_is_released_when_its_process_is_killed(tmp_path):
+    """29.3: a SIGKILLed training leaves no lock behind (the OS releases it)."""
+    from tinyres.train.run_directory import RunDirectoryError, claim_run_directory
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from tinyres.train.run_directory import claim_run_directory\n"
+         f"with claim_run_directory({str(out)!r}):\n"
+         "    print('held', flush=True)\n    time.sleep(600)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirectoryError, match="is in use"):
+            with claim_run_directory(out, resume=True):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with claim_run_directory(out, resume=True):
+        pass
+
+
+def test_a_full_disk_is_one_line_that_says_what_is_kept(tmp_path, capsys, monkeypatch):
+    """29.17: ENOSPC while saving: one line, exit 2, no traceback."""
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tinyres, "save", disk_full)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", *as_options(tiny_settings(out, epochs=1)), "--quiet")
+    assert code == 2
+    assert_one_line(err, f"cannot write {out / 'checkpoint.npz'}: No space left on device",
+                    "--resume")
+
+
+def test_a_malformed_tree_in_a_valid_npz_is_one_line(tmp_path, capsys):
+    """29.18: an .npz whose __tinyres_tree__ is not the JSON tinyres.save writes."""
+    path = tmp_path / "odd.npz"
+    for tree in ("{not json", '{"dict": 5}', '["a", "b"]'):
+        numpy.savez(path, __tinyres_tree__=numpy.array(tree))
+        for command in (["eval", "--checkpoint", path],
+                        ["train", "--resume", "--out", tmp_path, "--data", "sample"]):
+            if command[0] == "train":
+                shutil.copy(path, tmp_path / "checkpoint.npz")
+            code, _, err = run_cli(capsys, *command)
+            assert code == 2, (tree, command)
+            assert "Traceback" not in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("config", ["{bad json", '{"model": "resnet9000"}', '{"batch_size": 0}',
+                                    '{"epochs": -1}', '{"lr": "fast"}'])
+def test_a_checkpoint_with_impossible_settings_is_one_line(tmp_path, capsys, config):
+    """29.18: bad JSON, an unknown model, batch_size 0 ... in a checkpoint's settings."""
+    out = saved_run(tmp_path / "run", epochs_done=1)
+    state = tinyres.load(out / "checkpoint.npz")
+    import json
+    settings = json.loads(state["config"])
+    state["config"] = config if config.startswith("{bad") else json.dumps(
+        {**settings, **json.loads(config)})
+    tinyres.save(state, out / "checkpoint.npz")
+    before = snapshot(out)
+    for command in (["eval", "--checkpoint", out], ["train", "--resume", "--out", out]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 2
+        assert_one_line(err, str(out / "checkpoint.npz"))
+    assert snapshot(out) == before
+
+
+def test_a_damaged_metrics_file_on_resume_is_one_line_and_left_as_it_was(tmp_path, capsys):
+    """29.20"""
+    out = saved_run(tmp_path / "run", epochs_done=1)
+    with open(out / "metrics.csv", "a") as f:
+        f.write("2,4,0.1,zz\x00,\n")
+    before = snapshot(out)
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", out, "--quiet")
+    assert code == 2
+    assert_one_line(err, f"{out / 'metrics.csv'} is damaged at line 3")
+    assert snapshot(out) == before
+
+
+def test_eval_never_checks_the_training_options_of_the_data_it_is_given(tmp_path, capsys,
+                                                                       tiny_cifar):
+    """29.21: a run with --batch-size 100 evaluated on a folder of 80 training images."""
+    out = saved_run(tmp_path / "run", epochs_done=1, batch_size=100, limit_train=None)
+    code, stdout, err = run_cli(capsys, "eval", "--checkpoint", out, "--data", tiny_cifar)
+    assert code == 0, err
+    assert "test accuracy" in stdout and "32 test images" in stdout
+
+
+def test_a_directory_named_like_a_stale_save_is_someones_folder(tmp_path, capsys):
+    """29.25: never removed as litter, and no traceback."""
+    from tinyres.train import run_directory
+    out = tmp_path / "run"
+    folder = out / ".checkpoint.npz.0a1b2c3d.tmp"
+    folder.mkdir(parents=True)
+    (folder / "mine.txt").write_text("work")
+    code, _, err = run_cli(capsys, "train", "--data", "sample", "--out", out)
+    assert code == 2
+    assert_one_line(err, "already holds 1 other file")
+    with run_directory.claim_run_directory(out, resume=True):
+        pass
+    assert (folder / "mine.txt").read_text() == "work"
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path, capsys):
+    """29.26"""
+    out = saved_run(tmp_path / "run", epochs_done=1)
+    before = snapshot(out)
+    code, _, err = run_cli(capsys, "train", "--resume", "--overwrite", "--out", out)
+    assert code == 2
+    assert_one_line(err, "--resume continues the run", "--overwrite replaces it")
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--out", "FILE"], "is a file, not a directory"),
+    (["--seeds", "10000000000000000000000"], "argument --seeds: expected a whole number from 1"),
+    (["--threads", "1000"], "argument --threads: 1000 threads, but this process may use"),
+    (["--data", "MISSING"], "the full CIFAR-10 data set is missing"),
+])
+def test_a_bad_lab_option_is_one_line_and_creates_nothing(tmp_path, capsys, monkeypatch, argv,
+                                                          expected):
+    """29.22"""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("mine")
+    argv = [str(tmp_path / a) if a in ("FILE", "MISSING") else a for a in argv]
+    try:
+        code = main(["lab", "degradation", "--smoke", *argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert_one_line(err, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["FILE"]
+    assert (tmp_path / "FILE").read_text() == "mine"
+
+
+@pytest.mark.parametrize("argv", [
+    ["gradcheck", "--seed", "-1"],
+    ["bench", "--batch-size", "0"], ["bench", "--batch-size", "-4"], ["bench", "--steps", "0"],
+    ["bench", "--steps", "-1"], ["bench", "--threads", "0"], ["bench", "--threads", "1000"],
+    ["bench", "--warmup", "-1"],
+])
+def test_bad_gradcheck_and_bench_numbers_are_one_line(capsys, argv):
+    """29.23"""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert_one_line(capsys.readouterr().err, f"argument {argv[1]}: ")
+
+
+def test_an_interrupted_lab_run_is_an_interruption_not_a_failure(tmp_path):
+    """29.27: a run that exits 130 (Ctrl-C reached it before the lab) means interrupted."""
+    from tinyres.labs import runs
+    spec = runs.RunSpec("resnet8", 0, 1)
+    for code in (130, -2):
+        with pytest.raises(KeyboardInterrupt):
+            runs.check_exit(spec, code, tmp_path)
+    with pytest.raises(runs.LabError, match="exit code 1"):
+        runs.check_exit(spec, 1, tmp_path)
+    runs.check_exit(spec, 0, tmp_path)
+
+
+# -- issue 27: the command is thin ----------------------------------------------------------------
+def test_cli_only_wires_commands():
+    import ast
+    source = Path(tinyres.__file__).with_name("cli.py").read_text()
+    assert len(source.splitlines()) <= 200
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef):
+            assert node.end_lineno - node.lineno < 40, node.name
 
 
 # -- as a user runs it: a real process, real training --------------------------------------------

@@ -644,3 +644,75 @@ def test_a_failed_download_leaves_no_new_folder(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="could not download"):
         CIFAR10(tmp_path / "new" / "cifar")
     assert not (tmp_path / "new" / "cifar").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Issue 29: damage is always said, the cache's trade is bounded, legitimate pickles load.
+# ----------------------------------------------------------------------------------------------
+def test_a_damaged_cache_is_reported_never_swapped_for_the_sample(tmp_path, monkeypatch,
+                                                                  fresh_digest_cache):
+    """29.6: the cache holds CIFAR-10 with a damaged batch: an error naming it, for both splits
+    alike (no training on the sample while testing on the cache)."""
+    from tinyres.train import TrainConfig, load_cifar
+    from tinyres.train.data import RunData
+    folder = write_fake_cifar(tmp_path / "cache" / "cifar-10-batches-py")
+    (folder / "data_batch_2").write_bytes((folder / "data_batch_2").read_bytes()[:100])
+    with pytest.raises(DatasetError, match="data_batch_2"):
+        load_cifar(None, train=True)
+    assert len(load_cifar(None, train=False)) == 3              # the cache's own test batch
+    with pytest.raises(DatasetError, match="data_batch_2"):
+        RunData.load(TrainConfig(data=None, batch_size=2))
+
+
+def test_without_a_cache_the_sample_is_used_and_said_in_one_line(tmp_path, fresh_digest_cache):
+    """29.6: the fallback is said, and both splits are the sample's."""
+    from tinyres.train import TrainConfig
+    from tinyres.train.data import RunData
+    data = RunData.load(TrainConfig(data=None, batch_size=2, limit_train=4))
+    assert data.source == "sample" and data.test_set.name == data.train_set.name
+    assert len(data.notes) == 1 and "no CIFAR-10 in the cache" in data.notes[0]
+    assert "bundled sample" in data.notes[0] and "\n" not in data.notes[0]
+
+
+def test_verify_hashes_again_what_the_cache_would_trust(tmp_path, fresh_digest_cache):
+    """29.9: bit rot that keeps the size and mtime is caught by verify=True, and by the weekly
+    recheck without it."""
+    path = tmp_path / "file"
+    path.write_bytes(b"a" * 100)
+    first = dict(integrity.file_digests(path, tmp_path / "cache"))
+    stat = path.stat()
+    path.write_bytes(b"b" * 100)                               # rot: same size, same mtime
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert integrity.file_digests(path, tmp_path / "cache")["sha256"] == first["sha256"]
+    assert integrity.file_digests(path, tmp_path / "cache", verify=True)["sha256"] != \
+        first["sha256"]
+    path.write_bytes(b"c" * 100)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    integrity._remembered[str(path.resolve())]["hashed_at"] -= integrity.RECHECK_AFTER + 1
+    assert integrity.file_digests(path, tmp_path / "cache")["sha256"] == \
+        hashlib.sha256(b"c" * 100).hexdigest()
+
+
+def test_verify_reaches_the_data_set_and_finds_a_damaged_file(tmp_path, fresh_digest_cache):
+    folder = write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    batch = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=4))   # the pixels raw
+    write_manifest(folder, tmp_path)
+    CIFAR10(tmp_path, train=False, download=False)
+    stat = (folder / "test_batch").stat()
+    rotten = bytearray((folder / "test_batch").read_bytes())
+    rotten[len(rotten) // 2] ^= 0x01                          # one bit of one pixel
+    (folder / "test_batch").write_bytes(bytes(rotten))
+    os.utime(folder / "test_batch", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    CIFAR10(tmp_path, train=False, download=False)              # the cache trusts size + mtime
+    with pytest.raises(DatasetError, match="test_batch is damaged"):
+        CIFAR10(tmp_path, train=False, download=False, verify=True)
+
+
+def test_a_protocol_5_pickle_of_numpy_arrays_loads(tmp_path):
+    """29.19: legitimate NumPy data written with pickle's protocol 5 (in-band buffers)."""
+    folder = write_fake_cifar(tmp_path / "cifar-10-batches-py")
+    batch = pickle.loads((folder / "test_batch").read_bytes(), encoding="bytes")
+    (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=5))
+    test = CIFAR10(tmp_path, train=False, download=False)
+    assert (test.images.reshape(3, -1) == batch[b"data"]).all()

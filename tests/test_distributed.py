@@ -421,7 +421,7 @@ def _worker_resume(data, out):
         result = original(*args, **kwargs)
         steps.append(1)
         if comm.rank == 1 and len(steps) == 2:   # as if Ctrl-C reached rank 1 alone
-            interrupted._stop_requested = True
+            interrupted.stop.requested = True
         return result
 
     loop.train_step = train_step_then_ctrl_c

@@ -9,7 +9,7 @@ import pytest
 
 import tinyres
 from tinyres.serialization import CheckpointError
-from tinyres.train import OutOfMemory, TrainConfig, Trainer, TrainingDiverged
+from tinyres.train import Evaluation, OutOfMemory, TrainConfig, Trainer, TrainingDiverged
 from tinyres.train import checkpoint as run_checkpoint
 from tinyres.train.metrics import TIMING_COLUMNS, read_metrics
 
@@ -58,7 +58,7 @@ def interrupt_at_step(trainer, step):
     real_track = trainer._track
 
     def track(record):
-        trainer._stop_requested = record["iteration"] == step
+        trainer.stop.requested = record["iteration"] == step
         real_track(record)
 
     trainer._track = track
@@ -93,7 +93,7 @@ def test_ctrl_c_stops_between_steps_and_saves(tmp_path, tiny_cifar):
     real_track = trainer._track
 
     def interrupt_after_first_step(step):
-        trainer._stop_requested = True          # what the SIGINT handler does
+        trainer.stop.requested = True           # what the SIGINT handler does
         real_track(step)
 
     trainer._track = interrupt_after_first_step
@@ -147,7 +147,7 @@ def test_a_non_finite_checkpoint_is_refused_on_load(tmp_path, tiny_cifar):
     tinyres.save(state, tmp_path / "diverged.npz")
     with pytest.raises(CheckpointError, match=r"NaN or infinite values in 1 of \d+ tensors "
                                               r"\(model/layer1.0.bn1.running_var\)"):
-        Trainer.for_evaluation(tmp_path / "diverged.npz")
+        Evaluation.of_checkpoint(tmp_path / "diverged.npz")
 
 
 def test_an_exploding_loss_is_flagged_once_with_the_step(tmp_path, capsys):
@@ -225,3 +225,71 @@ def test_cli_unknown_model_lists_the_names(tmp_path):
     assert result.returncode == 2
     assert "unknown model 'resnet21'" in result.stderr and "resnet20" in result.stderr
     assert result.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+# -- issue 27: the config is a value; issue 29.7: a resume pins its data -------------------------
+def test_the_config_is_a_value_the_trainer_never_changes(tmp_path):
+    import dataclasses
+    config = tiny_config(tmp_path, lr=None)
+    trainer = quiet(config)
+    assert config.lr is None and trainer.config.lr == 0.1          # the Trainer's own copy
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 0.5
+    trainer.save_checkpoint()
+    resumed = Trainer.resume(config.out, show_progress=False, log=lambda *a: None, epochs=4)
+    assert resumed.config.epochs == 4 and trainer.config.epochs == config.epochs == 2
+
+
+def copy_of_tiny_cifar(tiny_cifar, where):
+    import shutil
+    shutil.copytree(tiny_cifar, where)
+    return where
+
+
+def test_a_resume_trains_on_the_data_it_started_on_wherever_it_is_run(tmp_path, tiny_cifar,
+                                                                      monkeypatch):
+    """29.7: --data given as a relative path, resumed from another directory."""
+    copy_of_tiny_cifar(tiny_cifar, tmp_path / "work" / "cifar")
+    monkeypatch.chdir(tmp_path / "work")
+    trainer = quiet(tiny_config(tmp_path, data="cifar"))
+    trainer.save_checkpoint()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")                # "cifar" means nothing here
+    resumed = Trainer.resume(tmp_path / "run", show_progress=False, log=lambda *a: None)
+    assert resumed.data.source == str(tmp_path / "work" / "cifar")
+    assert resumed.data.digests == trainer.data.digests
+
+
+def test_a_resume_on_other_images_is_refused_naming_both_digests(tmp_path, tiny_cifar):
+    """29.7: the files at the run's source changed since it started."""
+    from tinyres.data import DatasetError
+    data = copy_of_tiny_cifar(tiny_cifar, tmp_path / "cifar")
+    trainer = quiet(tiny_config(tmp_path, data=str(data)))
+    trainer.save_checkpoint()
+    test_batch = data / "cifar-10-batches-py" / "test_batch"
+    batch = __import__("pickle").loads(test_batch.read_bytes(), encoding="bytes")
+    batch[b"labels"] = [(label + 1) % 10 for label in batch[b"labels"]]
+    test_batch.write_bytes(__import__("pickle").dumps(batch, protocol=2))
+    with pytest.raises(DatasetError) as error:
+        Trainer.resume(tmp_path / "run", show_progress=False, log=lambda *a: None)
+    message = str(error.value)
+    assert trainer.data.digests["test"][:12] in message and str(data) in message
+    assert "now holds other images" in message
+
+
+def test_an_old_checkpoint_without_a_data_record_resumes_and_records_it(tmp_path, tiny_cifar):
+    """A checkpoint of today's main has no data record: it resumes, and the next save adds it."""
+    trainer = quiet(tiny_config(tmp_path, data=tiny_cifar))
+    trainer.save_checkpoint()
+    path = tmp_path / "run" / "checkpoint.npz"
+    state = tinyres.load(path)
+    del state["progress"]["data"]
+    tinyres.save(state, path)
+    resumed = Trainer.resume(tmp_path / "run", show_progress=False, log=lambda *a: None)
+    resumed.save_checkpoint()
+    assert tinyres.load(path)["progress"]["data"]["sha256"] == trainer.data.digests
+
+
+def test_the_trainer_is_built_from_small_parts():
+    import inspect
+    assert len(inspect.getsource(Trainer.__init__).splitlines()) <= 25

@@ -16,6 +16,17 @@ def positive_int(text):
     return int(text)
 
 
+def positive_int_up_to(high):
+    """argparse type: a whole number in 1..high (counts where more is a typo, not a plan)."""
+    def parse(text):
+        value = positive_int(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {high}, got "
+                                             f"{text!r}")
+        return value
+    return parse
+
+
 def natural_int(text):
     """argparse type: a whole number >= 0 (seeds, warm-up iterations)."""
     if not text.strip().isdigit():

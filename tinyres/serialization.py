@@ -165,8 +165,13 @@ def load(path):
                               ) from None
     if TREE_KEY not in arrays:
         return arrays
-    tree = json.loads(str(arrays.pop(TREE_KEY)))
-    return _unflatten(tree, arrays)
+    try:
+        return _unflatten(json.loads(str(arrays.pop(TREE_KEY))), arrays)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
+        raise CheckpointError(                  # bad JSON, or a tree save never writes
+            f"{path} is not a tinyres checkpoint: its {TREE_KEY} entry (the description of the "
+            f"nested object) is malformed ({type(err).__name__}: {err}); was it written by "
+            f"tinyres.save?") from None
 
 
 def _what_is_wrong(path, error):

@@ -2,6 +2,8 @@
 without importing it (the CLI imports the benchmark only when `tinyres bench` runs)."""
 import argparse
 
+from tinyres.options import natural_int, positive_int, thread_count
+
 PATHS = ("reference", "fast", "cupy", "torch", "torch-cuda")
 
 
@@ -9,12 +11,13 @@ def add_arguments(parser):
     """The options of `tinyres bench` (shared by the CLI and `python -m tinyres.bench`)."""
     parser.add_argument("--model", default="resnet20",
                         choices=["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"])
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=128)
+    parser.add_argument("--threads", type=thread_count, default=None,
                         help="threads for BLAS, Numba and PyTorch (default: all CPUs)")
-    parser.add_argument("--steps", type=int, default=10,
+    parser.add_argument("--steps", type=positive_int, default=10,
                         help="timed steps per path (medians are reported)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per path first")
+    parser.add_argument("--warmup", type=natural_int, default=3,
+                        help="untimed steps per path first")
     parser.add_argument("--paths", nargs="+", choices=PATHS,
                         help="race only these paths (default: every available one)")
     parser.add_argument("--profile", action="store_true",

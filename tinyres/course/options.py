@@ -2,6 +2,7 @@
 that the CLI can list them without importing the course's tools (it imports them only when the
 command runs; a student copy leaves the grader's side out)."""
 from tinyres import backend
+from tinyres.options import natural_int
 
 
 def add_assignment_arguments(course):
@@ -34,4 +35,4 @@ def add_gradcheck_arguments(check):
     """`tinyres gradcheck`."""
     check.add_argument("--only", help="run only ops whose name contains this text")
     check.add_argument("--backend", choices=backend.BACKENDS)
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=natural_int, default=0)

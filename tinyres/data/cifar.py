@@ -65,10 +65,12 @@ IMAGE_SHAPE = (3, 32, 32)
 OFFICIAL_IMAGES_PER_FILE = 10_000
 SAMPLE_PATH = Path(__file__).parent / "sample" / "cifar10_sample.npz"
 
-try:                                   # the function that rebuilds a pickled ndarray
+try:                                   # the functions that rebuild a pickled ndarray
     from numpy._core.multiarray import _reconstruct as _rebuild_array
+    from numpy._core.numeric import _frombuffer as _array_from_buffer     # pickle protocol 5
 except ImportError:                    # NumPy 1.x
     from numpy.core.multiarray import _reconstruct as _rebuild_array
+    from numpy.core.numeric import _frombuffer as _array_from_buffer
 
 
 class DatasetError(UserError, RuntimeError):
@@ -88,7 +90,8 @@ def _how_to_fix():
 
 
 class CIFAR10:
-    """The CIFAR-10 training or test set, held in memory.
+    """The CIFAR-10 training or test set, held in memory. Every file is checked against its
+    checksum first (integrity.py; `verify=True` hashes it again whatever the cache remembers).
 
     Attributes:
         images      uint8 (N, 3, 32, 32)
@@ -100,7 +103,7 @@ class CIFAR10:
         unverified  the files no checksum could vouch for (a user's own subset), else []
     """
 
-    def __init__(self, root=None, train=True, download=True, sample=False):
+    def __init__(self, root=None, train=True, download=True, sample=False, verify=False):
         self.train = train
         split = "train" if train else "test"
         if sample:
@@ -115,7 +118,7 @@ class CIFAR10:
         root = Path(root).expanduser() if root is not None else default_data_root()
         folder = _find_folder(root, download)
         files = TRAIN_FILES if train else TEST_FILES
-        checks = {name: _checked(folder / name) for name in (META_FILE,) + files}
+        checks = {name: _checked(folder / name, verify) for name in (META_FILE,) + files}
         self.classes = _read_class_names(folder / META_FILE)
         images, labels = zip(*(_read_batch(folder / name) for name in files))
         for name, batch in zip(files, images):
@@ -141,10 +144,10 @@ class CIFAR10:
         return f"CIFAR10({self.source})"
 
 
-def _checked(path):
+def _checked(path, rehash=False):
     """integrity.verify for a CIFAR-10 file, a mismatch as a DatasetError."""
     try:
-        return integrity.verify(path, default_data_root())
+        return integrity.verify(path, default_data_root(), rehash)
     except integrity.ChecksumMismatch as err:
         raise DatasetError(f"{err}. {_how_to_get_a_good_copy(Path(path).parent)}") from None
     except OSError as err:
@@ -281,6 +284,8 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
             return codecs.encode
         if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
             return _rebuild_array
+        if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+            return _array_from_buffer               # an array from its bytes (protocol 5)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch file "
                                      f"holds only NumPy arrays, lists and numbers")
 

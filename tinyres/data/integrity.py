@@ -14,11 +14,16 @@ own subset, loaded with a note that it could not be verified).
 
 Hashing the full CIFAR-10 (180 MB) takes a second, so the digests of each file are remembered,
 with its size and modification time, in ``digests.json`` in the tinyres cache folder (and in
-memory): a file is hashed again only when it changed.
+memory): a file is hashed again when its size or modification time changed, when its digests
+are older than a week (RECHECK_AFTER), and whenever the caller asks (``verify=True``: `tinyres
+train --verify`). What this trades: a bit that rots on disk without changing the file's size or
+time goes unseen for up to a week, unless --verify is given; the run's own record (a SHA-256 of
+the images it loaded, in its checkpoint) catches it on every resume and eval.
 """
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 MANIFEST = "SHA256SUMS"
@@ -32,12 +37,14 @@ OFFICIAL_MD5 = {
     "test_batch": "40351d587109b95175f43aff81a1287e",
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
-_remembered = {}        # absolute path -> {"size", "mtime_ns", "md5", "sha256"}
+RECHECK_AFTER = 7 * 24 * 3600       # seconds: remembered digests older than a week are redone
+_remembered = {}        # absolute path -> {"size", "mtime_ns", "md5", "sha256", "hashed_at"}
 
 
-def file_digests(path, cache_folder):
-    """{"md5": ..., "sha256": ...} of the file at `path`, hashed only if its size or modification
-    time changed since it was last hashed (remembered in `cache_folder`/digests.json)."""
+def file_digests(path, cache_folder, verify=False):
+    """{"md5": ..., "sha256": ...} of the file at `path`, hashed only if `verify`, or if its size
+    or modification time changed, or RECHECK_AFTER passed, since it was last hashed (remembered
+    in `cache_folder`/digests.json)."""
     path = Path(path).resolve()
     stat = path.stat()
     key = str(path)
@@ -45,7 +52,9 @@ def file_digests(path, cache_folder):
     if key not in _remembered:
         _remembered.update(_read_cache(cache_file))
     known = _remembered.get(key)
-    if known and (known["size"], known["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+    fresh = known and time.time() - known.get("hashed_at", 0) < RECHECK_AFTER
+    if fresh and not verify and \
+            (known["size"], known["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
         return known
     md5, sha256 = hashlib.md5(), hashlib.sha256()
     with open(path, "rb") as f:
@@ -53,7 +62,8 @@ def file_digests(path, cache_folder):
             md5.update(chunk)
             sha256.update(chunk)
     _remembered[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                        "md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+                        "md5": md5.hexdigest(), "sha256": sha256.hexdigest(),
+                        "hashed_at": time.time()}
     _write_cache(cache_file)
     return _remembered[key]
 
@@ -93,12 +103,12 @@ def manifest_entry(path):
     return None
 
 
-def verify(path, cache_folder):
+def verify(path, cache_folder, rehash=False):
     """How the file at `path` checks out: ("manifest", manifest path) or ("official", None) when
     it matches, ("unknown", None) when nothing is known about it, ("official-mismatch", md5)
     when it carries an official name with another MD5; a mismatch with a manifest raises
-    ChecksumMismatch."""
-    digests = file_digests(path, cache_folder)
+    ChecksumMismatch. `rehash`: hash the file now, whatever is remembered."""
+    digests = file_digests(path, cache_folder, verify=rehash)
     listed = manifest_entry(path)
     if listed is not None:
         manifest, expected = listed

@@ -3,14 +3,19 @@ import sys
 from pathlib import Path
 
 from tinyres.environment import set_engine
+from tinyres.errors import UserError
 from tinyres.labs import get_lab
 from tinyres.labs.runs import LabError
+from tinyres.train.options import check_data_option
 
 
 def run(args):
     """tinyres lab NAME: one of the paper's findings, reproduced (tinyres.labs)."""
-    set_engine(args)
     out = Path(args.out or f"runs/lab-{args.name}" + ("-smoke" if args.smoke else ""))
+    check_data_option(args.data)            # before anything is created
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a directory; choose another --out")
+    set_engine(args)
     out.mkdir(parents=True, exist_ok=True)
     try:
         return get_lab(args.name).run(args, out)

@@ -1,7 +1,9 @@
 """The options of `tinyres lab`, apart from the labs themselves, so that the CLI can list them
 without importing a lab (it imports one only when `tinyres lab NAME` runs)."""
 from tinyres.labs import LABS
-from tinyres.options import positive_int
+from tinyres.options import positive_int, positive_int_up_to, thread_count
+
+MAX_SEEDS = 1000                # seeds 0..N-1, one training run each: more is a typo
 
 DESCRIPTION = ("Reproduce one of the paper's findings. Results go to runs/lab-NAME/: every "
                "curve as CSV, the figure as PNG, report.txt with the numbers. The training labs "
@@ -17,11 +19,11 @@ def add_arguments(lab):
                                     "the cache if it holds CIFAR-10, else the bundled sample)")
     lab.add_argument("--out", help="output directory (default runs/lab-NAME)")
     lab.add_argument("--epochs", type=positive_int, help="override the lab's epochs per run")
-    lab.add_argument("--seeds", type=positive_int, metavar="N",
+    lab.add_argument("--seeds", type=positive_int_up_to(MAX_SEEDS), metavar="N",
                      help="override the lab's number of seeds (0..N-1)")
     lab.add_argument("--jobs", type=positive_int, default=2,
                      help="training runs side by side, one process each (default 2)")
-    lab.add_argument("--threads", type=positive_int, metavar="N", default=1,
+    lab.add_argument("--threads", type=thread_count, metavar="N", default=1,
                      help="threads per training run (default 1: with --jobs 2, one core each)")
     lab.add_argument("--quiet", action="store_true", help="no progress bar")
     lab.add_argument("--kernels", choices=["fast", "reference"])

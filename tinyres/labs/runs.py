@@ -75,8 +75,7 @@ def train_runs(specs, root, jobs=1, threads=None, show_progress=True, reuse=None
                 running[process] = spec
             for process in [p for p in running if not p.is_alive()]:
                 spec = running.pop(process)
-                if process.exitcode != 0:
-                    raise LabError(_failure(spec, process.exitcode, directories[spec]))
+                check_exit(spec, process.exitcode, directories[spec])
             bar.update(_epochs_done(directories.values()) - bar.n)
             time.sleep(0.5)
     finally:
@@ -95,6 +94,16 @@ def _stop(running):
 
 
 LAB_ERROR_EXIT = 3          # a run's exit code for a mistake the lab explains in one line
+INTERRUPTED = (130, -signal.SIGINT)     # a run's exit code after Ctrl-C (its own, or a signal's)
+
+
+def check_exit(spec, exitcode, directory):
+    """A finished run's exit code: 0 is done; Ctrl-C's (the run checkpointed, as the others will)
+    is KeyboardInterrupt, whichever process it reached first; anything else a LabError."""
+    if exitcode in INTERRUPTED:
+        raise KeyboardInterrupt
+    if exitcode != 0:
+        raise LabError(_failure(spec, exitcode, directory))
 
 
 def _failure(spec, exitcode, directory):
@@ -109,7 +118,7 @@ def _failure(spec, exitcode, directory):
 def _worker(spec, out, threads):
     """One run in its own process: train it, resume it, or find it finished. Its log, and what
     went wrong if anything did, go to out/train.log."""
-    from tinyres.data import DatasetError
+    from tinyres.errors import UserError
     from tinyres.train import TrainingDiverged
 
     out = Path(out)
@@ -119,8 +128,8 @@ def _worker(spec, out, threads):
             _train(spec, out, threads, lambda message: print(message, file=log_file, flush=True))
         except KeyboardInterrupt:
             raise SystemExit(130)
-        except (LabError, DatasetError, TrainingDiverged) as err:
-            print(f"{spec.name}: {err}", file=log_file)
+        except (LabError, UserError, TrainingDiverged) as err:   # damaged data, a run
+            print(f"{spec.name}: {err}", file=log_file)              # directory in use, ...
             raise SystemExit(LAB_ERROR_EXIT)
         except Exception:
             traceback.print_exc(file=log_file)

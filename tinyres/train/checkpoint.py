@@ -71,6 +71,10 @@ def read_run_checkpoint(path):
     """The nested dict of a checkpoint `tinyres train` wrote at `path`, after checking that it is
     one and that its model and optimizer state are finite; CheckpointError otherwise."""
     state = tinyres.load(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a run checkpoint "
+                              f"(settings, model and progress): `tinyres eval` and `--resume` "
+                              f"need the checkpoint.npz of a `tinyres train` run")
     missing = [key for key in RUN_KEYS if key not in state]
     if missing:
         what = "a bare state dict" if "config" not in state else f"no {', '.join(missing)}"

@@ -43,6 +43,7 @@ def run_train(args):
 def _train(args, comm):
     from tinyres.models import list_models
     from tinyres.train import TrainConfig, Trainer
+    from tinyres.train.data import RunData
 
     given = given_settings(args)
     model = given.get("model", TrainConfig.model)
@@ -51,34 +52,36 @@ def _train(args, comm):
                         f"{', '.join(list_models())}")
     check_data_option(args.data, args.download)
     out = args.out or f"runs/{model}"
-    if args.resume:
-        stop = check_resume(out, given, args.epochs, comm)
-        if stop:
-            return 0
-    _prepare_run_directory(out, args, comm)
+    _check_run_directory(out, args, comm)
+    if args.resume and check_resume(out, given, args.epochs, comm):
+        return 0                            # a finished run, and no more epochs asked
     set_engine(args)
     if args.resume:
-        trainer = Trainer.resume(out, show_progress=not args.quiet, epochs=args.epochs)
+        trainer = Trainer.resume(out, show_progress=not args.quiet, epochs=args.epochs,
+                                 verify=args.verify)
         if comm.rank == 0:
             print(f"resuming {out} at epoch {trainer.epochs_done}, iteration "
                   f"{trainer.iteration} (settings from its checkpoint)")
     else:
-        trainer = Trainer(new_config(given, out, args), show_progress=not args.quiet)
-    row = trainer.fit()
-    if row is not None and comm.rank == 0:
+        config = new_config(given, out, args)
+        trainer = Trainer(config, show_progress=not args.quiet,
+                          data=RunData.load(config, verify=args.verify))
+    row = trainer.fit(overwrite=args.overwrite)     # every check has passed: only now is --out
+    if row is not None and comm.rank == 0:          # claimed (and a run there replaced)
         print(f"done: test accuracy {row['test_accuracy']:.4f} after {int(row['epoch'])} epochs; "
               f"metrics in {trainer.out / 'metrics.csv'}, curves in {trainer.out / 'curves.png'}")
     return 0
 
 
-def _prepare_run_directory(out, args, comm):
-    """Rank 0 makes the run directory ready; every rank learns whether it could."""
-    from tinyres.train.run_directory import RunDirectoryError, prepare_run_directory
+def _check_run_directory(out, args, comm):
+    """Rank 0 checks the run directory (changing nothing); every rank learns whether it could
+    be used."""
+    from tinyres.train.run_directory import RunDirectoryError, check_run_directory
 
     problem = None
     if comm.rank == 0:                      # rank 0 writes the run directory; all ranks agree
         try:
-            prepare_run_directory(out, resume=args.resume, overwrite=args.overwrite)
+            check_run_directory(out, resume=args.resume, overwrite=args.overwrite)
         except RunDirectoryError as err:
             problem = str(err)
     problem = comm.allgather(problem)[0]
@@ -98,18 +101,16 @@ def new_config(given, out, args):
 
 def run_eval(args):
     """tinyres eval: a checkpoint's test accuracy, loss and confusion table."""
-    from tinyres.data import DataLoader
-    from tinyres.train import Trainer, evaluate
+    from tinyres.train import Evaluation
     from tinyres.train.checkpoint import checkpoint_file
 
     check_data_option(args.data)
     path = checkpoint_file(args.checkpoint)               # the file named is the file used
     set_engine(args)
-    trainer = Trainer.for_evaluation(path, data=args.data)
-    test_set = trainer.test_set
-    loader = DataLoader(test_set, 500, transform=trainer.test_loader.transform)
-    result = evaluate(trainer.model, loader, trainer.device, num_classes=len(test_set.classes))
-    print(f"{trainer.config.model} from {path} on {test_set.source}")
+    evaluation = Evaluation.of_checkpoint(path, data=args.data, verify=args.verify)
+    result = evaluation.run()
+    test_set = evaluation.test_set
+    print(f"{evaluation.config.model} from {path} on {test_set.source}")
     print(f"test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}")
     print(format_confusion(result["confusion"], test_set.classes))
     return 0

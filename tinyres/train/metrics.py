@@ -11,6 +11,8 @@ import csv
 import os
 from pathlib import Path
 
+from tinyres.errors import UserError
+
 COLUMNS = ["epoch", "iteration", "lr", "train_loss", "train_error", "test_loss", "test_error",
            "test_accuracy", "epoch_seconds", "images_per_second", "planned_epochs"]
 TIMING_COLUMNS = ["epoch_seconds", "images_per_second"]   # all that differs when a run is resumed
@@ -41,15 +43,32 @@ def append_iterations(path, rows):
     append_rows(path, rows, ITERATION_COLUMNS)
 
 
+class MetricsError(UserError):
+    """A metrics.csv or iterations.csv that is not as tinyres writes it (a damaged file)."""
+
+
 def read_metrics(path):
     """The rows of a metrics.csv or iterations.csv, as dicts of floats ([] if there is none).
-    (A metrics.csv from an older tinyres has no planned_epochs column.)"""
+    (A metrics.csv from an older tinyres has no planned_epochs column.) A damaged file raises
+    MetricsError, naming its line."""
     path = Path(path)
     if not path.exists():
         return []
-    with path.open() as f:
-        return [{k: float(v) for k, v in row.items() if v not in (None, "")}
-                for row in csv.DictReader(f)]
+    rows = []
+    with path.open(newline="", errors="replace") as f:
+        reader = csv.DictReader(f)
+        for row in reader:
+            try:
+                rows.append({k: float(v) for k, v in row.items() if v not in (None, "")})
+                problem = (f"no {reader.fieldnames[0]}" if reader.fieldnames[0] not in rows[-1]
+                           else "more cells than columns" if None in row else None)
+            except (TypeError, ValueError) as err:     # a cut line, bytes that are no number
+                problem = str(err)
+            if problem:
+                raise MetricsError(f"{path} is damaged at line {reader.line_num} ({problem}); "
+                                   f"tinyres never writes it so: move it aside (or mend that "
+                                   f"line) and run again")
+    return rows
 
 
 def truncate_rows(path, column, last, columns):

@@ -42,6 +42,7 @@ def add_train_arguments(train):
                                       "else the sample)")
     train.add_argument("--download", action="store_true",
                        help="download CIFAR-10 into --data DIR if it is not there")
+    add_verify_argument(train)
     train.add_argument("--limit-train", type=positive_int, metavar="N",
                        help="train on the first N images only (quick runs)")
     train.add_argument("--seed", type=natural_int, help="default 0")
@@ -68,7 +69,15 @@ def add_eval_arguments(evaluate):
     evaluate.add_argument("--checkpoint", required=True,
                           help="a checkpoint.npz, or the run directory holding it")
     evaluate.add_argument("--data", help="CIFAR-10 folder (default: the run's data)")
+    add_verify_argument(evaluate)
     add_engine_arguments(evaluate)
+
+
+def add_verify_argument(command):
+    command.add_argument("--verify", action="store_true",
+                         help="hash every CIFAR-10 file again, whatever the cache of digests "
+                              "remembers (it re-hashes a file whose size or time changed, and "
+                              "every file weekly; see docs/training.md)")
 
 
 def add_engine_arguments(command):

@@ -26,6 +26,13 @@ step and a suggestion; a state with a NaN or inf weight or buffer (batch norm's 
 can overflow while the loss is still finite) stops the run at the end of the epoch, before
 anything is written.
 
+The Trainer composes small parts, each in its own file: the data (data.py: both splits from one
+resolved source, pinned by a digest), the recipe (recipe.py: model, SGD, schedule), the run
+directory (run_directory.py: checked before any work, locked for the life of the training), the
+watches (watch.py: an exploding loss, Ctrl-C between steps), the checkpoint's checks
+(checkpoint.py), the metrics files (metrics.py), what the run says and draws (report.py). A write that fails
+(a full disk) ends the run with one line saying which checkpoint is kept.
+
 Under `mpiexec -n N` the same Trainer runs on every rank, data-parallel (tinyres.distributed):
 each rank trains on its slice of every batch, the gradients are averaged, rank 0 alone prints and
 writes the run directory; resume with the same N.
@@ -33,40 +40,34 @@ writes the run directory; resume with the same N.
 import contextlib
 import dataclasses
 import json
-import signal
-import sys
-import threading
+import math
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 import tinyres
 from tinyres import backend
-from tinyres.kernels.memory import keep_freed_memory
-from tinyres.data import (CIFAR10, DataLoader, DatasetError, PerPixelMeanSubtraction,
-                          RandomCrop, RandomHorizontalFlip, Compose, Normalize, bundled_sample)
-from tinyres.data.cifar import content_sha256
-from tinyres.distributed import (DataParallel, DistributedError, ShardedLoader, SingleProcess,
-                                 check_ranks_agree, convert_sync_batchnorm, get_communicator,
-                                 shard_dataset)
+from tinyres.distributed import DistributedError, get_communicator
 from tinyres.errors import UserError
+from tinyres.kernels.memory import keep_freed_memory
+from tinyres.models import TRAINING_LR, list_models
 from tinyres.serialization import CheckpointError
-from tinyres.models import TRAINING_LR, get_model
-from tinyres.optim import SGD, paper_schedule
 from tinyres.train.checkpoint import (CHECKPOINT, count_tensors, first_few, load_model_state,
                                       non_finite_tensors, read_run_checkpoint)
-from tinyres.train.curves import plot_run
+from tinyres.train.data import RunData, loaders
 from tinyres.train.loop import (TrainingDiverged, epoch_statistics, epoch_sums, evaluate,
                                 train_epoch)
-from tinyres.train.metrics import (append_iterations, append_metrics, truncate_iterations,
-                                   truncate_metrics)
+from tinyres.train.metrics import (append_iterations, append_metrics, read_metrics,
+                                   truncate_iterations, truncate_metrics)
+from tinyres.train import report
+from tinyres.train.recipe import Recipe
+from tinyres.train.run_directory import RunDirectoryError, claim_run_directory
+from tinyres.train.watch import ExplosionWatch, StopRequest
 
-EXPLODING_FACTOR, EXPLODING_STEPS = 10, 5     # flag a loss 10x its first value, 5 steps running
 
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """The settings of a run: a value, never changed in place (dataclasses.replace makes a
+    changed copy)."""
     model: str = "resnet20"
     epochs: int = 5                     # about a minute on 2 cores on the bundled sample
     batch_size: int = 128
@@ -85,135 +86,139 @@ class TrainConfig:
     def to_json(self):
         return json.dumps(dataclasses.asdict(self))
 
+    def problems(self):
+        """What is wrong with these settings, in words ([] when nothing is)."""
+        def whole(value, low):
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
-def load_cifar(data, train, download=False):
-    """The CIFAR-10 split to use: `data` if given ('sample' for the bundled sample; a folder is
-    downloaded into only with `download`); otherwise the full set from the cache when it is
-    there, else the bundled sample (works offline)."""
-    if data == "sample":
-        return bundled_sample(train)
-    if data is not None:
-        return CIFAR10(data, train=train, download=download)
-    try:
-        return CIFAR10(None, train=train, download=False)
-    except DatasetError:
-        return bundled_sample(train)
+        def number(value, low, high=math.inf):
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                math.isfinite(value) and low <= value < high
+        checks = {"model": self.model in list_models(), "epochs": whole(self.epochs, 1),
+                  "batch_size": whole(self.batch_size, 1),
+                  "lr": self.lr is None or (number(self.lr, 0) and self.lr > 0),
+                  "momentum": number(self.momentum, 0, 1),
+                  "weight_decay": number(self.weight_decay, 0),
+                  "warmup_iterations": whole(self.warmup_iterations, 0),
+                  "normalize": self.normalize in ("channel", "pixel"),
+                  "data": self.data is None or isinstance(self.data, str),
+                  "limit_train": self.limit_train is None or whole(self.limit_train, 1),
+                  "seed": whole(self.seed, 0), "out": isinstance(self.out, str),
+                  "sync_bn": isinstance(self.sync_bn, bool),
+                  "download": isinstance(self.download, bool)}
+        return [f"{name} {getattr(self, name)!r}" for name, good in checks.items() if not good]
 
 
 def read_run_config(path, state=None):
     """(TrainConfig, progress dict) of the run checkpoint at `path` (read and checked, see
     checkpoint.py, unless its `state` is given)."""
     state = read_run_checkpoint(path) if state is None else state
-    settings = json.loads(str(state["config"]))
+    try:
+        settings = json.loads(str(state["config"]))
+    except ValueError as err:
+        raise CheckpointError(f"{path}: its settings are not readable JSON ({err}); the file is "
+                              f"damaged: use an intact copy of the run") from None
+    progress = state["progress"]
+    counts = [progress.get(key) for key in ("epochs_done", "iteration")] \
+        if isinstance(progress, dict) else []
+    if not isinstance(settings, dict) or not (
+            counts and all(_is_count(n) for n in counts)):
+        raise CheckpointError(f"{path}: its settings or progress are not what `tinyres train` "
+                              f"writes; the file is damaged: use an intact copy of the run")
     known = {field.name for field in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise CheckpointError(f"{path} was written by another version of tinyres (settings "
                               f"{', '.join(unknown)} are unknown to this one); use that version")
-    return TrainConfig(**settings), state["progress"]
+    config = TrainConfig(**settings)
+    problems = config.problems()
+    if problems:
+        raise CheckpointError(f"{path} holds settings no run can have ({', '.join(problems)}); "
+                              f"the file is damaged or was edited: use an intact copy of the run")
+    return config, progress
 
 
-def _transforms(config, train_set):
-    normalise = (PerPixelMeanSubtraction.from_dataset(train_set) if config.normalize == "pixel"
-                 else Normalize())
-    return Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), normalise]), normalise
+def _is_count(value):
+    """A whole number >= 0 (a Python int, or the 0-d array an older checkpoint may hold)."""
+    try:
+        return int(value) == value and int(value) >= 0
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 class Trainer:
-    """Everything a run needs, built from a TrainConfig; `fit()` trains to the last epoch."""
+    """Everything a run needs, built from a TrainConfig; `fit()` trains to the last epoch.
+    `data` (a RunData of this config) is loaded from the config where it is not given.
 
-    def __init__(self, config, show_progress=True, log=print, comm=None):
-        if config.normalize not in ("channel", "pixel"):
-            raise ValueError(f"normalize must be 'channel' or 'pixel', got {config.normalize!r}")
+    Its parts: `data` (RunData: both splits, their source and digests), the loaders, `recipe`
+    (model, optimizer, schedule; `model`, `optimizer`, `scheduler` and `parallel` name its
+    parts), the counters of the run's progress, `watch` (an exploding loss), `stop` (Ctrl-C
+    between steps). The config is a value: the Trainer keeps its own copy, with the model's lr
+    filled in."""
+
+    def __init__(self, config, show_progress=True, log=print, comm=None, data=None):
+        if config.lr is None:
+            config = dataclasses.replace(config, lr=TRAINING_LR.get(config.model, 0.1))
+        if config.problems():
+            raise ValueError(f"TrainConfig: {', '.join(config.problems())} are not valid")
         self.comm = get_communicator() if comm is None else comm   # SingleProcess w/o mpiexec
         self.is_root = self.comm.rank == 0                 # rank 0 alone prints and writes files
-        if config.lr is None:
-            config.lr = TRAINING_LR.get(config.model, 0.1)
         self.config, self.show_progress = config, show_progress and self.is_root
         self.log = log if self.is_root else (lambda *args, **kwargs: None)
-        self.out = Path(config.out)
-        self.device = backend.default_device()
-
-        train_set = load_cifar(config.data, True, config.download)
-        self.test_set = load_cifar(config.data, False, config.download)
-        unverified = sorted(set(getattr(train_set, "unverified", []))
-                            | set(getattr(self.test_set, "unverified", [])))
-        if unverified:
-            self.log(f"note: {', '.join(unverified)} in {config.data} could not be verified (no "
-                     f"SHA256SUMS lists them and they are not the official CIFAR-10 files); "
-                     f"they are used as they are")
-        if config.limit_train is not None:
-            if config.limit_train > len(train_set.labels):
-                raise UserError(f"--limit-train {config.limit_train}: the training set "
-                                f"({train_set.source}) has only {len(train_set.labels)} images")
-            train_set = _first(train_set, config.limit_train)
-        if len(train_set.labels) < config.batch_size:
-            raise UserError(f"--batch-size {config.batch_size}: the training set has "
-                            f"{len(train_set.labels)} images, fewer than one batch; use a "
-                            f"--batch-size of at most {len(train_set.labels)}")
-        self.train_set = train_set
-        train_transform, test_transform = _transforms(config, train_set)
-        if self.comm.size == 1:
-            self.train_loader = DataLoader(train_set, config.batch_size, shuffle=True,
-                                           drop_last=True, seed=config.seed,
-                                           transform=train_transform)
-            self.test_loader = DataLoader(self.test_set, 500, transform=test_transform)
-        else:                                # this rank's slice of each batch and of the test set
-            check_ranks_agree(self.comm, {"settings": config.to_json(),
-                                          "training data": content_sha256(train_set.images,
-                                                                          train_set.labels),
-                                          "test data": content_sha256(self.test_set.images,
-                                                                      self.test_set.labels)},
-                              "the run's settings and data")
-            self.train_loader = ShardedLoader(train_set, config.batch_size, self.comm.rank,
-                                              self.comm.size, shuffle=True, drop_last=True,
-                                              seed=config.seed, transform=train_transform)
-            self.test_loader = DataLoader(shard_dataset(self.test_set, self.comm.rank,
-                                                        self.comm.size), 500,
-                                          transform=test_transform)
-
-        tinyres.manual_seed(config.seed)
-        self.model = get_model(config.model, num_classes=len(train_set.classes)).to(self.device)
-        if config.sync_bn and self.comm.uses_mpi:       # (fit() refuses sync_bn without MPI)
-            convert_sync_batchnorm(self.model, self.comm)
-        # Data-parallel: rank 0's parameters on every rank, gradients averaged at every step.
-        self.parallel = DataParallel(self.model, self.comm) if self.comm.size > 1 else None
-        self.optimizer = SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum,
-                             weight_decay=config.weight_decay)
-        self.total_iterations = config.epochs * len(self.train_loader)
-        self.scheduler = paper_schedule(self.optimizer, self.total_iterations,
-                                        warmup_iterations=config.warmup_iterations)
+        self.out, self.device = Path(config.out), backend.default_device()
+        self.data = RunData.load(config) if data is None else data
+        for note in self.data.notes:
+            self.log(note)
+        self.train_loader, self.test_loader = loaders(config, self.data, self.comm)
+        self.recipe = Recipe.build(config, len(self.data.train_set.classes), self.device,
+                                   self.comm, len(self.train_loader))
         self.epochs_done, self.iteration, self.last_finite_loss = 0, 0, None
         self.sums = epoch_sums()            # of the epoch in progress (restored on a resume)
-        self.first_loss, self.high_steps, self.flagged = None, 0, False
         self.saved_at = None                # (epochs done, iteration) of the checkpoint on disk
         self.unsaved_steps = []             # iterations.csv rows since the checkpoint
-        self._stop_requested = False
+        self.run_on_disk = False            # whether `out` holds this run already
+        self.watch = ExplosionWatch(config.lr, speaks=self.is_root)
+        self.stop = StopRequest()
+
+    # the recipe's parts, by the names the loop and a learner use
+    model = property(lambda self: self.recipe.model)
+    optimizer = property(lambda self: self.recipe.optimizer)
+    scheduler = property(lambda self: self.recipe.scheduler)
+    parallel = property(lambda self: self.recipe.parallel)
+    total_iterations = property(lambda self: self.recipe.total_iterations)
+    train_set = property(lambda self: self.data.train_set)
+    test_set = property(lambda self: self.data.test_set)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self):
-        return {"config": self.config.to_json(), "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        return {"config": self.config.to_json(), **self.recipe.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
                 "loader": self.train_loader.state_dict(), "rng": tinyres.nn.init.get_rng_state(),
                 "progress": {"epochs_done": self.epochs_done, "iteration": self.iteration,
                              "last_finite_loss": self.last_finite_loss,
-                             "first_loss": self.first_loss, "epoch_sums": dict(self.sums),
-                             "ranks": self.comm.size}}
+                             "first_loss": self.watch.first_loss, "epoch_sums": dict(self.sums),
+                             "ranks": self.comm.size, "data": self.data.record}}
 
     def save_checkpoint(self):
         """Write checkpoint.npz (rank 0), after checking that the state is finite."""
         self.check_state_is_finite()
         if self.is_root:                    # every rank holds the same state: rank 0 writes it
-            self.out.mkdir(parents=True, exist_ok=True)
-            append_iterations(self.out / "iterations.csv", self.unsaved_steps)
-            self.unsaved_steps = []
-            tinyres.save(self.state_dict(), self.out / CHECKPOINT)
+            with self._writing(self.out / CHECKPOINT):
+                self.out.mkdir(parents=True, exist_ok=True)
+                append_iterations(self.out / "iterations.csv", self.unsaved_steps)
+                self.unsaved_steps = []
+                tinyres.save(self.state_dict(), self.out / CHECKPOINT)
         self.saved_at = (self.epochs_done, self.iteration, self.last_finite_loss)
+        self.run_on_disk = True
         self.comm.barrier()                 # (under MPI the others wait until it is written)
+
+    def _writing(self, path):
+        """A failed write (a full disk, a lost mount) as one line that says what is kept."""
+        return _explained_write_errors(path, self.last_good_checkpoint)
 
     def check_state_is_finite(self):
         """TrainingDiverged, naming the tensors, if a weight, buffer or momentum is NaN or inf."""
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = self.recipe.state_dict()
         bad = non_finite_tensors(state)
         if bad:
             raise TrainingDiverged(
@@ -230,18 +235,20 @@ class Trainer:
         epochs, iteration, loss = self.saved_at
         where = (f"end of epoch {epochs}" if epochs * len(self.train_loader) == iteration
                  else f"step {iteration}, in epoch {epochs + 1}")
-        if self.first_loss is not None and loss is not None and \
-                loss > EXPLODING_FACTOR * self.first_loss:
+        if self.watch.exploded(loss):
             return (f"the last checkpoint, {self.out / CHECKPOINT} ({where}), is kept and finite, "
-                    f"but its loss had already exploded ({loss:.4g}, first {self.first_loss:.4g}): "
-                    f"resuming it would likely diverge again; start again with a lower --lr")
+                    f"but its loss had already exploded ({loss:.4g}, first "
+                    f"{self.watch.first_loss:.4g}): resuming it would likely diverge again; "
+                    f"start again with a lower --lr")
         return f"the last good checkpoint, {self.out / CHECKPOINT} ({where}), is kept"
 
     @classmethod
-    def resume(cls, out, show_progress=True, log=print, comm=None, epochs=None, checkpoint=None):
+    def resume(cls, out, show_progress=True, log=print, comm=None, epochs=None, checkpoint=None,
+               verify=False):
         """A Trainer restored from a checkpoint, ready to continue: `checkpoint` (a file) if
         given, else `out`/checkpoint.npz. Under MPI every rank reads it (so it must be visible to
-        all), and the job must have the number of ranks that made it.
+        all), and the job must have the number of ranks that made it. It trains on the data the
+        run trained on (see data.py; `verify`: every data file hashed again).
 
         `epochs` other than the run's own re-plans the schedule for that many epochs (more than
         are done): extending a finished run, or shortening an unfinished one."""
@@ -250,83 +257,80 @@ class Trainer:
             raise UserError(f"--resume: no checkpoint at {path}; start the run without --resume")
         state = read_run_checkpoint(path)
         config, progress = read_run_config(path, state)
-        config.out = str(out)
-        epochs_done = int(progress["epochs_done"])
         comm = get_communicator() if comm is None else comm
         _check_same_ranks(int(progress.get("ranks", 1)), comm.size, path)
-        planned = config.epochs
-        if epochs is not None and epochs != planned:
-            if epochs <= epochs_done:
-                raise UserError(f"--resume --epochs {epochs}: {out} has already trained "
-                                f"{epochs_done} epochs; ask for more than {epochs_done} to "
-                                f"train on, or leave --epochs out")
-            config.epochs = epochs
-        trainer = cls(config, show_progress, log, comm)
-        load_model_state(trainer.model, state["model"], path, config.model)
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-        trainer.train_loader.load_state_dict(state["loader"])
-        tinyres.nn.init.set_rng_state(state["rng"])
-        trainer.epochs_done, trainer.iteration = epochs_done, int(progress["iteration"])
-        trainer.last_finite_loss = progress["last_finite_loss"]
-        trainer.first_loss = progress.get("first_loss")
-        trainer.sums.update(progress.get("epoch_sums") or {})
-        trainer.saved_at = (trainer.epochs_done, trainer.iteration, trainer.last_finite_loss)
+        planned, epochs_done = config.epochs, int(progress["epochs_done"])
+        if epochs is not None and epochs != planned and epochs <= epochs_done:
+            raise UserError(f"--resume --epochs {epochs}: {out} has already trained "
+                            f"{epochs_done} epochs; ask for more than {epochs_done} to "
+                            f"train on, or leave --epochs out")
+        config = dataclasses.replace(config, out=str(out), epochs=epochs or planned)
+        data = RunData.load(config, pinned=progress.get("data"), verify=verify)
+        trainer = cls(config, show_progress, log, comm, data)
+        trainer.restore(state, path)
         if config.epochs != planned:
-            trainer.log(trainer.describe_replanning(planned))
+            trainer.log(report.replanning(trainer, planned))
         return trainer
 
-    @classmethod
-    def for_evaluation(cls, checkpoint, data=None):
-        """A one-process Trainer holding the model of the checkpoint file `checkpoint`, with its
-        test set (from `data` if given, else the run's own)."""
-        state = read_run_checkpoint(checkpoint)
-        config, _ = read_run_config(checkpoint, state)
-        config.data = data if data is not None else config.data
-        config.sync_bn = False                              # evaluation needs no MPI
-        trainer = cls(config, show_progress=False, log=lambda *args: None,
-                      comm=SingleProcess())
-        load_model_state(trainer.model, state["model"], checkpoint, config.model)
-        return trainer
-
-    def describe_replanning(self, planned):
-        """The log line of a run whose number of epochs changed on --resume."""
-        schedule = getattr(self.scheduler, "schedule", self.scheduler)      # under a warm-up
-        first, second = schedule.milestones
-        lr = self.config.lr
-        return (f"{'extending' if self.config.epochs > planned else 'shortening'} the run from "
-                f"{planned} to {self.config.epochs} epochs: the learning-rate schedule is "
-                f"re-planned for {self.total_iterations} iterations (lr {lr:g} until iteration "
-                f"{first}, {lr / 10:g} until {second}, then {lr / 100:g}); we are at iteration "
-                f"{self.iteration}, so the lr is now {self.scheduler.get_last_lr()[0]:g}. "
-                f"metrics.csv states the plan of each epoch (planned_epochs)")
+    def restore(self, state, path):
+        """Continue from a checkpoint's state (read by read_run_checkpoint from `path`)."""
+        progress = state["progress"]
+        load_model_state(self.model, state["model"], path, self.config.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_loader.load_state_dict(state["loader"])
+        tinyres.nn.init.set_rng_state(state["rng"])
+        self.epochs_done, self.iteration = int(progress["epochs_done"]), int(progress["iteration"])
+        self.last_finite_loss = progress["last_finite_loss"]
+        self.watch.first_loss = progress.get("first_loss")
+        self.sums.update(progress.get("epoch_sums") or {})
+        self.saved_at = (self.epochs_done, self.iteration, self.last_finite_loss)
+        self.run_on_disk = True
 
     # -- the run --------------------------------------------------------------------------------
-    def fit(self):
+    def fit(self, overwrite=False):
         """Train until config.epochs; returns the last epoch's metrics row.
 
-        Ctrl-C saves a checkpoint at the current step and re-raises KeyboardInterrupt; a NaN/inf
-        loss raises TrainingDiverged and leaves the last good (end-of-epoch) checkpoint as it was.
+        The run directory is claimed first (run_directory.py: locked for the whole training;
+        `overwrite` replaces a run there). Ctrl-C saves a checkpoint at the current step and
+        re-raises KeyboardInterrupt; a NaN/inf loss raises TrainingDiverged and leaves the last
+        good (end-of-epoch) checkpoint as it was.
         """
-        config, row = self.config, None
         self._check_sync_bn()
-        keep_freed_memory()        # the allocator keeps freed blocks: no page faults per step
+        if self.run_on_disk and self.is_root:   # before anything is written
+            for name in ("metrics.csv", "iterations.csv"):
+                read_metrics(self.out / name)
+        with self._claimed(overwrite):
+            keep_freed_memory()    # the allocator keeps freed blocks: no page faults per step
                                    # (process-wide, so here, where training starts)
-        if self.is_root:
-            self.out.mkdir(parents=True, exist_ok=True)
-            truncate_metrics(self.out / "metrics.csv", self.epochs_done)   # rows after checkpoint
-            truncate_iterations(self.out / "iterations.csv", self.iteration)
-        ranks = "" if self.comm.size == 1 else (
-            f"; {self.comm.size} MPI ranks x {config.batch_size // self.comm.size} images per "
-            f"batch, batch norm {'synchronised' if config.sync_bn else 'per rank'}")
-        self.log(f"training {config.model} on {self.train_set.source}; testing on "
-                 f"{self.test_set.source}; {len(self.train_loader)} iterations per epoch, "
-                 f"{self.total_iterations} in all; backend {backend.get_backend()}{ranks}; "
-                 f"output in {self.out}")
-        with self._ctrl_c_between_steps():
-            while self.epochs_done < config.epochs:
-                row = self._one_epoch()
-        return row
+            if self.is_root:
+                with self._writing(self.out / "metrics.csv"):
+                    truncate_metrics(self.out / "metrics.csv", self.epochs_done)
+                    truncate_iterations(self.out / "iterations.csv", self.iteration)
+            self.log(report.starting(self))
+            row = None
+            with self.stop.between_steps():
+                while self.epochs_done < self.config.epochs:
+                    row = self._one_epoch()
+            return row
+
+    @contextlib.contextmanager
+    def _claimed(self, overwrite):
+        """claim_run_directory on rank 0, for the whole training; every rank learns whether it
+        could."""
+        with contextlib.ExitStack() as held:
+            problem = None
+            if self.is_root:
+                try:
+                    held.enter_context(claim_run_directory(self.out, resume=self.run_on_disk,
+                                                           overwrite=overwrite))
+                except RunDirectoryError as err:
+                    problem = str(err)
+            problem = self.comm.allgather(problem)[0]
+            if problem:
+                raise RunDirectoryError(problem)
+            self.run_on_disk = True         # `out` holds this run from now on
+            yield
 
     def _check_sync_bn(self):
         """Refuse what data-parallel training cannot do as asked (on every rank alike)."""
@@ -356,7 +360,6 @@ class Trainer:
 
     def _end_of_epoch(self, stats):
         """Test, write the epoch's row and curves, save the checkpoint."""
-        config = self.config
         start = time.perf_counter()
         if self.parallel is not None:       # one model everywhere: average BN running statistics
             self.parallel.average_buffers()
@@ -372,58 +375,41 @@ class Trainer:
                "test_error": 1 - test["test_accuracy"], "test_accuracy": test["test_accuracy"],
                "epoch_seconds": stats["seconds"] + time.perf_counter() - start,
                "images_per_second": stats["images"] / max(stats["seconds"], 1e-9),
-               "planned_epochs": config.epochs}
+               "planned_epochs": self.config.epochs}
         self.sums = epoch_sums()            # the next epoch starts its own sums
         if self.is_root:
-            append_metrics(self.out / "metrics.csv", row)
+            with self._writing(self.out / "metrics.csv"):
+                append_metrics(self.out / "metrics.csv", row)
         self.save_checkpoint()
         if self.is_root:
-            plot_run(self.out, self.out / "curves.png",
-                     f"{config.model}: {data_description(self.train_set, self.test_set)}")
-        self.log(f"epoch {self.epochs_done}/{config.epochs}: train loss {row['train_loss']:.3f}, "
-                 f"train error {row['train_error']:.3f}, test accuracy "
-                 f"{row['test_accuracy']:.3f}, {row['images_per_second']:.0f} images/s, "
-                 f"{row['epoch_seconds']:.1f} s")
+            with self._writing(self.out / "curves.png"):
+                report.draw_curves(self)
+        self.log(report.epoch_done(self, row))
         return row
 
     def _track(self, step):
         self.iteration, self.last_finite_loss = step["iteration"], step["train_loss"]
         self.unsaved_steps.append(step)
-        self._watch_for_explosion(self.iteration, self.last_finite_loss)
-        stop = self._stop_requested
+        self.watch.step(self.iteration, self.last_finite_loss)
+        stop = self.stop.requested
         if self.parallel is not None:       # all ranks stop at the same step, or none does
             stop = self.parallel.any_rank(stop)
         if stop:
             raise KeyboardInterrupt
 
-    def _watch_for_explosion(self, iteration, loss):
-        """Flag, once, a loss that stays far above the run's first loss: it is diverging even
-        while it is still finite."""
-        if self.first_loss is None:
-            self.first_loss = loss
-        self.high_steps = self.high_steps + 1 if loss > EXPLODING_FACTOR * self.first_loss else 0
-        if self.high_steps == EXPLODING_STEPS and not self.flagged and self.is_root:
-            self.flagged = True
-            tqdm.write(f"warning: the loss is exploding: {loss:.4g} at step {iteration}, above "
-                     f"{EXPLODING_FACTOR}x its first value ({self.first_loss:.4g}) for "
-                     f"{EXPLODING_STEPS} steps in a row; the learning rate ({self.config.lr:g}) "
-                     f"is likely too high: stop with Ctrl-C and try a lower --lr",
-                     file=sys.stderr)
 
-    @contextlib.contextmanager
-    def _ctrl_c_between_steps(self):
-        """While training, Ctrl-C only asks to stop; the stop happens between two steps (in
-        _track), so a checkpoint never holds a half-applied update."""
-        self._stop_requested = False
-        if threading.current_thread() is not threading.main_thread():
-            yield                                  # signals reach the main thread only
-            return
-        previous = signal.signal(signal.SIGINT,
-                                 lambda signum, frame: setattr(self, "_stop_requested", True))
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+class RunWriteError(UserError):
+    """A file of the run could not be written (a full disk, a lost mount, permissions)."""
+
+
+@contextlib.contextmanager
+def _explained_write_errors(path, kept):
+    """An OSError while writing `path` as a RunWriteError that says what is kept on disk."""
+    try:
+        yield
+    except OSError as err:
+        raise RunWriteError(f"cannot write {path}: {err.strerror or err}; {kept()}: free some "
+                            f"space (or fix the folder) and continue with --resume") from None
 
 
 def _check_same_ranks(checkpoint_ranks, ranks, path):
@@ -440,18 +426,4 @@ def _check_same_ranks(checkpoint_ranks, ranks, path):
             f"same run")
 
 
-def data_description(train_set, test_set):
-    """What a run trained and tested on, short enough for a figure's title."""
-    return f"{train_set.name}, {len(train_set.labels):,} train / {len(test_set.labels):,} test images"
-
-
-def _first(dataset, count):
-    """The first `count` images of a data set (a view, for short runs)."""
-    subset = type(dataset).__new__(type(dataset))
-    vars(subset).update(vars(dataset))
-    subset.images, subset.labels = dataset.images[:count], dataset.labels[:count]
-    subset.source = f"{dataset.source}, first {len(subset.labels)}"
-    return subset
-
-
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "load_cifar", "evaluate"]
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "evaluate", "read_run_config"]
