@@ -44,11 +44,11 @@ class LocalResponseNorm(Function):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x):
-        self.x = x
-        self.s = self.k + (self.alpha / self.size) * _channel_window_sum(
+        s = self.k + (self.alpha / self.size) * _channel_window_sum(
             x * x, self.size // 2, (self.size - 1) // 2)       # (N, C, ...)
-        self.y = x * self.s ** -self.beta                      # (N, C, ...)
-        return self.y
+        y = x * s ** -self.beta                                # (N, C, ...)
+        self.save(x=x, s=s, y=y)
+        return y
 
     def backward(self, gy):
         t = gy * self.y / self.s                               # (N, C, ...)

@@ -54,7 +54,7 @@ class _BatchNorm(Module):
     def _normalise(self, x):
         # Batch statistics while training, and always when there are no running averages.
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=use_batch_stats, momentum=self.momentum, eps=self.eps,
                             name=self.label)
 
