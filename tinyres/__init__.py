@@ -23,7 +23,7 @@ from tinyres.creation import (arange, bool, double, float, float16, float32, flo
 from tinyres.rng import manual_seed
 from tinyres.gradcheck import GradcheckError, gradcheck
 import tinyres.functional as functional
-from tinyres import nn
+from tinyres import nn, optim
 from tinyres.serialization import save, load
 from tinyres import models
 from tinyres.models.summary import summary

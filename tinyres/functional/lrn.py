@@ -57,9 +57,10 @@ class LocalResponseNorm(Function):
         return gy * self.s ** -self.beta - coefficient * self.x * spread       # (N, C, ...)
 
 
-def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Normalise x (N, C, ...) over windows of `size` neighbouring channels, as
     ``torch.nn.functional.local_response_norm``."""
+    x = input
     if x.ndim < 3:
         raise ValueError(f"local_response_norm: expected an input of 3 or more dimensions "
                          f"(N, C, H, W) or (N, C, L), got shape {tuple(x.shape)}")
