@@ -333,3 +333,14 @@ def test_unsupported_pytorch_features_raise_one_line(call, feature):
         call()
     message = str(error.value)
     assert feature in message and "not supported in tinyres" in message and "\n" not in message
+
+
+def test_max_over_everything_shares_the_gradient_among_ties_as_pytorch():
+    """PyTorch: x.max() sends 1/k of the gradient to each of k tied maxima; max(dim) sends it to
+    the first maximal element of each slice."""
+    x = tinyres.tensor(numpy.ones((2, 3)), requires_grad=True)
+    x.max().backward()
+    numpy.testing.assert_allclose(x.grad, numpy.full((2, 3), 1 / 6))
+    y = tinyres.tensor(numpy.array([[1.0, 3.0, 3.0], [0.0, 0.0, -1.0]]), requires_grad=True)
+    (y.min(dim=1).values.sum() + y.min(keepdim=True).sum()).backward()
+    numpy.testing.assert_allclose(y.grad, [[1, 0, 0], [0, 0, 2]])

@@ -193,8 +193,9 @@ class Mean(Sum):
 
 
 class Max(Function):
-    """y = max of x over one dim (or all);   the gradient goes to one maximal element per
-    reduced slice (the first one, where there are ties), as max_pool2d routes it."""
+    """y = max of x over one dim, or over everything. Over one dim the gradient goes to one
+    maximal element per slice (the first, where there are ties), as max_pool2d routes it; over
+    everything, tied maxima share it equally. Both are PyTorch's rules."""
     pick = "argmax"
 
     def __init__(self, dim=None, keepdim=False):
@@ -205,22 +206,23 @@ class Max(Function):
     def forward(self, x):
         xp = get_array_module(x)
         self.x_shape = x.shape
-        flat = x.reshape(-1) if self.dim is None else x
-        self.dim_n = _normalise_dim(0 if self.dim is None else self.dim, flat.ndim)[0]
-        index = xp.expand_dims(getattr(flat, self.pick)(axis=self.dim_n), self.dim_n)
-        self.save(index=index)
-        y = xp.take_along_axis(flat, index, axis=self.dim_n)
         if self.dim is None:
+            y = x.reshape(-1)[getattr(x.reshape(-1), self.pick)()]            # () the extreme
+            self.save(ties=(x == y))                                           # x's shape
             return y.reshape((1,) * x.ndim) if self.keepdim else y.reshape(())
+        self.dim_n = _normalise_dim(self.dim, x.ndim)[0]
+        index = xp.expand_dims(getattr(x, self.pick)(axis=self.dim_n), self.dim_n)
+        self.save(index=index)
+        y = xp.take_along_axis(x, index, axis=self.dim_n)
         return y if self.keepdim else y.squeeze(self.dim_n)
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        flat_shape = (-1,) if self.dim is None else self.x_shape
-        gx = xp.zeros(self.x_shape, dtype=gy.dtype).reshape(flat_shape)
-        gy = gy.reshape(self.index.shape)
-        xp.put_along_axis(gx, self.index, gy, axis=self.dim_n)
-        return gx.reshape(self.x_shape)
+        if self.dim is None:
+            return gy * self.ties / gy.dtype.type(self.ties.sum())
+        gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+        xp.put_along_axis(gx, self.index, gy.reshape(self.index.shape), axis=self.dim_n)
+        return gx
 
 
 class Min(Max):
@@ -492,7 +494,7 @@ def _extremum(function, op):
             raise TypeError(f"{op}(other): the element-wise {op} of two tensors is not supported "
                             f"in tinyres; build it from a mask, e.g. (a >= b) * a + (a < b) * b")
         if dim is None:                              # over everything: one value, no indices
-            return function()(x)
+            return function(None, keepdim)(x)
         indices = getattr(x.data, f"arg{op}")(axis=_normalise_dim(dim, x.ndim)[0])
         if keepdim:
             indices = get_array_module(indices).expand_dims(indices, dim)
