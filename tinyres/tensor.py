@@ -90,6 +90,10 @@ class Tensor:
         """The data as a host numpy array (a copy when it lives on a GPU)."""
         return backend.to_device(self.data, "cpu")
 
+    def tolist(self):
+        """The data as (nested) Python lists of numbers."""
+        return self.numpy().tolist()
+
     def item(self):
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
