@@ -299,10 +299,14 @@ class Module:
         """Evaluation mode: batch norm uses its running statistics, dropout does nothing."""
         return self.train(False)
 
-    def zero_grad(self):
-        """Forget every parameter's gradient (set to None) before the next backward pass."""
+    def zero_grad(self, set_to_none=True):
+        """Forget every parameter's gradient before the next backward pass: set it to None
+        (PyTorch's default), or to zeros with set_to_none=False."""
         for param in self.parameters():
-            param.grad = None
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad[...] = 0
 
     def to(self, *args, device=None, dtype=None):
         """Move every parameter and buffer to `device` ('cpu', 'cuda', 'leakproof') and/or cast
