@@ -131,8 +131,8 @@ def test_eval_mode_uses_the_running_stats(backend, rng):
     w, b = rng.standard_normal(3), rng.standard_normal(3)
     mean, var = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
     before = mean.copy(), var.copy()
-    y = batch_norm(Tensor(backend.asarray(data)), Tensor(mean),
-                   Tensor(var), Tensor(backend.asarray(w)), Tensor(backend.asarray(b)), training=False)
+    y = batch_norm(Tensor(backend.asarray(data)), Tensor(mean), Tensor(var),
+                   Tensor(backend.asarray(w)), Tensor(backend.asarray(b)), training=False)
     per = lambda v: v[None, :, None, None]      # noqa: E731
     expected = (data - per(mean)) / numpy.sqrt(per(var) + 1e-5) * per(w) + per(b)
     numpy.testing.assert_allclose(host(y), expected, rtol=1e-12)

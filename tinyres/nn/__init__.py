@@ -23,7 +23,8 @@ from tinyres.nn.container import Identity, Sequential
 from tinyres.nn.loss import CrossEntropyLoss
 
 __all__ = [
-    "functional", "init", "Module", "Parameter", "StateDictError", "LoadResult", "HookHandle", "new_parameter",
+    "functional", "init", "Module", "Parameter", "StateDictError", "LoadResult", "HookHandle",
+    "new_parameter",
     "Conv2d", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "Linear", "Flatten", "Dropout",
     "Sequential", "Identity", "CrossEntropyLoss",

@@ -14,8 +14,8 @@ fan_out = out_channels * KH * KW (PyTorch's convention, used here too).
 Every function here fills a Parameter (or array) *in place*, on its device, in its dtype, and
 returns it. The random numbers come from one global NumPy Generator, drawn on the host and then
 copied to the device (tinyres/rng.py), so ``tinyres.manual_seed(0)`` gives the same weights on
-CPU and GPU. They are drawn directly in the parameter's dtype: a float32 draw takes half the random bits of a
-float64 one and needs no cast, which matters when a VGG draws 140 M of them.
+CPU and GPU. They are drawn directly in the parameter's dtype: a float32 draw takes half the
+random bits of a float64 one and needs no cast, which matters when a VGG draws 140 M of them.
 
 The names and signatures are torch.nn.init's (``self.apply(fn)`` with ``init.kaiming_normal_``
 runs as in PyTorch), plus the layers' default and the switch that skips it (at the bottom).
