@@ -219,7 +219,7 @@ class Max(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         if self.dim is None:
-            return gy * self.ties / gy.dtype.type(self.ties.sum())
+            return gy * self.ties / self.ties.sum(dtype=gy.dtype)       # ties share it
         gx = xp.zeros(self.x_shape, dtype=gy.dtype)
         xp.put_along_axis(gx, self.index, gy.reshape(self.index.shape), axis=self.dim_n)
         return gx
