@@ -324,6 +324,9 @@ UNSUPPORTED = [
      "maximize=True"),
     (lambda: optim.lr_scheduler.MultiStepLR(optim.SGD([tinyres.zeros(1, requires_grad=True)]),
                                             [1], last_epoch=3), "last_epoch=3"),
+    (lambda: tinyres.zeros(2).contiguous(memory_format="channels_last"),
+     "memory_format='channels_last'"),
+    (lambda: nn.Linear(2, 2).to(memory_format="channels_last"), "memory_format='channels_last'"),
 ]
 
 
@@ -344,3 +347,10 @@ def test_max_over_everything_shares_the_gradient_among_ties_as_pytorch():
     y = tinyres.tensor(numpy.array([[1.0, 3.0, 3.0], [0.0, 0.0, -1.0]]), requires_grad=True)
     (y.min(dim=1).values.sum() + y.min(keepdim=True).sum()).backward()
     numpy.testing.assert_allclose(y.grad, [[1, 0, 0], [0, 0, 2]])
+
+
+@pytest.mark.parametrize("name", ["device", "cuda", "Size", "compile"])
+def test_pytorch_names_tinyres_lacks_say_what_to_use(name):
+    with pytest.raises(AttributeError, match=rf"torch\.{name} is not supported in tinyres; "):
+        getattr(tinyres, name)
+    assert not hasattr(tinyres, name) and hasattr(tinyres, "zeros")

@@ -28,5 +28,25 @@ from tinyres.serialization import save, load
 from tinyres import models
 from tinyres.models.summary import summary
 from tinyres import graph
+from tinyres.errors import not_supported as _not_supported
 from tinyres.dispatch import (get_kernels, get_num_threads, reference_kernels, set_kernels,
                               set_num_threads)
+
+# PyTorch names a ported script may reach for, and what to write in tinyres instead
+_NOT_IN_TINYRES = {
+    "device": "pass the device as a string, 'cpu' or 'cuda'",
+    "cuda": "tinyres.set_backend('cupy') puts new tensors on the GPU; move with .to('cuda')",
+    "Size": "size() and shape are tuples",
+    "channels_last": "memory_format is not supported: the fast kernels choose their own layout",
+    "compile": "tinyres runs eagerly: call the model itself",
+    "autocast": "mixed precision is not supported: convert with .to(tinyres.float16)",
+}
+
+
+def __getattr__(name):
+    """A missing PyTorch name says what to use instead (still an AttributeError, as hasattr
+    expects)."""
+    if name in _NOT_IN_TINYRES:
+        raise AttributeError(str(_not_supported("tinyres", f"torch.{name}",
+                                                _NOT_IN_TINYRES[name])))
+    raise AttributeError(f"module 'tinyres' has no attribute {name!r}")

@@ -18,6 +18,7 @@ import numpy
 
 from tinyres.autograd import Function, is_grad_enabled
 from tinyres.backend import get_array_module
+from tinyres.errors import not_supported
 from tinyres.tensor import Tensor
 
 
@@ -578,6 +579,15 @@ def to(x, *args, device=None, dtype=None, non_blocking=False, copy=False):
     return Cast(result.dtype)(result) if copy and result is x else result
 
 
+def contiguous(x, memory_format=None):
+    """x itself: tinyres's ops take any memory layout (the fast kernels choose their own), so
+    there is nothing to make contiguous; a memory_format raises."""
+    if memory_format is not None:
+        raise not_supported("contiguous", f"memory_format={memory_format!r}", "leave the layout "
+                            "to tinyres (the fast kernels choose their own)")
+    return x
+
+
 def clone(x):
     """A copy of x's data that stays in the graph (its gradient flows back to x)."""
     return Cast(x.dtype)(x)
@@ -666,6 +676,7 @@ Tensor.expand_as = lambda self, other: expand(self, other.shape)
 Tensor.transpose, Tensor.permute = transpose, permute
 Tensor.T = property(lambda self: permute(self, tuple(reversed(range(self.ndim)))))
 Tensor.to, Tensor.clone = to, clone
+Tensor.contiguous = contiguous
 Tensor.float = lambda self: _cast_to(self, numpy.float32)
 Tensor.double = lambda self: _cast_to(self, numpy.float64)
 Tensor.half = lambda self: _cast_to(self, numpy.float16)

@@ -31,6 +31,7 @@ import numpy
 
 from tinyres import backend
 from tinyres.autograd import layer_scope
+from tinyres.errors import not_supported
 from tinyres.tensor import Tensor
 
 
@@ -308,7 +309,7 @@ class Module:
             else:
                 param.grad[...] = 0
 
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, non_blocking=False, memory_format=None):
         """Move every parameter and buffer to `device` ('cpu', 'cuda', 'leakproof') and/or cast
         the floating point ones to `dtype`, in place (the Parameter objects stay the same, so
         an optimizer holding them keeps working). Returns self. As PyTorch's, the device and
@@ -318,6 +319,9 @@ class Module:
                 device = arg
             else:
                 dtype = arg
+        if memory_format is not None:
+            raise not_supported(f"{type(self).__name__}.to", f"memory_format={memory_format!r}",
+                                "leave the layout to tinyres (the fast kernels choose their own)")
         device = "cuda" if device == "cuda:0" else device
         for tensor in itertools.chain(self.parameters(), self.buffers()):
             for attr in ("data", "grad"):
