@@ -34,8 +34,8 @@ SECTIONS = [
                           "get_num_threads", "kernel_for", "fast_twin"],
      "Floor 2: the one door from a readable op to its fast twin in `kernels/`, and the fast "
      "path's knobs (`tinyres.set_num_threads` / `tinyres.get_num_threads` are these)."),
-    ("tinyres.creation", ["zeros", "ones", "full", "arange", "randn", "rand", "zeros_like",
-                          "ones_like", "full_like", "randn_like", "rand_like", "from_numpy"],
+    ("tinyres.creation", ["zeros", "ones", "full", "arange", "randn", "rand", "randint",
+                          "zeros_like", "ones_like", "full_like", "randn_like", "rand_like", "from_numpy"],
      "Floor 3: making tensors with PyTorch's names (importable from `tinyres`)."),
     ("tinyres.autograd", ["Function", "no_grad", "is_grad_enabled", "layer_scope",
                           "current_layer"],

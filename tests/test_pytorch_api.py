@@ -185,6 +185,9 @@ def test_creation_functions_take_pytorch_arguments():
     assert tinyres.zeros(2, 3).dtype == numpy.float32          # PyTorch's default dtype
     assert tinyres.rand_like(a).shape == (2, 3) and tinyres.randn_like(a).dtype == numpy.float64
     assert tinyres.arange(5).dtype == numpy.int64
+    labels = tinyres.randint(0, 10, (4,))
+    assert labels.dtype == numpy.int64 and labels.shape == (4,) and 0 <= labels.min().item() < 10
+    assert tinyres.randint(3, (2, 2)).max().item() < 3
     assert tinyres.from_numpy(numpy.zeros(2)).dtype == numpy.float64
 
 

@@ -19,7 +19,7 @@ from tinyres.ops import (argmax, argmin, cat, clone, concatenate, exp, flatten, 
                          unsqueeze, var)
 from tinyres.creation import (arange, bool, double, float, float16, float32, float64, from_numpy,
                               full, full_like, half, int32, int64, long, ones, ones_like, rand,
-                              rand_like, randn, randn_like, zeros, zeros_like)
+                              rand_like, randint, randn, randn_like, zeros, zeros_like)
 from tinyres.rng import manual_seed
 from tinyres.gradcheck import GradcheckError, gradcheck
 import tinyres.functional as functional

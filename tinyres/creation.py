@@ -1,5 +1,5 @@
-"""Floor 3: making tensors, with PyTorch's names — zeros, ones, full, arange, randn, rand, and
-their ``_like`` forms.
+"""Floor 3: making tensors, with PyTorch's names — zeros, ones, full, arange, randn, rand,
+randint, and their ``_like`` forms.
 
     tinyres.zeros(2, 3)                  # or zeros((2, 3)): float32, as torch's default dtype
     tinyres.randn(4, 3, dtype=tinyres.float64, requires_grad=True)
@@ -47,6 +47,15 @@ def randn(*size, dtype=None, device=None, requires_grad=False):
 def rand(*size, dtype=None, device=None, requires_grad=False):
     """Uniform numbers in [0, 1)."""
     return _leaf(generator().random(_shape(size)), dtype, device, requires_grad)
+
+
+def randint(low, high=None, size=None, dtype=None, device=None, requires_grad=False):
+    """Whole numbers drawn uniformly from [low, high), as ``torch.randint(low, high, size)`` or
+    ``torch.randint(high, size)``; int64."""
+    if size is None:                               # randint(high, size)
+        low, high, size = 0, low, high
+    values = generator().integers(low, high, tuple(size))
+    return Tensor(values, requires_grad=requires_grad, dtype=dtype or numpy.int64, device=device)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
