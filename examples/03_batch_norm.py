@@ -53,7 +53,7 @@ lesson.step("normalise, then scale and shift")
 gamma, beta = numpy.array([1.0, 2.0, 0.5]), numpy.array([0.0, 1.0, -1.0])
 x_hat = (x - mean.reshape(1, 3, 1, 1)) / numpy.sqrt(var.reshape(1, 3, 1, 1) + EPS)
 y_hand = gamma.reshape(1, 3, 1, 1) * x_hat + beta.reshape(1, 3, 1, 1)
-y = F.batch_norm(tinyres.tensor(x), tinyres.tensor(gamma), tinyres.tensor(beta), None, None,
+y = F.batch_norm(tinyres.tensor(x), None, None, tinyres.tensor(gamma), tinyres.tensor(beta),
                  training=True, eps=EPS)
 print("x_hat per channel: mean", x_hat.mean(axis=(0, 2, 3)), " var", x_hat.var(axis=(0, 2, 3)))
 print("(zero mean and unit variance, up to eps); y = gamma * x_hat + beta then gives each")
@@ -122,7 +122,7 @@ gamma_t, beta_t = tinyres.tensor(gamma), tinyres.tensor(beta)
 
 
 def closed_form(x):
-    return F.batch_norm(x, gamma_t, beta_t, None, None, training=True, eps=EPS)
+    return F.batch_norm(x, None, None, gamma_t, beta_t, training=True, eps=EPS)
 
 
 def graph(x):
@@ -150,7 +150,7 @@ print(f"backward of a (128, 3, 32, 32) batch, best of 3: closed form "
       f"{1e3 * seconds['graph']:.1f} ms ({seconds['graph'] / seconds['closed form']:.1f}x)")
 xc = tinyres.tensor(x[:, :, :1, :].copy(), requires_grad=True)
 gc, bc = tinyres.tensor(gamma, requires_grad=True), tinyres.tensor(beta, requires_grad=True)
-report = gradcheck(lambda x, g, b: F.batch_norm(x, g, b, None, None, training=True), [xc, gc, bc])
+report = gradcheck(lambda x, g, b: F.batch_norm(x, None, None, g, b, training=True), [xc, gc, bc])
 print(f"finite differences (gradcheck, dx, dgamma, dbeta): {report}")
 
 # -------------------------------------------------------------------------------------------

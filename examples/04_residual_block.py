@@ -135,7 +135,7 @@ for option in ("A", "B"):
     tinyres.manual_seed(lesson.seed)
     blocks[option] = BasicBlock(16, 32, stride=2, shortcut=option).to(dtype=F64)
     sc = blocks[option].shortcut_path()
-    extra = sum(p.size for p in sc.parameters())
+    extra = sum(p.numel() for p in sc.parameters())
     print(f"option {option}: shortcut = {sc!r}".replace("\n", "\n    "))
     print(f"          {extra} parameters in the shortcut, "
           f"{blocks[option].num_parameters():,} in the block")

@@ -10,7 +10,9 @@ An example is a lesson that prints what happens, step by step:
 
 Options every example takes:
 
-    --step        pause for Enter before each step after the first (read at your own pace)
+    --step        pause for Enter before each step after the first (read at your own pace), and
+                  run the readable reference kernels (tinyres/functional/), the code a
+                  breakpoint or a debugger steps into, instead of the fast ones
     --smoke       a seconds-long run with tiny sizes, to check the script works (what the tests
                   run); the environment variable TINYRES_SMOKE=1 does the same
     --out DIR     where figures and files go (default: examples/out/<example name>/)
@@ -60,6 +62,10 @@ class Lesson:
         tinyres.manual_seed(self.seed)
         if self.smoke:
             print(f"[{self.name}: smoke run, tiny sizes]")
+        if self.pausing:        # the code a learner steps through is the code that runs
+            tinyres.set_kernels("reference")
+            print(f"[{self.name} --step: the readable reference kernels run (tinyres/functional/"
+                  "*.py, as in `with tinyres.reference_kernels():`); a breakpoint there fires]")
 
     def pick(self, full, smoke):
         """`full` normally, `smoke` under --smoke: ``epochs = lesson.pick(30, 1)``."""
@@ -121,6 +127,17 @@ def table(header, rows, formats=None):
     print(line([str(h) for h in header]))
     for row in cells:
         print(line(row))
+
+
+def which_kernel(name, array):
+    """Which code an op at the dispatch door runs for `array` now, in words."""
+    import tinyres.dispatch
+    kernel = tinyres.dispatch.kernel_for(name, array)
+    if kernel is None:
+        reference = tinyres.dispatch.TWINS[name].reference
+        return f"the readable reference {reference.__module__}.{reference.__name__}"
+    return f"the fast kernel {kernel.__module__}.{kernel.__name__} (Numba; its readable twin " \
+           "is in tinyres/functional/)"
 
 
 def relative_error(a, b):

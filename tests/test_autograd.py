@@ -220,3 +220,89 @@ def test_a_dropped_intermediate_is_freed_but_backward_still_works():
     assert dropped() is None                   # ReLU saved its output, not its input Tensor
     y.sum().backward()
     numpy.testing.assert_allclose(x.grad, [3.0, 0.0, 3.0])
+
+
+def test_python_scalars_alone_make_a_tensor():
+    """Add()(1.0, 2.0) raised AttributeError: 'NoneType' (issue 27)."""
+    from tinyres.ops import Add, Mul
+    y = Add()(1.0, 2.0)
+    assert isinstance(y, Tensor) and y.item() == 3.0 and y.dtype == numpy.float32
+    assert Mul()(2, 3).item() == 6 and not y.requires_grad
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _record_saved_arrays(monkeypatch):
+    """Every (op, attribute) under which a Function keeps an array while its forward runs."""
+    saved, running = [], []
+    original = Function.__setattr__
+
+    def spy(self, name, value):
+        if running and isinstance(value, numpy.ndarray):
+            saved.append((type(self).__name__, name))
+        original(self, name, value)
+
+    def watched(forward):
+        def run(self, *arrays):
+            running.append(True)
+            try:
+                return forward(self, *arrays)
+            finally:
+                running.pop()
+        return run
+
+    monkeypatch.setattr(Function, "__setattr__", spy)
+    original_save = Function.save
+    monkeypatch.setattr(Function, "save", lambda self, **arrays: (
+        saved.extend((type(self).__name__, k) for k in arrays if self.recording),
+        original_save(self, **arrays)))
+    for cls in set(_subclasses(Function)):
+        if "forward" in vars(cls):
+            monkeypatch.setattr(cls, "forward", watched(vars(cls)["forward"]))
+    return saved
+
+
+def test_under_no_grad_a_function_saves_nothing(monkeypatch):
+    """No op of a ResNet keeps an array for backward under no_grad() (it saved them and dropped
+    them after, issue 27), nor when no input requires grad; with grad it does."""
+    tinyres.manual_seed(0)
+    model = tinyres.models.resnet20().to(dtype=numpy.float64)
+    x = tensor(numpy.random.default_rng(0).standard_normal((2, 3, 32, 32)))
+    saved = _record_saved_arrays(monkeypatch)
+    with tinyres.no_grad():
+        model(x).sum()
+        (x * 2.0).exp().log().max(dim=1).values @ tensor(numpy.ones(32))
+        tinyres.nn.functional.cross_entropy(model.eval()(x), [1, 2])
+    assert saved == []
+    (x * 2.0).exp()                                        # nothing requires grad: nothing kept
+    assert saved == []
+    model.train()(x).sum().backward()
+    assert ("Conv2d", "x") in saved and ("ReLU", "y") in saved
+
+
+def test_each_op_knows_its_layer():
+    model = tinyres.nn.Sequential(tinyres.nn.Conv2d(3, 4, 3, padding=1),
+                                  tinyres.nn.BatchNorm2d(4), tinyres.nn.ReLU())
+    model._set_path("layer1.0")
+    y = model(tensor(numpy.zeros((1, 3, 4, 4), dtype=numpy.float32)))
+    relu = y.creator
+    norm = relu.input_edges[0].creator
+    conv = norm.input_edges[0].creator
+    assert (relu.layer, norm.layer, conv.layer) == ("ReLU layer1.0.2", "BatchNorm2d layer1.0.1",
+                                                    "Conv2d layer1.0.0")
+    assert (y * 2).creator.layer is None                   # made outside any layer
+
+
+def test_an_error_note_names_the_layer():
+    class Broken(tinyres.nn.Module):
+        def forward(self, x):
+            return x @ tensor(numpy.ones((5, 2)))
+
+    with pytest.raises(ValueError) as error:
+        Broken()(tensor(numpy.ones((3, 4))))
+    text = "".join(traceback.format_exception(error.value))
+    assert "MatMul on inputs of shapes (3, 4), (5, 2) in Broken" in text

@@ -48,7 +48,7 @@ def test_training_mode_gradcheck(backend, shape, affine, noncontiguous, seed):
     params = [leaf(backend, rng.standard_normal(c)), leaf(backend, rng.standard_normal(c))]
     mean, var = Tensor(numpy.zeros(c)), Tensor(numpy.ones(c))
     if affine:
-        gradcheck(lambda x, w, b: batch_norm(x, w, b, mean, var, training=True), [x] + params)
+        gradcheck(lambda x, w, b: batch_norm(x, mean, var, w, b, training=True), [x] + params)
     else:
         gradcheck(lambda x: batch_norm(x, None, None, None, None, training=True), [x])
 
@@ -61,7 +61,7 @@ def test_eval_mode_gradcheck(backend, shape, noncontiguous, seed):
     x = leaf(backend, rng.standard_normal(shape), noncontiguous)
     w, b = leaf(backend, rng.standard_normal(c)), leaf(backend, rng.standard_normal(c))
     mean, var = Tensor(rng.standard_normal(c)), Tensor(rng.uniform(0.5, 2.0, c))
-    gradcheck(lambda x, w, b: batch_norm(x, w, b, mean, var, training=False), [x, w, b])
+    gradcheck(lambda x, w, b: batch_norm(x, mean, var, w, b, training=False), [x, w, b])
 
 
 def test_the_sum_trap(backend, rng):
@@ -70,13 +70,13 @@ def test_the_sum_trap(backend, rng):
     zero per channel; gradcheck projects on a random direction instead."""
     x = leaf(backend, rng.standard_normal((4, 3, 5, 5)))
     w, b = leaf(backend, rng.standard_normal(3)), leaf(backend, rng.standard_normal(3))
-    batch_norm(x, w, b, None, None, training=True).sum().backward()
+    batch_norm(x, None, None, w, b, training=True).sum().backward()
     numpy.testing.assert_allclose(host(x.grad), 0.0, atol=1e-12)
     numpy.testing.assert_allclose(host(w.grad), 0.0, atol=1e-12)     # sum of x_hat is 0
     numpy.testing.assert_allclose(host(b.grad), 100.0)                # m = 4*5*5 per channel
     x.grad = None
     projection = backend.asarray(rng.standard_normal((4, 3, 5, 5)))
-    (batch_norm(x, w, b, None, None, training=True) * Tensor(projection)).sum().backward()
+    (batch_norm(x, None, None, w, b, training=True) * Tensor(projection)).sum().backward()
     assert numpy.abs(host(x.grad)).max() > 1e-2
 
 
@@ -88,7 +88,7 @@ def test_training_backward_is_the_graph_of_primitive_ops(backend, rng, shape):
     data, w, b = rng.standard_normal(shape), rng.standard_normal(c), rng.standard_normal(c)
     g = backend.asarray(rng.standard_normal(shape))
     grads = []
-    for norm in (lambda x, w, b: batch_norm(x, w, b, None, None, training=True),
+    for norm in (lambda x, w, b: batch_norm(x, None, None, w, b, training=True),
                  batch_norm_graph):
         leaves = [leaf(backend, data), leaf(backend, w), leaf(backend, b)]
         y = norm(*leaves)
@@ -105,7 +105,7 @@ def test_running_stats_follow_pytorchs_rule(backend, rng):
     data = rng.standard_normal((4, 3, 2, 5)) * 2.0 + 1.0
     mean0, var0 = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
     running_mean, running_var = backend.asarray(mean0.copy()), backend.asarray(var0.copy())
-    batch_norm(Tensor(backend.asarray(data)), None, None, running_mean, running_var, True,
+    batch_norm(Tensor(backend.asarray(data)), running_mean, running_var, None, None, True,
                momentum=0.25)
     m = 4 * 2 * 5
     batch_mean = data.mean(axis=(0, 2, 3))
@@ -120,7 +120,7 @@ def test_running_stats_as_tensors_are_updated_in_place(backend, rng):
     x = Tensor(backend.asarray(rng.standard_normal((5, 2)).astype(numpy.float32)))
     mean, var = Tensor(backend.zeros(2, dtype="float32")), Tensor(backend.ones(2, dtype="float32"))
     arrays = mean.data, var.data
-    batch_norm(x, None, None, mean, var, training=True)
+    batch_norm(x, mean, var, None, None, training=True)
     assert mean.data is arrays[0] and var.data is arrays[1]
     assert mean.dtype == numpy.float32 and var.dtype == numpy.float32
     assert numpy.abs(host(mean)).max() > 0
@@ -131,8 +131,8 @@ def test_eval_mode_uses_the_running_stats(backend, rng):
     w, b = rng.standard_normal(3), rng.standard_normal(3)
     mean, var = rng.standard_normal(3), rng.uniform(0.5, 2.0, 3)
     before = mean.copy(), var.copy()
-    y = batch_norm(Tensor(backend.asarray(data)), Tensor(backend.asarray(w)),
-                   Tensor(backend.asarray(b)), Tensor(mean), Tensor(var), training=False)
+    y = batch_norm(Tensor(backend.asarray(data)), Tensor(mean), Tensor(var),
+                   Tensor(backend.asarray(w)), Tensor(backend.asarray(b)), training=False)
     per = lambda v: v[None, :, None, None]      # noqa: E731
     expected = (data - per(mean)) / numpy.sqrt(per(var) + 1e-5) * per(w) + per(b)
     numpy.testing.assert_allclose(host(y), expected, rtol=1e-12)
@@ -196,17 +196,17 @@ def test_errors_name_the_layer_and_the_shapes(backend):
     w16 = Tensor(backend.ones(16))
     with pytest.raises(ValueError, match=r"BatchNorm2d layer1\.0\.bn1: expected input with 16 "
                        r"channels \(N, 16, H, W\), got shape \(8, 3, 32, 32\)"):
-        batch_norm(x4, w16, None, None, None, True, name="BatchNorm2d layer1.0.bn1")
+        batch_norm(x4, None, None, w16, None, True, name="BatchNorm2d layer1.0.bn1")
     with pytest.raises(ValueError, match=r"batch_norm: expected input with 16 channels \(N, 16\)"
                        r", got shape \(8, 3\)"):
-        batch_norm(Tensor(backend.zeros((8, 3))), None, None, backend.zeros(16),
-                   backend.ones(16), False)
+        batch_norm(Tensor(backend.zeros((8, 3))), backend.zeros(16), backend.ones(16), None,
+                   None, False)
     with pytest.raises(ValueError, match=r"expected a 2-D \(N, C\) or 4-D \(N, C, H, W\) input, "
                        r"got shape \(2, 3, 4\)"):
         batch_norm(Tensor(backend.zeros((2, 3, 4))), None, None, None, None, True)
     with pytest.raises(ValueError, match=r"bn1: expected more than 1 value per channel when "
                        r"training, got input shape \(1, 16, 1, 1\)"):
-        batch_norm(Tensor(backend.zeros((1, 16, 1, 1))), w16, None, None, None, True, name="bn1")
+        batch_norm(Tensor(backend.zeros((1, 16, 1, 1))), None, None, w16, None, True, name="bn1")
     with pytest.raises(TypeError, match="expected a floating point input, got dtype int64"):
         batch_norm(Tensor(backend.zeros((2, 3), dtype="int64")), None, None, None, None, True)
     with pytest.raises(ValueError, match="eval mode .* running_mean and running_var, but they "
@@ -214,7 +214,7 @@ def test_errors_name_the_layer_and_the_shapes(backend):
         batch_norm(Tensor(backend.zeros((2, 3))), None, None, None, None, False)
     with pytest.raises(ValueError, match=r"weight must hold one value per channel, shape \(C,\), "
                        r"got shape \(3, 1\)"):
-        batch_norm(Tensor(backend.zeros((2, 3))), Tensor(backend.ones((3, 1))), None, None,
+        batch_norm(Tensor(backend.zeros((2, 3))), None, None, Tensor(backend.ones((3, 1))),
                    None, True)
 
 
@@ -222,7 +222,7 @@ def test_running_stats_on_another_device_is_an_error():
     x = Tensor(to_device(numpy.zeros((2, 3)), "leakproof"))
     with pytest.raises(RuntimeError, match="bn: running_mean is on 'cpu' but the input is on "
                        "'leakproof'"):
-        batch_norm(x, None, None, numpy.zeros(3), numpy.ones(3), True, name="bn")
+        batch_norm(x, numpy.zeros(3), numpy.ones(3), None, None, True, name="bn")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def test_matches_pytorch_train_then_eval(backend, rng, shape, affine):
     for training in (True, True, False):          # two updates of the running stats, then eval
         X = leaf(backend, x)
         params = [leaf(backend, w), leaf(backend, b)] if affine else [None, None]
-        y = batch_norm(X, *params, mean, var, training)
+        y = batch_norm(X, mean, var, *params, training)
         y.backward(backend.asarray(gy))
         tX = torch.tensor(x, requires_grad=True)
         t_params = [torch.tensor(v, requires_grad=True) for v in (w, b)] if affine else [None] * 2

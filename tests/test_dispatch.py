@@ -112,7 +112,7 @@ def _public_ops(x, w, gamma, beta):
     """Every public op that has a twin, forward and backward: (loss, its gradients)."""
     F = tinyres.functional
     y = F.conv2d(x, w, padding=1)
-    y = F.batch_norm(y, gamma, beta, None, None, training=True)
+    y = F.batch_norm(y, None, None, gamma, beta, training=True)
     y = F.max_pool2d(F.relu(y), 2)
     loss = (y * y).sum()
     loss.backward()

@@ -135,7 +135,7 @@ def test_sync_batch_norm_on_one_rank_is_batch_norm(backend, rng):
     projection = tinyres.tensor(backend.asarray(rng.normal(size=x.shape).astype(numpy.float32)))
     outs = []
     for fn in (lambda *a: sync_batch_norm(*a, comm=SingleProcess()),
-               lambda *a: F.batch_norm(*a, training=True)):
+               lambda x, w, b, m, v: F.batch_norm(x, m, v, w, b, training=True)):
         xt, wt, bt = (tinyres.tensor(backend.asarray(v), requires_grad=True) for v in (x, w, b))
         mean, var = backend.zeros(3, dtype=numpy.float32), backend.ones(3, dtype=numpy.float32)
         y = fn(xt, wt, bt, mean, var)

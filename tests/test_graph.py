@@ -49,12 +49,12 @@ def test_a_tensor_used_twice_sends_two_arrows(rng):
 def test_settings_names_and_constants_are_shown(rng):
     layer = nn.Linear(3, 2).to(dtype=numpy.float64)
     x = tinyres.tensor(rng.standard_normal((4, 3)))             # a constant: no gradient
-    out = layer(x).sum(axis=1, keepdims=True) ** 2
+    out = layer(x).sum(dim=1, keepdim=True) ** 2
     dot = graph.to_dot(out, names=dict(layer.named_parameters()), verbose=False)
     nodes, _ = parse(dot)
     labels = set(nodes.values())
     assert {"weight", "bias"} <= labels                          # named: no shape (verbose off)
-    assert "Sum\\naxis=1\\nkeepdims=True" in labels
+    assert "Sum\\ndim=1\\nkeepdim=True" in labels
     assert "Pow\\nexponent=2" in labels
     assert "(4, 3) float64" in labels                            # unnamed: its shape anyway
     assert "fillcolor=lightgrey" in dot                          # the constant input

@@ -615,7 +615,7 @@ def test_conv_batch_norm_relu_gradcheck(cfg, seed, choice):
             if y.shape[0] * y.shape[2] * y.shape[3] < 2:
                 return y                            # too few values for batch statistics
             return tinyres.functional.relu(
-                tinyres.functional.batch_norm(y, gamma, beta, None, None, True))
+                tinyres.functional.batch_norm(y, None, None, gamma, beta, True))
         gradcheck(conv_bn_relu, [x, w, gamma, beta])
     finally:
         dispatch.set_kernels(previous)

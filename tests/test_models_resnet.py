@@ -274,7 +274,7 @@ def test_block_gradcheck(make, x_shape, rng):
     x = images(rng, *x_shape, requires_grad=True)
     params = list(block.parameters())
     report = gradcheck(lambda x, *p: block(x), [x] + params)
-    assert not report.sampled and report.checked == x.size + sum(p.size for p in params)
+    assert not report.sampled and report.checked == x.numel() + sum(p.numel() for p in params)
 
 
 def test_resnet8_gradcheck_on_a_tiny_batch(rng):
@@ -284,7 +284,7 @@ def test_resnet8_gradcheck_on_a_tiny_batch(rng):
     x = images(rng, 2, 3, 8, 8, requires_grad=True)
     params = list(model.parameters())
     report = gradcheck(lambda x, *p: model(x), [x] + params, max_elements=12, seed=1)
-    assert report.checked == sum(min(12, t.size) for t in [x] + params)
+    assert report.checked == sum(min(12, t.numel()) for t in [x] + params)
 
 
 def test_identity_path_adds_the_incoming_gradient(rng):

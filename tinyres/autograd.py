@@ -2,7 +2,8 @@
 
 Every op is a small subclass with two methods on plain backend arrays:
 
-    forward(*xs)   -> y or (y1, y2, ...)   compute the output, save what backward needs on self
+    forward(*xs)   -> y or (y1, y2, ...)   compute the output; self.save(name=array, ...) what
+                                           backward needs (read back as self.name)
     backward(*gys) -> gx or (gx1, gx2, ...) given dL/dy, return dL/dx for each input
                                            (None where an input needs no gradient)
 
@@ -42,12 +43,34 @@ def is_grad_enabled():
     return _grad_enabled
 
 
+# The layers whose forward is running, innermost last: nn.Module.__call__ enters its label
+# ("Conv2d layer1.0.conv1") so that each op made inside knows its layer (Function.layer), for
+# graph.draw, error notes and a conditional breakpoint (``b ...conv.py:NN, self.layer == ...``).
+_layers = []
+
+
+@contextlib.contextmanager
+def layer_scope(label):
+    """Ops called within this block belong to the layer `label`."""
+    _layers.append(label)
+    try:
+        yield
+    finally:
+        _layers.pop()
+
+
+def current_layer():
+    """The label of the innermost layer whose forward is running, or None."""
+    return _layers[-1] if _layers else None
+
+
 def as_tensor(value, like):
     """An op's operand as a Tensor. Python scalars take the dtype and device of `like`
-    (so float32 * 2.0 stays float32); arrays and Tensors are taken as they are."""
+    (so float32 * 2.0 stays float32), or, when no operand is a Tensor (``Add()(1.0, 2.0)``),
+    the rules of ``tinyres.tensor``; arrays and Tensors are taken as they are."""
     if isinstance(value, Tensor):
         return value
-    if isinstance(value, (int, float, bool)):
+    if isinstance(value, (int, float, bool)) and like is not None:
         xp = backend.get_array_module(like.data)
         return Tensor(xp.asarray(value, dtype=like.dtype))
     if hasattr(value, "shape"):            # an array stays on its own device (mixing is checked)
@@ -80,21 +103,33 @@ class Function:
     """
 
     released = False
+    recording = True     # False while a call needs no gradient: then save() keeps nothing
+    layer = None         # the layer that called this op, e.g. "Conv2d layer1.0.conv1", if any
 
     @property
     def name(self):
         return type(self).__name__
+
+    def save(self, **arrays):
+        """Keep `arrays` for backward, as attributes (``self.save(x=x)``, then ``self.x``);
+        nothing is kept when this call needs no gradient (under no_grad(), or when no input
+        requires grad), so an evaluation pass holds no graph memory."""
+        if self.recording:
+            self.__dict__.update(arrays)
 
     def __call__(self, *inputs):
         tensors = [as_tensor(x, like=_first_tensor(inputs)) for x in inputs]
         _check_same_device(self.name, tensors)
         arrays = [t.data for t in tensors]
         self.needs_input_grad = tuple(t.requires_grad for t in tensors)
+        self.recording = _grad_enabled and any(self.needs_input_grad)
+        self.layer = current_layer()
         try:
             ys = self.forward(*arrays)
         except ValueError as err:              # name the op and the shapes it was given ...
             shapes = ", ".join(str(tuple(a.shape)) for a in arrays)
-            context = f"{self.name} on inputs of shapes {shapes}"
+            context = f"{self.name} on inputs of shapes {shapes}" + (
+                f" in {self.layer}" if self.layer else "")
             if hasattr(err, "add_note"):       # ... keeping the error, and the traceback down
                 err.add_note(context)          # to the line in forward that raised it (3.11+)
                 raise
@@ -109,7 +144,7 @@ class Function:
                                 "called a host numpy function on device data")
             outputs.append(Tensor(y))
 
-        if _grad_enabled and any(self.needs_input_grad):
+        if self.recording:
             self.input_edges = [edge_to(t) for t in tensors]
             # weak references: the graph points backwards only, so a dropped output frees memory;
             # shape and dtype stay known (for a zero gradient, or to draw the graph)

@@ -15,7 +15,10 @@ readable reference, on every path. So an op gives the same answer, or the same e
 path runs it (tests/test_dispatch.py holds every op to that on every dtype).
 
 ``tinyres.set_kernels("reference")`` (or TINYRES_KERNELS=reference) forces the readable path on
-the CPU, which is how a learner steps through the NumPy code and how tests hold the twins equal.
+the CPU, which is how tests hold the twins equal; ``with tinyres.reference_kernels():`` does so
+for one block (the twin of ``no_grad``), which is how a learner steps through the NumPy code: a
+breakpoint in functional/conv.py's conv2d_backward fires inside the block, never outside it
+while the fast kernels run.
 
 The other knob of the fast path is its thread count. The readable path runs on the calling
 thread (its matrix products in BLAS, which has threads of its own); the CPU kernels share a job
@@ -23,6 +26,7 @@ among Numba's thread count (kernels/cpu/threads.py). ``tinyres.set_num_threads(n
 TINYRES_NUM_THREADS, read the first time an op passes this door) sets both, as
 ``torch.set_num_threads`` does.
 """
+import contextlib
 import functools
 import importlib
 import os
@@ -43,6 +47,19 @@ def set_kernels(choice):
     if choice not in KERNEL_CHOICES:
         raise ValueError(f"unknown kernels {choice!r}; expected one of {', '.join(KERNEL_CHOICES)}")
     _kernels = choice
+
+
+@contextlib.contextmanager
+def reference_kernels():
+    """Within this block every op on the CPU runs its readable reference (as
+    ``set_kernels("reference")``), the setting before it restored after."""
+    global _kernels
+    previous = get_kernels()
+    _kernels = "reference"
+    try:
+        yield
+    finally:
+        _kernels = previous
 
 
 def get_kernels():

@@ -18,6 +18,16 @@ class UserError(Exception):
     """A mistake the user can fix, explained in one line (see the module docstring)."""
 
 
+class NotSupportedError(UserError, NotImplementedError):
+    """A PyTorch feature that tinyres does not have. Raised instead of taking the argument and
+    doing something else with it; the line names the feature and what to use instead."""
+
+
+def not_supported(where, feature, instead):
+    """The error for `feature` of PyTorch's (an argument, a value, a mode) used at `where`."""
+    return NotSupportedError(f"{where}: {feature} is not supported in tinyres; {instead}")
+
+
 def debugging(args):
     """--debug (before or after the subcommand), or TINYRES_DEBUG=1: tracebacks are shown."""
     return bool(getattr(args, "debug", False)) or os.environ.get("TINYRES_DEBUG") == "1"

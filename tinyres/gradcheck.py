@@ -83,11 +83,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, max_elements=2000, see
         if not (isinstance(x, Tensor) and x.requires_grad):
             continue
         analytic = to_device(x.grad, "cpu") if x.grad is not None else numpy.zeros(x.shape)
-        positions = numpy.arange(x.size)
-        if x.size > max_elements:
-            positions = numpy.sort(rng.choice(x.size, max_elements, replace=False))
+        positions = numpy.arange(x.numel())
+        if x.numel() > max_elements:
+            positions = numpy.sort(rng.choice(x.numel(), max_elements, replace=False))
             sampled = True
-        total += x.size
+        total += x.numel()
         for j in positions:
             index = tuple(int(k) for k in numpy.unravel_index(j, x.shape))
             original = x.data[index].item()       # perturb in place: works for any strides

@@ -35,7 +35,7 @@ from typing import NamedTuple
 from tinyres.tensor import Tensor
 
 # settings a Function may hold that are worth showing in its box
-_SETTINGS = ("exponent", "axis", "keepdims", "shape", "axes", "stride", "padding", "kernel_size",
+_SETTINGS = ("exponent", "dim", "keepdim", "shape", "dims", "stride", "padding", "kernel_size",
              "pad_width", "training", "momentum", "eps", "p")
 
 
@@ -115,10 +115,11 @@ def _function_label(function):
         return f"{function.name}\n(freed by backward)"
     shown = [key for key in _SETTINGS if key in vars(function)
              and getattr(function, key) is not None and getattr(function, key) is not False]
-    if "axis" in vars(function):               # Sum / Mean / Max: `axes` is the same, resolved
-        shown = [key for key in shown if key != "axes"]
+    if "keepdim" in vars(function):            # Sum / Mean / Max: `dims` is `dim`, resolved
+        shown = [key for key in shown if key != "dims"]
     settings = [f"{key}={getattr(function, key)!r}" for key in shown]
-    return "\n".join([function.name] + settings)
+    layer = [f"[{function.layer}]"] if function.layer else []     # "[Conv2d layer1.0.conv1]"
+    return "\n".join([function.name] + layer + settings)
 
 
 def _tensor_kind(t):

@@ -48,16 +48,37 @@ class Tensor:
                             f"{self.data.dtype}; create the tensor with dtype=float32 or float64")
         self._requires_grad = bool(flag)
 
-    # -- what a learner inspects --------------------------------------------------------------
+    # -- what a learner inspects (PyTorch's names: size() is a method, shape the same tuple) ----
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
     dtype = property(lambda self: self.data.dtype)
     device = property(lambda self: backend.device_of(self.data))
     is_leaf = property(lambda self: self.creator is None)
 
+    def size(self, dim=None):
+        """The shape, or the size of one dim, as ``torch.Tensor.size`` (a tuple, not torch.Size)."""
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        """How many elements (NumPy's ``.size``)."""
+        return self.data.size
+
     def __len__(self):
         return len(self.data)
+
+    # A one-element tensor converts to a Python number; the truth of a larger one is ambiguous
+    # (the array says so), never silently True.
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
 
     def __repr__(self):
         body = str(backend.to_device(self.data, "cpu")).replace("\n", "\n       ")
@@ -69,8 +90,12 @@ class Tensor:
         """The data as a host numpy array (a copy when it lives on a GPU)."""
         return backend.to_device(self.data, "cpu")
 
+    def tolist(self):
+        """The data as (nested) Python lists of numbers."""
+        return self.numpy().tolist()
+
     def item(self):
-        if self.size != 1:
+        if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.reshape(-1)[0].item()
 
@@ -78,10 +103,22 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor(self.data)
 
-    def to(self, device):
-        """A copy on 'cpu' or 'cuda' (itself when already there); the copy is a new leaf."""
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad in place and return self, as PyTorch's."""
+        self.requires_grad = requires_grad
+        return self
+
+    def to_device(self, device):
+        """A copy on 'cpu', 'cuda' (also spelt 'cuda:0') or 'leakproof' (itself when already
+        there); the copy is a new leaf, so only a tensor outside a graph may move (``to``, as
+        PyTorch's, also converts dtypes: tinyres.ops installs it)."""
+        device = "cuda" if device == "cuda:0" else device
         if device == self.device:
             return self
+        if self.creator is not None and self.requires_grad:
+            raise RuntimeError(f"to({device!r}) of a tensor made by {self.creator.name} inside a "
+                               "graph: tinyres does not differentiate through a device move; "
+                               "move the model (model.to) and the inputs before the forward")
         return Tensor(backend.to_device(self.data, device), requires_grad=self.requires_grad)
 
     def zero_grad(self):
@@ -100,7 +137,7 @@ class Tensor:
                                "the ops that made it had requires_grad=True")
         xp = backend.get_array_module(self.data)
         if grad is None:
-            if self.size != 1:
+            if self.data.size != 1:
                 raise RuntimeError(f"backward() without a grad argument needs a scalar output, got "
                                    f"shape {self.shape}; pass grad= with that shape (or reduce "
                                    "the output with .sum() or .mean())")

@@ -88,11 +88,19 @@ def gradient_norms():
     images, labels = next(iter(DataLoader(bundled_sample(True), 32, shuffle=True, seed=0,
                                           transform=cifar_test_transform())))
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    for make, style in ((plain56, "--"), (resnet56, "-")):
+    for name, make, style in (("plain56", plain56, "--"), ("resnet56", resnet56, "-")):
         tinyres.manual_seed(0)
         norms = norms_of(make(), images, tinyres.tensor(labels))
+        convs = {name: v for name, v in norms.items() if name != "fc"}
+        stage = {k: [v for name, v in convs.items() if name.startswith(k)]
+                 for k in ("layer1", "layer3")}
+        print(f"{name} on 32 images: {len(convs)} convs, ||dL/dW|| from "
+              f"{min(convs.values()):.3g} to {max(convs.values()):.3g}; conv1 "
+              f"{convs['conv1']:.3g}, layer1 {min(stage['layer1']):.3g}-"
+              f"{max(stage['layer1']):.3g}, layer3 {min(stage['layer3']):.3g}-"
+              f"{max(stage['layer3']):.3g}")
         ax.semilogy(range(1, len(norms) + 1), list(norms.values()), style, marker=".",
-                    label=make.__name__)
+                    label=name)
     ax.set_xlabel("layer (conv1, layer1.0.conv1, ..., layer3.8.conv2, fc)")
     ax.set_ylabel("||dL/dW||")
     ax.set_title("gradient norm per layer at initialisation (32 CIFAR-10 images)")

@@ -100,7 +100,7 @@ def test_batch_norm_equals_the_numpy_backend(launches, N, C, size, affine, seed)
         stats = (xp.zeros(C, dtype=x.dtype), xp.ones(C, dtype=x.dtype))
         running[tinyres.get_backend()] = stats
         weight, bias = params if params else (None, None)
-        return F.batch_norm(x, weight, bias, *stats, training=True)
+        return F.batch_norm(x, *stats, weight, bias, training=True)
 
     assert_backends_agree(fn, [x, w, b] if affine else [x], launches,
                           ["channel_sums_kernel", "channel_sums_kernel",
@@ -152,7 +152,7 @@ def test_gradcheck_conv2d(on_gpu_backend, launches):
 def test_gradcheck_batch_norm(on_gpu_backend, launches):
     rng = numpy.random.default_rng(2)
     x, w, b = leaf(rng, 2, 2, 2, 3), leaf(rng, 2), leaf(rng, 2)
-    tinyres.gradcheck(lambda x, w, b: F.batch_norm(x, w, b, None, None, training=True),
+    tinyres.gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
                       [x, w, b], max_elements=FEW_ELEMENTS)
     assert "batch_norm_backward_dx_kernel" in {k.__name__ for k, *_ in launches}
 

@@ -65,7 +65,7 @@ def _op(params, inputs):
         names = ["x", "weight", "bias"] if params["affine"] else ["x"]
         if op == "batch_norm":
             def norm(x, weight=None, bias=None):
-                return F.batch_norm(x, weight, bias, None, None, training=True)
+                return F.batch_norm(x, None, None, weight, bias, training=True)
         else:
             from tinyres.functional.batchnorm_graph import batch_norm_graph as norm
         return norm, names

@@ -84,11 +84,11 @@ class DataParallel:
             raise TypeError(f"DataParallel: all parameters must have one dtype to share one flat "
                             f"gradient buffer, got {sorted(map(str, dtypes))}")
         # The bucket: one flat host array, and a view of it shaped as each parameter.
-        self.flat = numpy.zeros(sum(p.size for p in self.params), dtype=dtypes.pop())  # (P,)
+        self.flat = numpy.zeros(sum(p.numel() for p in self.params), dtype=dtypes.pop())  # (P,)
         self.views, offset = [], 0
         for p in self.params:
-            self.views.append(self.flat[offset:offset + p.size].reshape(p.shape))
-            offset += p.size
+            self.views.append(self.flat[offset:offset + p.numel()].reshape(p.shape))
+            offset += p.numel()
         self.broadcast_from_rank0()
         self.verified = False
 
@@ -161,9 +161,9 @@ class DataParallel:
         flat /= self.comm.size
         offset = 0
         for b in buffers:
-            part = flat[offset:offset + b.size].reshape(b.shape).astype(b.dtype)
+            part = flat[offset:offset + b.numel()].reshape(b.shape).astype(b.dtype)
             b.data[...] = backend.to_device(part, b.device)
-            offset += b.size
+            offset += b.numel()
 
     def sum_evaluation(self, result):
         """Each rank evaluated its part of the test set (`evaluate`'s dict); return the whole set's:

@@ -85,7 +85,7 @@ class SyncBatchNormTrain(_BatchNormBase):
             keep = 1.0 - self.momentum
             self.running_mean[...] = keep * self.running_mean + self.momentum * mean
             self.running_var[...] = keep * self.running_var + self.momentum * var * (m / (m - 1))
-        self.x, self.mean, self.inv_std, self.weight, self.m = x, mean, inv_std, weight, m
+        self.save(x=x, mean=mean, inv_std=inv_std, weight=weight, m=m)
         return y
 
     def backward(self, gy):

@@ -27,15 +27,19 @@ class ReLU(Function):
     """y = max(x, 0);   dL/dx = dL/dy where y > 0, else 0"""
 
     def forward(self, x):
-        self.y = relu_forward(x)                             # same shape and dtype as x
-        return self.y
+        y = relu_forward(x)                                  # same shape and dtype as x
+        self.save(y=y)
+        return y
 
     def backward(self, gy):
         return relu_backward(gy, self.y)
 
 
-def relu(x):
-    """max(x, 0) element-wise, as ``torch.nn.functional.relu``."""
+def relu(input, inplace=False):
+    """max(x, 0) element-wise, as ``torch.nn.functional.relu``. inplace=True is accepted (PyTorch
+    model files pass it) and gives the same output, but x is left as it was: tinyres never
+    overwrites an op's input (autograd may have saved it)."""
+    x = input
     if x.dtype.kind != "f":
         raise TypeError(f"relu: expected a floating point input, got dtype {x.dtype}")
     return ReLU()(x)

@@ -140,7 +140,7 @@ class BatchNormTrain(_BatchNormBase):
         weight, bias = self._unpack(params)
         y, mean, var, inv_std = batch_norm_train_forward(x, weight, bias, self.eps)
         self.update_running_stats(x, mean, var)
-        self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+        self.save(x=x, mean=mean, inv_std=inv_std, weight=weight)
         return y
 
     def update_running_stats(self, x, mean, var):
@@ -170,7 +170,7 @@ class BatchNormEval(_BatchNormBase):
         inv_std = 1.0 / xp.sqrt(self.running_var.astype(x.dtype, copy=False) + self.eps)
         scale = inv_std if weight is None else weight * inv_std                # (C,)
         y = batch_norm_eval_forward(x, mean, scale, bias)                      # (N, C, H, W)
-        self.x, self.mean, self.inv_std, self.scale = x, mean, inv_std, scale
+        self.save(x=x, mean=mean, inv_std=inv_std, scale=scale)
         return y
 
     def backward(self, gy):
@@ -190,15 +190,16 @@ def _array(v):
     return v.data if isinstance(v, Tensor) else v
 
 
-def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5,
-               name=None):
-    """Batch normalisation of (N, C) or (N, C, H, W) input, as ``torch.nn.functional.batch_norm``.
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, *, name=None):
+    """Batch normalisation of (N, C) or (N, C, H, W) input, as ``torch.nn.functional.batch_norm``,
+    in its argument order (the running statistics first, then the affine part).
 
-    weight, bias: (C,) Tensors, or None for no affine part. running_mean, running_var: (C,)
-    backend arrays or Tensors; in training they are updated in place (when not None), in eval
-    they normalise. `name` is how errors name the layer (e.g. "BatchNorm2d layer1.0.bn1").
+    running_mean, running_var: (C,) backend arrays or Tensors, or None; in training they are
+    updated in place (when not None), in eval they normalise. weight, bias: (C,) Tensors, or
+    None for no affine part. `name` is how errors name the layer (e.g. "BatchNorm2d layer1.0.bn1").
     """
-    layer = name or "batch_norm"
+    x, layer = input, name or "batch_norm"
     if x.ndim not in (2, 4):
         raise ValueError(f"{layer}: expected a 2-D (N, C) or 4-D (N, C, H, W) input, got shape "
                          f"{tuple(x.shape)}")

@@ -22,6 +22,7 @@ The dimensions, named once and used everywhere below:
 from tinyres.autograd import Function
 from tinyres.backend import get_array_module
 from tinyres.dispatch import fast_twin
+from tinyres.errors import not_supported
 from tinyres.kernels.geometry import as_pair, window_geometry
 from tinyres.tensor import FLOAT_DTYPES
 
@@ -171,7 +172,7 @@ class Conv2d(Function):
         y = conv2d_forward(x, weight, self.stride, self.padding)   # (N, OC, OH, OW)
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)                          # every pixel gets b
-        self.x, self.weight = x, weight
+        self.save(x=x, weight=weight)
         return y
 
     def backward(self, gy):
@@ -182,18 +183,40 @@ class Conv2d(Function):
         return gx, gw, gy.sum(axis=(0, 2, 3))                       # (OC,)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, *, name=None):
-    """2-D convolution (cross-correlation, as in every deep-learning library).
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, name=None):
+    """2-D convolution (cross-correlation, as in every deep-learning library), as
+    ``torch.nn.functional.conv2d``.
 
     x (N, C, H, W), weight (OC, C, KH, KW) as PyTorch, bias (OC,) or None
-    -> (N, OC, OH, OW). `stride` and `padding` are an int or a (height, width) pair; padding is
-    zeros. `name` (e.g. "layer1.0.conv1", passed by the nn layer) names the layer in errors.
+    -> (N, OC, OH, OW). `stride` and `padding` are an int or a (height, width) pair, or padding
+    "valid" (none) or "same" (stride 1, odd kernels); padding is zeros. Dilation and groups other
+    than 1 raise. `name` (e.g. "layer1.0.conv1", passed by the nn layer) names the layer in errors.
     """
-    op = name or "conv2d"
+    x, op = input, name or "conv2d"
+    if dilation not in (1, (1, 1)):
+        raise not_supported(op, f"dilation={dilation!r}", "use dilation=1 (a larger kernel "
+                            "covers the same field)")
+    if groups != 1:
+        raise not_supported(op, f"groups={groups!r}", "use groups=1 (one conv per group and "
+                            "tinyres.cat joins them)")
+    padding = _padding_of_string(op, padding, weight.shape[2:], stride)
     stride, padding = as_pair(stride, "stride", op), as_pair(padding, "padding", op)
     _check_conv_args(op, x, weight, bias, stride, padding)
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d(stride, padding)(*inputs)
+
+
+def _padding_of_string(op, padding, kernel_size, stride):
+    """PyTorch's padding="valid" (0) and "same" (k // 2, stride 1, odd kernel) as numbers."""
+    if not isinstance(padding, str):
+        return padding
+    if padding == "valid":
+        return 0
+    if padding == "same" and stride in (1, (1, 1)) and all(k % 2 for k in kernel_size):
+        return tuple(k // 2 for k in kernel_size)
+    raise not_supported(op, f"padding={padding!r} (with stride {stride!r}, kernel "
+                        f"{tuple(kernel_size)})", "give the padding as numbers, or 'same' with "
+                        "stride 1 and an odd kernel")
 
 
 def _check_conv_args(op, x, weight, bias, stride, padding):

@@ -28,12 +28,14 @@ class Dropout(Function):
         return gy * self.mask
 
 
-def dropout(x, p=0.5, training=True, rng=None):
+def dropout(input, p=0.5, training=True, inplace=False, *, rng=None):
     """Inverted dropout, as ``torch.nn.functional.dropout``; x itself when not training or p == 0.
+    inplace=True gives the same output but leaves x as it was (as F.relu's).
 
     rng: None (fresh randomness), an int seed (the same seed gives the same mask), or a generator
     with a ``random(shape)`` method, e.g. ``numpy.random.default_rng(0)``, advanced by each call.
     """
+    x = input
     if not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
         raise ValueError(f"dropout: p is the probability of zeroing a unit and must be in [0, 1), "
                          f"got {p!r}")

@@ -1,7 +1,7 @@
-"""Floor 4: the fully connected layer, and the flatten that feeds it.
+"""Floor 4: the fully connected layer.
 
-A ResNet ends with global average pooling, a flatten from (N, C, 1, 1) to (N, C), and one linear
-layer from C features to the K class scores:
+A ResNet ends with global average pooling, a flatten from (N, C, 1, 1) to (N, C) (``x.flatten(1)``,
+a reshape), and one linear layer from C features to the K class scores:
 
     y = x W^T + b          x (N, in), W (out, in) as PyTorch stores it, b (out,), y (N, out)
 
@@ -14,9 +14,6 @@ Backward, from y_nj = sum_i x_ni W_ji + b_j:
 Leading axes beyond N are allowed, (..., in) -> (..., out), as in PyTorch; for the weight's
 gradient they are folded into one batch axis.
 """
-import math
-
-from tinyres import ops
 from tinyres.autograd import Function
 
 
@@ -27,7 +24,7 @@ class Linear(Function):
         self.has_bias = has_bias
 
     def forward(self, x, weight, *bias):
-        self.x, self.weight = x, weight
+        self.save(x=x, weight=weight)
         y = x @ weight.T                                      # (..., in) @ (in, out) -> (..., out)
         if self.has_bias:
             y += bias[0]                                      # (out,) broadcast over rows
@@ -44,10 +41,10 @@ class Linear(Function):
         return gx, gweight
 
 
-def linear(x, weight, bias=None, name=None):
+def linear(input, weight, bias=None, *, name=None):
     """y = x W^T + b, as ``torch.nn.functional.linear``: x (..., in), weight (out, in), bias
     (out,) or None. `name` is how errors name the layer (e.g. "Linear fc")."""
-    layer = name or "linear"
+    x, layer = input, name or "linear"
     if weight.ndim != 2:
         raise ValueError(f"{layer}: weight must have shape (out_features, in_features), got shape "
                          f"{tuple(weight.shape)}")
@@ -62,13 +59,3 @@ def linear(x, weight, bias=None, name=None):
         if v.dtype.kind != "f":
             raise TypeError(f"{layer}: expected a floating point {label}, got dtype {v.dtype}")
     return Linear(bias is not None)(x, weight, *([bias] if bias is not None else []))
-
-
-def flatten(x, start_dim=1):
-    """Merge the axes from `start_dim` on into one, as ``torch.flatten``:
-    (N, C, H, W) -> (N, C*H*W). A reshape, so its gradient is the reshape back."""
-    if not -x.ndim <= start_dim < x.ndim:
-        raise ValueError(f"flatten: start_dim {start_dim} is out of range for an input with "
-                         f"{x.ndim} dimensions, shape {tuple(x.shape)}")
-    start_dim %= x.ndim
-    return ops.reshape(x, tuple(x.shape[:start_dim]) + (math.prod(x.shape[start_dim:]),))

@@ -21,6 +21,7 @@ The gradient is the fused form of the two steps above: sum_k gy_k = -1/N in each
 """
 from tinyres.autograd import Function
 from tinyres.backend import get_array_module
+from tinyres.errors import not_supported
 from tinyres.tensor import Tensor
 
 
@@ -33,26 +34,39 @@ def _log_softmax(x, axis):
 class LogSoftmax(Function):
     """y = z - log sum exp z (along `axis`);   dL/dz = gy - exp(y) * sum(gy)"""
 
-    def __init__(self, axis):
-        self.axis = axis
+    def __init__(self, dim):
+        self.dim = dim
 
     def forward(self, x):
-        self.y = _log_softmax(x, self.axis)                   # x's shape
-        return self.y
+        y = _log_softmax(x, self.dim)                         # x's shape
+        self.save(y=y)
+        return y
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
+        return gy - xp.exp(self.y) * gy.sum(axis=self.dim, keepdims=True)
 
 
-def log_softmax(x, axis=-1):
-    """log(softmax(x)) along `axis`, computed stably, as ``torch.nn.functional.log_softmax``."""
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """log(softmax(x)) along `dim`, computed stably, as ``torch.nn.functional.log_softmax``.
+    Without dim, PyTorch's legacy choice: dim 0 for 0-, 1- and 3-D input, else dim 1."""
+    x = input
+    if dtype is not None:
+        raise TypeError("log_softmax: dtype= is not supported in tinyres; convert the input "
+                        "first with .to(dtype)")
     if x.dtype.kind != "f":
         raise TypeError(f"log_softmax: expected a floating point input, got dtype {x.dtype}")
-    if not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"log_softmax: axis {axis} is out of range for an input of shape "
+    if dim is None:
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+    if not -x.ndim <= dim < x.ndim:
+        raise IndexError(f"log_softmax: dim {dim} is out of range for an input of shape "
                          f"{tuple(x.shape)}")
-    return LogSoftmax(axis)(x)
+    return LogSoftmax(dim)(x)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """exp(log_softmax(x)) along `dim`, as ``torch.nn.functional.softmax``."""
+    return log_softmax(input, dim, _stacklevel, dtype).exp()
 
 
 class CrossEntropy(Function):
@@ -63,8 +77,9 @@ class CrossEntropy(Function):
 
     def forward(self, logits):
         xp = get_array_module(logits)
-        self.log_p = _log_softmax(logits, axis=1)             # (N, K)
-        picked = xp.take_along_axis(self.log_p, self.target[:, None], axis=1)   # (N, 1)
+        log_p = _log_softmax(logits, axis=1)                  # (N, K)
+        self.save(log_p=log_p)
+        picked = xp.take_along_axis(log_p, self.target[:, None], axis=1)        # (N, 1)
         return -picked.sum() / logits.shape[0]                # () scalar, logits' dtype
 
     def backward(self, gy):
@@ -75,10 +90,24 @@ class CrossEntropy(Function):
         return grad * (gy / n)
 
 
-def cross_entropy(logits, target):
-    """Mean cross-entropy of logits (N, K) against integer class indices target (N,), as
-    ``torch.nn.functional.cross_entropy``. `target` may be a Tensor, a backend array or a host
-    NumPy array (moved to the logits' device)."""
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of logits (N, K) against integer class indices target (N,), averaged
+    (reduction="mean") or summed ("sum"), as ``torch.nn.functional.cross_entropy``. `target`
+    may be a Tensor, a backend array or a host NumPy array (moved to the logits' device).
+    PyTorch's other options raise (class weights, ignore_index, label smoothing, "none")."""
+    logits = input
+    for given, feature in ((weight is not None, "weight= (class weights)"),
+                           (size_average is not None or reduce is not None,
+                            "size_average= / reduce= (deprecated in PyTorch)"),
+                           (ignore_index != -100, "ignore_index="),
+                           (label_smoothing != 0.0, "label_smoothing=")):
+        if given:
+            raise not_supported("cross_entropy", feature, "use the plain loss (reduction='mean'"
+                                " or 'sum') on the rows you want")
+    if reduction not in ("mean", "sum"):
+        raise not_supported("cross_entropy", f"reduction={reduction!r}",
+                            "use 'mean' or 'sum' (or log_softmax and indexing for per-row losses)")
     if logits.ndim != 2:
         raise ValueError(f"cross_entropy: expected logits of shape (N, K), got shape "
                          f"{tuple(logits.shape)}")
@@ -100,4 +129,5 @@ def cross_entropy(logits, target):
     if low < 0 or high >= classes:
         raise ValueError(f"cross_entropy: target holds class indices from {low} to {high}, "
                          f"expected 0 to {classes - 1} for logits with {classes} classes")
-    return CrossEntropy(target)(logits)
+    loss = CrossEntropy(target)(logits)
+    return loss * float(n) if reduction == "sum" else loss

@@ -44,11 +44,11 @@ class LocalResponseNorm(Function):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x):
-        self.x = x
-        self.s = self.k + (self.alpha / self.size) * _channel_window_sum(
+        s = self.k + (self.alpha / self.size) * _channel_window_sum(
             x * x, self.size // 2, (self.size - 1) // 2)       # (N, C, ...)
-        self.y = x * self.s ** -self.beta                      # (N, C, ...)
-        return self.y
+        y = x * s ** -self.beta                                # (N, C, ...)
+        self.save(x=x, s=s, y=y)
+        return y
 
     def backward(self, gy):
         t = gy * self.y / self.s                               # (N, C, ...)
@@ -57,9 +57,10 @@ class LocalResponseNorm(Function):
         return gy * self.s ** -self.beta - coefficient * self.x * spread       # (N, C, ...)
 
 
-def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
     """Normalise x (N, C, ...) over windows of `size` neighbouring channels, as
     ``torch.nn.functional.local_response_norm``."""
+    x = input
     if x.ndim < 3:
         raise ValueError(f"local_response_norm: expected an input of 3 or more dimensions "
                          f"(N, C, H, W) or (N, C, L), got shape {tuple(x.shape)}")

@@ -21,6 +21,7 @@ from tinyres import ops
 from tinyres.autograd import Function
 from tinyres.backend import get_array_module
 from tinyres.dispatch import fast_twin
+from tinyres.errors import not_supported
 from tinyres.kernels.geometry import as_pair, window_geometry
 from tinyres.tensor import FLOAT_DTYPES
 
@@ -94,7 +95,8 @@ class MaxPool2d(Function):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
     def forward(self, x):
-        y, self.argmax = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        y, argmax = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self.save(argmax=argmax)
         self.x_shape = x.shape
         return y                                                    # (N, C, OH, OW)
 
@@ -182,9 +184,10 @@ class AdaptiveAvgPool2d(Function):
     def forward(self, x):
         xp = get_array_module(x)
         (H, W), (OH, OW) = x.shape[2:], self.output_size
-        self.A_H = averaging_matrix(xp, H, OH, x.dtype)                 # (OH, H)
-        self.A_W = averaging_matrix(xp, W, OW, x.dtype)                 # (OW, W)
-        return self.A_H @ x @ self.A_W.T                                # (N, C, OH, OW)
+        A_H = averaging_matrix(xp, H, OH, x.dtype)                      # (OH, H)
+        A_W = averaging_matrix(xp, W, OW, x.dtype)                      # (OW, W)
+        self.save(A_H=A_H, A_W=A_W)
+        return A_H @ x @ A_W.T                                          # (N, C, OH, OW)
 
     def backward(self, gy):
         return self.A_H.T @ gy @ self.A_W                               # (N, C, H, W)
@@ -203,24 +206,43 @@ def averaging_matrix(xp, size, out_size, dtype):
 # ----------------------------------------------------------------------------------------------
 # The public functions: check the arguments, then call the Function
 # ----------------------------------------------------------------------------------------------
-def max_pool2d(x, kernel_size, stride=None, padding=0, name=None):
-    """Max pooling: x (N, C, H, W) -> (N, C, OH, OW).
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False, *, name=None):
+    """Max pooling: x (N, C, H, W) -> (N, C, OH, OW), as ``torch.nn.functional.max_pool2d``.
 
     `stride` defaults to `kernel_size`; `padding` (at most half the kernel) is implicit -inf.
-    kernel_size, stride and padding are an int or a (height, width) pair. `name` (the layer's
-    path in its model) names the layer in errors.
+    kernel_size, stride and padding are an int or a (height, width) pair. Dilation, ceil_mode
+    and return_indices raise. `name` (the layer's path in its model) names the layer in errors.
     """
-    args = _check_pool_args(name or "max_pool2d", x, kernel_size, stride, padding)
+    x, op = input, name or "max_pool2d"
+    _refuse(op, dilation not in (1, (1, 1)), f"dilation={dilation!r}", "use dilation=1")
+    _refuse(op, ceil_mode, "ceil_mode=True", "pad the input (padding=) to cover the last window")
+    _refuse(op, return_indices, "return_indices=True", "max pooling's indices stay inside "
+            "its backward (MaxPool2d's argmax)")
+    args = _check_pool_args(op, x, kernel_size, stride, padding)
     return MaxPool2d(*args)(x)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, name=None):
-    """Average pooling: x (N, C, H, W) -> (N, C, OH, OW), zero padding counted in the mean.
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, *, name=None):
+    """Average pooling: x (N, C, H, W) -> (N, C, OH, OW), zero padding counted in the mean
+    (count_include_pad=True), as ``torch.nn.functional.avg_pool2d``.
 
     `stride` defaults to `kernel_size`; padding is at most half the kernel (as PyTorch).
+    ceil_mode, count_include_pad=False and divisor_override raise.
     """
-    args = _check_pool_args(name or "avg_pool2d", x, kernel_size, stride, padding)
+    x, op = input, name or "avg_pool2d"
+    _refuse(op, ceil_mode, "ceil_mode=True", "pad the input (padding=) to cover the last window")
+    _refuse(op, not count_include_pad, "count_include_pad=False", "use the default (padding "
+            "counts as zeros in the mean)")
+    _refuse(op, divisor_override is not None, "divisor_override=", "scale the output instead")
+    args = _check_pool_args(op, x, kernel_size, stride, padding)
     return AvgPool2d(*args)(x)
+
+
+def _refuse(op, given, feature, instead):
+    if given:
+        raise not_supported(op, feature, instead)
 
 
 def global_avg_pool2d(x, name=None):
@@ -230,10 +252,10 @@ def global_avg_pool2d(x, name=None):
     return GlobalAvgPool2d()(x)
 
 
-def adaptive_avg_pool2d(x, output_size, name=None):
+def adaptive_avg_pool2d(input, output_size, *, name=None):
     """Adaptive average pooling: x (N, C, H, W) -> (N, C, OH, OW) for any H, W, with PyTorch's
     windows (see AdaptiveAvgPool2d). `output_size` is an int or an (OH, OW) pair."""
-    op = name or "adaptive_avg_pool2d"
+    x, op = input, name or "adaptive_avg_pool2d"
     size = as_pair(output_size, "output_size", op)
     if min(size) < 1:
         raise ValueError(f"{op}: output_size must be positive, got {output_size!r}")

@@ -77,7 +77,7 @@ class CifarResNet(ResNetBase):
         x = self.layer1(x)                           # (N, 16, 32, 32)
         x = self.layer2(x)                           # (N, 32, 16, 16)
         x = self.layer3(x)                           # (N, 64, 8, 8)
-        x = F.flatten(self.avgpool(x))               # (N, 64)
+        x = self.avgpool(x).flatten(1)               # (N, 64)
         return self.fc(x)                            # (N, num_classes)
 
 

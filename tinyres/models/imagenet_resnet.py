@@ -83,7 +83,7 @@ class ImageNetResNet(ResNetBase):
         x = self.layer2(x)                           # (N, 128 or 512, H/8, W/8)
         x = self.layer3(x)                           # (N, 256 or 1024, H/16, W/16)
         x = self.layer4(x)                           # (N, 512 or 2048, H/32, W/32)  7x7
-        x = F.flatten(self.avgpool(x))               # (N, 512 or 2048)
+        x = self.avgpool(x).flatten(1)               # (N, 512 or 2048)
         return self.fc(x)                            # (N, num_classes)
 
     def extra_repr(self):

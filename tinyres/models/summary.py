@@ -68,7 +68,7 @@ class ModelSummary:
 
 def layer_macs(module, output):
     """Multiply-adds per image of one call of `module` that returned `output`."""
-    per_image = output.size // output.shape[0]           # values in one image's output
+    per_image = output.numel() // output.shape[0]           # values in one image's output
     if isinstance(module, Conv2d):
         _, C, KH, KW = module.weight.shape
         return per_image * C * KH * KW
@@ -96,7 +96,7 @@ def summary(model, input_shape, show=True):
     def record(path):
         def hook(module, inputs, output):
             rows.append(LayerRow(path, type(module).__name__, tuple(output.shape),
-                                 sum(p.size for p in module.parameters(recurse=False)),
+                                 sum(p.numel() for p in module.parameters(recurse=False)),
                                  layer_macs(module, output)))
         return hook
 

@@ -30,7 +30,6 @@ from scratch; the paper initialised its deeper nets partly from the trained A.
 """
 from functools import partial
 
-import tinyres.functional as F
 from tinyres import nn
 from tinyres.models.blocks import check_images
 from tinyres.nn import init
@@ -142,7 +141,7 @@ class VGG(nn.Module):
         x = self.features(x)                                            # (N, 512, h, w)
         if self.avgpool is not None:
             x = self.avgpool(x)                                         # (N, 512, 7, 7)
-        x = F.flatten(x, 1)                                             # (N, 512 * 7 * 7)
+        x = x.flatten(1)                                                # (N, 512 * 7 * 7)
         return self.classifier(x)                                       # (N, classes)
 
 

@@ -7,9 +7,10 @@
     model.state_dict()                          # {"0.weight": array, "1.running_mean": ...}
 
 Read `module.py` first (Module, Parameter, state dicts), then one layer file per concept:
-conv, norm, pooling, activation, linear, dropout, container; `init.py` holds the initialisers.
+conv, norm, pooling, activation, linear, dropout, container, loss; `init.py` holds the
+initialisers, `functional.py` is the functional floor under PyTorch's name.
 """
-from tinyres.nn import init
+from tinyres.nn import functional, init
 from tinyres.nn.module import (HookHandle, LoadResult, Module, Parameter, StateDictError,
                                new_parameter)
 from tinyres.nn.conv import Conv2d
@@ -19,10 +20,12 @@ from tinyres.nn.activation import ReLU
 from tinyres.nn.linear import Flatten, Linear
 from tinyres.nn.dropout import Dropout
 from tinyres.nn.container import Identity, Sequential
+from tinyres.nn.loss import CrossEntropyLoss
 
 __all__ = [
-    "init", "Module", "Parameter", "StateDictError", "LoadResult", "HookHandle", "new_parameter",
+    "functional", "init", "Module", "Parameter", "StateDictError", "LoadResult", "HookHandle",
+    "new_parameter",
     "Conv2d", "BatchNorm1d", "BatchNorm2d", "LocalResponseNorm",
     "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU", "Linear", "Flatten", "Dropout",
-    "Sequential", "Identity",
+    "Sequential", "Identity", "CrossEntropyLoss",
 ]

@@ -5,6 +5,7 @@ initialised as PyTorch does (see `init.default_layer_init_`), and calls ``F.conv
 im2col + matrix multiply of `tinyres/functional/conv.py`) on every forward.
 """
 import tinyres.functional as F
+from tinyres.errors import not_supported
 from tinyres.functional.conv import as_pair
 from tinyres.nn import init
 from tinyres.nn.module import Module, new_parameter
@@ -14,10 +15,24 @@ class Conv2d(Module):
     """x (N, in_channels, H, W) -> (N, out_channels, OH, OW), OH = (H + 2*PH - KH) // SH + 1.
 
     kernel_size, stride and padding are an int or a (height, width) pair; padding is zeros.
+    PyTorch's arguments, in its order; dilation, groups and padding modes other than 'zeros'
+    raise. device and dtype place and type the parameters, as in PyTorch.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
+        if dilation not in (1, (1, 1)):
+            raise not_supported("Conv2d", f"dilation={dilation!r}", "use dilation=1")
+        if groups != 1:
+            raise not_supported("Conv2d", f"groups={groups!r}", "use groups=1 (one Conv2d per "
+                                "group, joined with tinyres.cat)")
+        if padding_mode != "zeros":
+            raise not_supported("Conv2d", f"padding_mode={padding_mode!r}", "use 'zeros', or "
+                                "pad the input with F.pad first")
+        if isinstance(padding, str):
+            raise not_supported("Conv2d", f"padding={padding!r}", "give the padding as numbers "
+                                "(k // 2 keeps the size for an odd kernel k at stride 1)")
         for label, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Conv2d: {label} must be a positive int, got {value!r}")
@@ -35,6 +50,7 @@ class Conv2d(Module):
         else:
             self.register_parameter("bias", None)
         init.default_layer_init_(self.weight, self.bias)
+        self.to(device=device, dtype=dtype)
 
     def forward(self, x):
         self._check_input(x, "(N, C, H, W)", self.in_channels)

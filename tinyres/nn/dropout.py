@@ -10,12 +10,15 @@ from tinyres.nn.module import Module
 
 
 class Dropout(Module):
-    def __init__(self, p=0.5):
+    """inplace=True is accepted (PyTorch model files pass it) and gives the same output, but the
+    input is left as it was: tinyres never overwrites an op's input."""
+
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1) (p = 1 would drop "
                              f"everything), got {p!r}")
-        self.p = p
+        self.p, self.inplace = p, inplace
 
     def forward(self, x):
         return F.dropout(x, self.p, training=self.training, rng=init.generator())

@@ -13,9 +13,12 @@ fan_out = out_channels * KH * KW (PyTorch's convention, used here too).
 
 Every function here fills a Parameter (or array) *in place*, on its device, in its dtype, and
 returns it. The random numbers come from one global NumPy Generator, drawn on the host and then
-copied to the device, so ``tinyres.manual_seed(0)`` gives the same weights on CPU and GPU. They
-are drawn directly in the parameter's dtype: a float32 draw takes half the random bits of a
-float64 one and needs no cast, which matters when a VGG draws 140 M of them.
+copied to the device (tinyres/rng.py), so ``tinyres.manual_seed(0)`` gives the same weights on
+CPU and GPU. They are drawn directly in the parameter's dtype: a float32 draw takes half the
+random bits of a float64 one and needs no cast, which matters when a VGG draws 140 M of them.
+
+The names and signatures are torch.nn.init's (``self.apply(fn)`` with ``init.kaiming_normal_``
+runs as in PyTorch), plus the layers' default and the switch that skips it (at the bottom).
 """
 import contextlib
 import math
@@ -23,31 +26,9 @@ import math
 import numpy
 
 from tinyres import backend
+from tinyres.rng import generator, get_rng_state, manual_seed, set_rng_state  # noqa: F401
 from tinyres.tensor import Tensor
 
-_generator = numpy.random.default_rng()     # unseeded until manual_seed, as in PyTorch
-
-
-def manual_seed(seed):
-    """Reseed the generator behind all initialisation (and Dropout's default); returns it."""
-    global _generator
-    _generator = numpy.random.default_rng(seed)
-    return _generator
-
-
-def generator():
-    """The global numpy.random.Generator that initialisation draws from."""
-    return _generator
-
-
-def get_rng_state():
-    """The global generator's state, a dict of plain numbers (checkpoints save it)."""
-    return _generator.bit_generator.state
-
-
-def set_rng_state(state):
-    """Continue the global generator from a state that ``get_rng_state()`` returned."""
-    _generator.bit_generator.state = state
 
 
 # -- fans and gains ------------------------------------------------------------------------------
@@ -115,7 +96,7 @@ def _fill(tensor, values):
 def normal_(tensor, mean=0.0, std=1.0):
     """N(mean, std^2): standard normal numbers, scaled and shifted."""
     values = _host_array_to_draw_into(tensor)
-    _generator.standard_normal(dtype=values.dtype, out=values)
+    generator().standard_normal(dtype=values.dtype, out=values)
     values *= std
     values += mean
     return _fill(tensor, values)
@@ -126,7 +107,7 @@ def uniform_(tensor, a=0.0, b=1.0):
     a + (b - a) * u could step just past b, so the values are clipped to [a, b] (a no-op in
     float64, where they are exactly ``Generator.uniform(a, b)``'s)."""
     values = _host_array_to_draw_into(tensor)
-    _generator.random(dtype=values.dtype, out=values)
+    generator().random(dtype=values.dtype, out=values)
     values *= b - a
     values += a
     return _fill(tensor, numpy.clip(values, a, b, out=values))

@@ -4,6 +4,7 @@ Linear keeps PyTorch's layout: weight (out_features, in_features), so y = x W^T 
 PyTorch's default initialisation (U(-1/sqrt(in_features), 1/sqrt(in_features)) for both).
 """
 import tinyres.functional as F
+from tinyres import ops
 from tinyres.nn import init
 from tinyres.nn.module import Module, new_parameter
 
@@ -11,7 +12,7 @@ from tinyres.nn.module import Module, new_parameter
 class Linear(Module):
     """x (..., in_features) -> (..., out_features)."""
 
-    def __init__(self, in_features, out_features, bias=True):
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
         for label, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or value < 1:
@@ -23,6 +24,7 @@ class Linear(Module):
         else:
             self.register_parameter("bias", None)
         init.default_layer_init_(self.weight, self.bias)
+        self.to(device=device, dtype=dtype)
 
     def forward(self, x):
         if x.ndim < 1 or x.shape[-1] != self.in_features:
@@ -36,14 +38,14 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """Merge the axes from `start_dim` on: (N, C, H, W) -> (N, C*H*W) with start_dim=1."""
+    """Merge dims start_dim..end_dim: (N, C, H, W) -> (N, C*H*W) with the defaults."""
 
-    def __init__(self, start_dim=1):
+    def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
-        self.start_dim = start_dim
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        return F.flatten(x, self.start_dim)
+        return ops.flatten(x, self.start_dim, self.end_dim)
 
     def extra_repr(self):
-        return f"start_dim={self.start_dim}"
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

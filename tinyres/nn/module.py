@@ -30,6 +30,8 @@ from collections import namedtuple
 import numpy
 
 from tinyres import backend
+from tinyres.autograd import layer_scope
+from tinyres.errors import not_supported
 from tinyres.tensor import Tensor
 
 
@@ -211,7 +213,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *inputs, **kwargs):
-        output = self.forward(*inputs, **kwargs)
+        with layer_scope(self.label):       # each op made inside knows its layer (Function.layer)
+            output = self.forward(*inputs, **kwargs)
         for hook in list(self._forward_hooks.values()):
             replaced = hook(self, inputs, output)
             if replaced is not None:        # a hook may return a new output, as in PyTorch
@@ -276,7 +279,7 @@ class Module:
 
     def num_parameters(self):
         """How many numbers the model learns."""
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     def apply(self, fn):
         """Call fn(module) on every child (recursively), then on self; returns self."""
@@ -297,15 +300,29 @@ class Module:
         """Evaluation mode: batch norm uses its running statistics, dropout does nothing."""
         return self.train(False)
 
-    def zero_grad(self):
-        """Forget every parameter's gradient (set to None) before the next backward pass."""
+    def zero_grad(self, set_to_none=True):
+        """Forget every parameter's gradient before the next backward pass: set it to None
+        (PyTorch's default), or to zeros with set_to_none=False."""
         for param in self.parameters():
-            param.grad = None
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad[...] = 0
 
-    def to(self, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, non_blocking=False, memory_format=None):
         """Move every parameter and buffer to `device` ('cpu', 'cuda', 'leakproof') and/or cast
         the floating point ones to `dtype`, in place (the Parameter objects stay the same, so
-        an optimizer holding them keeps working). Returns self."""
+        an optimizer holding them keeps working). Returns self. As PyTorch's, the device and
+        dtype may be given by position: ``model.to("cuda")``, ``model.to(torch.float64)``."""
+        for arg in args:
+            if isinstance(arg, str):
+                device = arg
+            else:
+                dtype = arg
+        if memory_format is not None:
+            raise not_supported(f"{type(self).__name__}.to", f"memory_format={memory_format!r}",
+                                "leave the layout to tinyres (the fast kernels choose their own)")
+        device = "cuda" if device == "cuda:0" else device
         for tensor in itertools.chain(self.parameters(), self.buffers()):
             for attr in ("data", "grad"):
                 array = getattr(tensor, attr)
@@ -317,6 +334,14 @@ class Module:
                     array = array.astype(dtype, copy=False)
                 setattr(tensor, attr, array)
         return self
+
+    def double(self):
+        """Every floating point parameter and buffer in float64, as PyTorch's."""
+        return self.to(dtype=numpy.float64)
+
+    def float(self):
+        """Every floating point parameter and buffer in float32, as PyTorch's."""
+        return self.to(dtype=numpy.float32)
 
     # -- state dicts: name -> array, the format of checkpoints and PyTorch weight files --------
     def _state_entries(self):

@@ -22,7 +22,7 @@ class _BatchNorm(Module):
     """What BatchNorm1d and BatchNorm2d share: parameters, buffers, and the mode switch."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, *, bias=True):
+                 track_running_stats=True, device=None, dtype=None, *, bias=True):
         super().__init__()
         if not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"{type(self).__name__}: num_features must be a positive int, got "
@@ -45,6 +45,7 @@ class _BatchNorm(Module):
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
+        self.to(device=device, dtype=dtype)
 
     def reset_running_stats(self):
         if self.track_running_stats:
@@ -54,7 +55,7 @@ class _BatchNorm(Module):
     def _normalise(self, x):
         # Batch statistics while training, and always when there are no running averages.
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=use_batch_stats, momentum=self.momentum, eps=self.eps,
                             name=self.label)
 

@@ -15,15 +15,17 @@ class _WindowPool2d(Module):
 
     pool = None     # F.max_pool2d or F.avg_pool2d (a staticmethod: it takes no `self`)
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, **options):
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
+        self.options = options        # PyTorch's other arguments, checked by the F function
 
     def forward(self, x):
         self._check_input(x, "(N, C, H, W)")
-        return self.pool(x, self.kernel_size, self.stride, self.padding, name=self.label)
+        return self.pool(x, self.kernel_size, self.stride, self.padding, **self.options,
+                         name=self.label)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -35,12 +37,22 @@ class MaxPool2d(_WindowPool2d):
 
     pool = staticmethod(F.max_pool2d)
 
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False,
+                 ceil_mode=False):
+        super().__init__(kernel_size, stride, padding, dilation=dilation,
+                         return_indices=return_indices, ceil_mode=ceil_mode)
+
 
 class AvgPool2d(_WindowPool2d):
     """The mean of each KH x KW window: (N, C, H, W) -> (N, C, OH, OW). `stride` defaults to
     `kernel_size`; zero padding counts in the mean, as in PyTorch."""
 
     pool = staticmethod(F.avg_pool2d)
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad, divisor_override=divisor_override)
 
 
 class AdaptiveAvgPool2d(Module):

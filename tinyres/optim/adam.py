@@ -16,7 +16,8 @@ with large gradients are barely decayed; AdamW (Loshchilov & Hutter) decays all 
 import math
 
 from tinyres.backend import get_array_module
-from tinyres.optim.optimizer import Optimizer
+from tinyres.errors import not_supported
+from tinyres.optim.optimizer import Optimizer, refuse_options
 
 
 class Adam(Optimizer):
@@ -24,7 +25,12 @@ class Adam(Optimizer):
 
     decoupled_weight_decay = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None):
+        refuse_options(type(self).__name__, maximize, differentiable)
+        if amsgrad:
+            raise not_supported(type(self).__name__, "amsgrad=True", "use amsgrad=False")
         if lr < 0 or eps < 0 or weight_decay < 0:
             raise ValueError(f"{type(self).__name__} needs lr, eps and weight_decay >= 0, got "
                              f"lr={lr}, eps={eps}, weight_decay={weight_decay}")
@@ -67,5 +73,7 @@ class AdamW(Adam):
 
     decoupled_weight_decay = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, **options):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, **options)

@@ -4,6 +4,10 @@ The paper states its CIFAR schedule in iterations: "a learning rate of 0.1, divi
 and 48k iterations, and terminate training at 64k iterations". tinyres's training loop therefore
 calls ``scheduler.step()`` after every ``optimizer.step()``, and milestones are iteration numbers.
 
+PyTorch counts the same steps and names the count ``last_epoch`` (its examples step once per
+epoch); the arithmetic is the same, so ``MultiStepLR(opt, milestones=[2], gamma=0.1)`` stepped
+once per epoch as in PyTorch gives PyTorch's lrs.
+
 A scheduler is a function lr(t) of the iteration count t, applied to every parameter group
 (each group's ``base_lr`` is its lr when the scheduler was made). After construction t = 0, and
 each ``step()`` does t <- t + 1 and writes lr(t) into the optimizer: iteration t (counted from 0)
@@ -20,6 +24,8 @@ trains with lr(t). The values are PyTorch's (torch.optim.lr_scheduler, in its cl
 import bisect
 import math
 
+from tinyres.errors import not_supported
+
 
 class LRScheduler:
     """Base class: subclasses define ``lr_at(t, base_lr)``."""
@@ -29,6 +35,8 @@ class LRScheduler:
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.last_iteration = 0
         self._apply()
+
+    last_epoch = property(lambda self: self.last_iteration)     # PyTorch's name for the count
 
     def lr_at(self, iteration, base_lr):
         """The learning rate at ``iteration`` of a group whose initial lr was ``base_lr``."""
@@ -66,7 +74,10 @@ class MultiStepLR(LRScheduler):
     """Multiply the lr by ``gamma`` at each milestone iteration: lr(t) = base_lr * gamma^k(t),
     k(t) = how many milestones are <= t."""
 
-    def __init__(self, optimizer, milestones, gamma=0.1):
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        if last_epoch != -1:
+            raise not_supported("MultiStepLR", f"last_epoch={last_epoch}", "resume a schedule "
+                                "with load_state_dict(scheduler.state_dict())")
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = gamma
         super().__init__(optimizer)

@@ -21,6 +21,7 @@ with numpy.savez; ``load_state_dict`` moves the arrays back to each parameter's 
 import numpy
 
 from tinyres.backend import device_of, to_device
+from tinyres.errors import not_supported
 
 
 class Optimizer:
@@ -60,11 +61,15 @@ class Optimizer:
                  for key, value in self.defaults.items()}
         self.param_groups.append({"params": params, **hyper})
 
-    def zero_grad(self):
-        """Forget the gradients (set them to None) before the next backward pass."""
+    def zero_grad(self, set_to_none=True):
+        """Forget the gradients before the next backward pass: set them to None (PyTorch's
+        default), or to zeros with set_to_none=False."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad[...] = 0
 
     def step(self):
         """Update every parameter that has a gradient, in place."""
@@ -110,6 +115,15 @@ class Optimizer:
         for saved, group in zip(saved_groups, self.param_groups):
             group.update({k: _as_python_number(v) for k, v in saved.items() if k != "params"})
         self.state = new_state
+
+
+def refuse_options(optimizer, maximize, differentiable):
+    """PyTorch's optimizer options that would change the update tinyres computes."""
+    if maximize:
+        raise not_supported(optimizer, "maximize=True", "minimise the negated objective")
+    if differentiable:
+        raise not_supported(optimizer, "differentiable=True", "tinyres does not differentiate "
+                            "through an optimizer step")
 
 
 def _as_python_number(value):

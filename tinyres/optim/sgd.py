@@ -13,14 +13,18 @@ mu = momentum, tau = dampening, lambda = weight decay):
 Note where lr sits: outside the buffer (Sutskever et al. write v <- mu*v - lr*g instead). The two
 agree while lr is constant; after an lr drop this form shrinks the step at once.
 """
-from tinyres.optim.optimizer import Optimizer
+from tinyres.optim.optimizer import Optimizer, refuse_options
 
 
 class SGD(Optimizer):
-    """SGD(params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False)."""
+    """SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False), as
+    PyTorch's; maximize and differentiable raise, foreach and fused (ways to run the same
+    update faster) are accepted and change nothing."""
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, *, maximize=False, foreach=None, differentiable=False,
+                 fused=None):
+        refuse_options("SGD", maximize, differentiable)
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"SGD needs lr, momentum and weight_decay >= 0, got lr={lr}, "
                              f"momentum={momentum}, weight_decay={weight_decay}")

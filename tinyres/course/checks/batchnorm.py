@@ -22,10 +22,10 @@ def _training_cases(rng, then=lambda y: y):
     mean, var = _running(rng, 4)
     return [
         ("(3,4,3,2) w.r.t. x, weight, bias; running stats",
-         lambda x, w, b: then(batch_norm(x, w, b, mean, var, training=True)),
+         lambda x, w, b: then(batch_norm(x, mean, var, w, b, training=True)),
          [leaf(rng, 3, 4, 3, 2), leaf(rng, 4), leaf(rng, 4)]),
         ("(5,3) w.r.t. x, weight, bias",
-         lambda x, w, b: then(batch_norm(x, w, b, None, None, training=True)),
+         lambda x, w, b: then(batch_norm(x, None, None, w, b, training=True)),
          [leaf(rng, 5, 3), leaf(rng, 3), leaf(rng, 3)]),
         ("(3,4,3,2) affine=False",
          lambda x: then(batch_norm(x, None, None, None, None, training=True)),
@@ -49,9 +49,9 @@ def batch_norm_eval(rng):
     mean3, var3 = _running(rng, 3)
     return [
         ("(2,4,3,3) w.r.t. x, weight, bias",
-         lambda x, w, b: batch_norm(x, w, b, mean4, var4, training=False),
+         lambda x, w, b: batch_norm(x, mean4, var4, w, b, training=False),
          [leaf(rng, 2, 4, 3, 3), leaf(rng, 4), leaf(rng, 4)]),
         ("(1,3) batch of one, no affine",
-         lambda x: batch_norm(x, None, None, mean3, var3, training=False),
+         lambda x: batch_norm(x, mean3, var3, None, None, training=False),
          [leaf(rng, 1, 3)]),
     ]

@@ -27,7 +27,7 @@ def reductions(rng):
     x = leaf(rng, 2, 3, 4)
     return [("(2,3,4): sum/max axis 1, mean axes (0,1), max all",
              lambda x: x.sum(axis=1) * x.mean(axis=(0, 1), keepdims=True).reshape(1, 4)
-             + x.max(axis=1) + x.max(), [x])]
+             + x.max(dim=1).values + x.max(), [x])]
 
 
 @register("reshape transpose getitem pad concat")
