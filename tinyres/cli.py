@@ -382,43 +382,55 @@ def cmd_assignment(args):
         print(format_assignments())
         return 0
     try:
-        from tinyres.course import copier, grader
+        from tinyres.course import copier, gradescope, grader
+        from tinyres.course.settings import load
     except ImportError:                     # a student copy leaves the course tools out
         print("tinyres assignment: this tinyres is a student copy; making copies and grading "
               "are course staff's tools (in the course's own tinyres)", file=sys.stderr)
         return 2
     try:
+        settings = load(args.settings)
         if args.action == "make":
-            copier.make(args.assignment, args.out, solution=args.solution, force=args.force)
+            copier.make(args.assignment, args.out, solution=args.solution, force=args.force,
+                        order=settings.release_order)
+        elif args.action == "gradescope":
+            gradescope.package(args.assignment, args.out, settings)
         else:
-            return _grade(args, grader)
+            return _grade(args, grader, settings)
         return 0
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"tinyres assignment {args.action}: {err}", file=sys.stderr)
         return 2
 
 
-def _grade(args, grader):
-    """One folder: its table (and --json); several: one line each and a CSV. Exit 0 whenever
-    grading ran, whatever the scores."""
+def _grade(args, grader, settings):
+    """One folder: its table (and --json); several: one line each and a CSV, with each
+    student's feedback file beside it. Exit 0 whenever grading ran, whatever the scores."""
     missing = [d for d in args.directories if not Path(d).is_dir()]
     if missing:
         raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
+    if args.hidden_seed is not None and not 0 <= args.hidden_seed < 2 ** 32:
+        raise ValueError(f"--hidden-seed {args.hidden_seed}: expected an integer in [0, 2**32) "
+                         f"(the seed a report or results.json recorded)")
     if args.json and len(args.directories) > 1:
         raise ValueError("--json writes one submission's results (Gradescope grades one "
                          "submission at a time); for a folder of submissions use --csv")
     reports = []
     for directory in args.directories:
-        report = grader.grade(directory, args.assignment, timeout=args.timeout)
+        report = grader.grade(directory, args.assignment, timeout=args.timeout,
+                              hidden_seed=args.hidden_seed, settings=settings)
         reports.append(report)
         print(grader.format_report(report) if len(args.directories) == 1
               else grader.summary_line(report), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(grader.gradescope_results(reports[0]), indent=2))
+        Path(args.json).write_text(json.dumps(grader.gradescope_results(reports[0], settings),
+                                              indent=2))
         print(f"Gradescope results written to {args.json}")
     if len(args.directories) > 1 or args.csv:
         grader.write_csv(reports, args.csv or "grades.csv")
-        print(f"{len(reports)} submissions; scores written to {args.csv or 'grades.csv'}")
+        print(f"{len(reports)} submissions; scores written to {args.csv or 'grades.csv'}, "
+              f"each student's feedback to "
+              f"{grader.feedback_path(args.csv or 'grades.csv', reports[0]).parent}/")
     return 0
 
 
@@ -552,6 +564,9 @@ def build_parser():
                       help="keep the reference solutions (a copy for course staff)")
     make.add_argument("--force", action="store_true",
                       help="replace a copy `assignment make` wrote earlier (nothing else)")
+    settings_help = ("the course's settings (TOML, or JSON): points, time limits, visibility, "
+                     "release order; see docs/assignments/README.md")
+    make.add_argument("--settings", metavar="FILE", help=settings_help)
     grade = course_actions.add_parser(
         "grade", help="grade student copies (the student's code runs in a subprocess); exit 0 "
                       "whenever grading ran")
@@ -563,8 +578,18 @@ def build_parser():
                        help="write Gradescope's results.json (one submission)")
     grade.add_argument("--csv", metavar="PATH",
                        help="write the scores as CSV (default grades.csv for several DIRs)")
-    grade.add_argument("--timeout", type=float, default=300,
-                       help="seconds per function (default 300)")
+    grade.add_argument("--timeout", type=float, default=None,
+                       help="seconds per function (default: the settings' per_function, 300)")
+    grade.add_argument("--hidden-seed", type=int, metavar="N",
+                       help="the hidden cases' seed (default: drawn, and recorded in the "
+                            "report, the results and the CSV; give it to regrade)")
+    grade.add_argument("--settings", metavar="FILE", help=settings_help)
+    package = course_actions.add_parser(
+        "gradescope", help="write the Gradescope autograder zip of an assignment")
+    package.add_argument("assignment", choices=["A1", "A2", "A3", "A4"])
+    package.add_argument("--out", required=True, metavar="ZIP",
+                         help="the zip to write (e.g. autograder.zip)")
+    package.add_argument("--settings", metavar="FILE", help=settings_help)
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)
 
