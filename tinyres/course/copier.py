@@ -275,6 +275,7 @@ def _drop_kernel_packages(out, holes):
 
 def _write_student_copy_module(out, assignment, solution, kernels_off, later):
     functions = [t.function for t in tasks_of(assignment.id)]
+    own_twins = bool(kernels_off) and any(t.twins for t in tasks_of(assignment.id))
     (out / "tinyres" / "student_copy.py").write_text(f'''\
 """This tinyres is {"a solution" if solution else "a student"} copy of {assignment.id} \
 ({assignment.title}),
@@ -297,7 +298,7 @@ _announced = False
 def describe():
     """One line: which copy this is and what is the student's."""
     kind = "solution copy" if SOLUTION else "copy"
-    kernels = "; fast kernels off for them" if KERNELS_OFF else ""
+    kernels = "; fast kernels off for them" if {own_twins!r} else ""
     return f"{{ASSIGNMENT}} {{kind}}: {{', '.join(FUNCTIONS)}} are yours{{kernels}}"
 
 

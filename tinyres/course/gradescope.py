@@ -73,8 +73,8 @@ status=$?
 if ! "$python" -c 'import json, sys; r = json.load(open(sys.argv[1])); r["score"], r["tests"]' \\
         "$results" 2>/dev/null; then
     why="the autograder itself failed (exit status $status; 124: past {limit} s)"
-    printf '{{"score": 0, "output": "%s; your code is not at fault. Tell course staff.", "tests": []}}\\n' \\
-        "$why" > "$results"
+    printf '{{"score": 0, "output": "%s; %s", "tests": []}}\\n' "$why" \\
+        "your code is not at fault. Tell course staff." > "$results"
 fi
 exit 0
 """
@@ -117,7 +117,9 @@ def package(assignment_id, out, settings, log=print):
     log(f"{assignment_id}: Gradescope autograder written to {out}")
     log(f"   per function: {per_function_timeout(assignment_id, settings):g} s (total "
         f"{settings.total:g} s: set Gradescope's autograder timeout to at least that)")
-    log(f"   hidden cases: {'seed ' + str(settings.hidden_seed) if settings.hidden_seed is not None else 'a seed drawn per submission, recorded in results.json'}")
+    seed = settings.hidden_seed
+    log("   hidden cases: " + (f"seed {seed}" if seed is not None else
+                               "a seed drawn per submission, recorded in results.json"))
     return out
 
 
