@@ -398,27 +398,49 @@ def cmd_assignment(args):
         return 2
 
 
+def _output_file(option, path):
+    """Refuse, before any grading, an output path that cannot be written as a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name (such as "
+                         f"{path / ('results.json' if option == '--json' else 'grades.csv')})")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{option} {path}: the folder {path.parent} does not exist")
+
+
 def _grade(args, grader):
-    """One folder: its table (and --json); several: one line each and a CSV. Exit 0 whenever
-    grading ran, whatever the scores."""
+    """One folder: its table (and --json); several: one line each and a CSV, a row written as
+    each student is graded. Exit 0 whenever grading ran, whatever the scores."""
+    from tinyres.course.assignments import ASSIGNMENTS
     missing = [d for d in args.directories if not Path(d).is_dir()]
     if missing:
         raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
     if args.json and len(args.directories) > 1:
         raise ValueError("--json writes one submission's results (Gradescope grades one "
                          "submission at a time); for a folder of submissions use --csv")
-    reports = []
-    for directory in args.directories:
-        report = grader.grade(directory, args.assignment, timeout=args.timeout)
-        reports.append(report)
-        print(grader.format_report(report) if len(args.directories) == 1
-              else grader.summary_line(report), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(grader.gradescope_results(reports[0]), indent=2))
+    csv_path = args.csv or ("grades.csv" if len(args.directories) > 1 else None)
+    for option, path in (("--json", args.json), ("--csv", csv_path)):
+        if path:
+            _output_file(option, path)
+    sheet = csv_path and grader.GradeSheet(csv_path, [args.assignment] if args.assignment
+                                           else list(ASSIGNMENTS))
+    try:
+        for directory in args.directories:
+            report = grader.grade(directory, args.assignment, timeout=args.timeout)
+            print(grader.format_report(report) if len(args.directories) == 1
+                  else grader.summary_line(report), flush=True)
+            if sheet:
+                sheet.add(report)
+    finally:
+        if sheet:
+            sheet.close()
+    if args.json:                  # the last act, once every process of the student is dead
+        part = Path(f"{args.json}.part")
+        part.write_text(json.dumps(grader.gradescope_results(report), indent=2))
+        os.replace(part, args.json)
         print(f"Gradescope results written to {args.json}")
-    if len(args.directories) > 1 or args.csv:
-        grader.write_csv(reports, args.csv or "grades.csv")
-        print(f"{len(reports)} submissions; scores written to {args.csv or 'grades.csv'}")
+    if sheet:
+        print(f"{len(args.directories)} submissions; scores written to {csv_path}")
     return 0
 
 
@@ -563,7 +585,7 @@ def build_parser():
                        help="write Gradescope's results.json (one submission)")
     grade.add_argument("--csv", metavar="PATH",
                        help="write the scores as CSV (default grades.csv for several DIRs)")
-    grade.add_argument("--timeout", type=float, default=300,
+    grade.add_argument("--timeout", type=number_in(0, low_open=True), default=300,
                        help="seconds per function (default 300)")
     course_actions.add_parser("list", help="the assignments, their functions and files")
     course.set_defaults(run=cmd_assignment)

@@ -23,7 +23,9 @@ are listed as "manually graded". The exit status is 0 whenever grading ran.
 Not an OS sandbox: the student's code runs as the grader's user and could read the grader's
 files or the network. docs/assignments/README.md says what to run it inside.
 """
+import contextlib
 import csv
+import ctypes
 import json
 import os
 import secrets
@@ -33,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +45,7 @@ from tinyres.course import cases as case_registry
 from tinyres.course.assignments import ASSIGNMENTS, check_assignment_id, tasks_of
 from tinyres.course.copier import MANIFEST
 from tinyres.course.feedback import compare
-from tinyres.course.signing import manifest_problem, read_manifest
+from tinyres.course.signing import course_key, manifest_problem, read_manifest
 
 RUNNER = Path(__file__).with_name("runner.py")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
@@ -104,8 +107,8 @@ def choose_assignment(directory, assignment_id=None):
     if assignment_id:
         check_assignment_id(assignment_id)
         notes = []
-        if problem and manifest_path.exists():
-            notes.append(f"note: {problem}")
+        if problem and manifest_path.exists() and course_key() is not None:
+            notes.append(f"note: {problem}")        # no key here (Gradescope): nothing to say
         elif manifest and manifest["assignment"] != assignment_id:
             notes.append(f"note: the copy was made for {manifest['assignment']}; graded as "
                          f"{assignment_id}, as asked")
@@ -117,12 +120,48 @@ def choose_assignment(directory, assignment_id=None):
 
 
 # -- running the student's code -----------------------------------------------------------------
-def _layout(directory, destination):
+def _code_only(folder, names):
+    """copytree's ignore for a grading layout: Python files and folders (no data, no caches)."""
+    return [n for n in names if n == "__pycache__" or not (n.endswith(".py")
+                                                           or Path(folder, n).is_dir())]
+
+
+def _layout(directory, destination, ignore=_IGNORED):
     """DIR's tinyres/ and kernels/ as installed: package/tinyres, package/tinyres/kernels."""
     package = destination / "package" / "tinyres"
-    shutil.copytree(directory / "tinyres", package, ignore=_IGNORED, symlinks=True)
+    shutil.copytree(directory / "tinyres", package, ignore=ignore, symlinks=True)
     shutil.rmtree(package / "kernels", ignore_errors=True)
-    shutil.copytree(directory / "kernels", package / "kernels", ignore=_IGNORED, symlinks=True)
+    shutil.copytree(directory / "kernels", package / "kernels", ignore=ignore, symlinks=True)
+
+
+def links_out_of(directory):
+    """'path -> target' for each symbolic link under DIR's tinyres/ and kernels/ (or those
+    folders themselves) that resolves outside DIR: such a link would let the course's own files
+    stand in for the student's."""
+    found = []
+    for top in (directory / "tinyres", directory / "kernels"):
+        paths = [top] + [Path(root, name) for root, dirs, files in os.walk(top)
+                         for name in dirs + files]
+        for path in paths:
+            target = path.resolve()
+            if path.is_symlink() and directory != target and directory not in target.parents:
+                found.append(f"{path.relative_to(directory)} -> {target}")
+    return found
+
+
+def private_interpreter(folder):
+    """A virtual environment in `folder` whose only package is NumPy (a link to the grader's):
+    its Python sees neither the grader's site-packages nor an editable finder, so in it
+    `import tinyres` finds the submission's copy or nothing, and `site.main()` adds nothing."""
+    base = Path(os.path.realpath(sys._base_executable))
+    (folder / "bin").mkdir(parents=True)
+    (folder / "pyvenv.cfg").write_text(f"home = {base.parent}\n"
+                                       f"include-system-site-packages = false\n")
+    (folder / "bin" / "python").symlink_to(base)
+    site = folder / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "numpy").symlink_to(Path(numpy.__file__).parent)
+    return folder / "bin" / "python"
 
 
 def _scrubbed_environment(home):
@@ -133,50 +172,126 @@ def _scrubbed_environment(home):
             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_CACHE_DIR": str(home)}
 
 
+# Linux prctl options (linux/prctl.h)
+PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 3, 4, 36
+
+
+def _prctl(option, value=0):
+    """prctl(2) on Linux (0 elsewhere, where neither setting exists)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def _children():
+    """The pids whose parent is this process (zombies included), from /proc."""
+    me, pids = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state_and_ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):               # the process ended meanwhile
+            continue
+        if int(state_and_ppid[1]) == me:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+@contextlib.contextmanager
+def adopting_orphans():
+    """While open, every orphan among this process's descendants becomes its child (Linux's
+    child subreaper), so nothing the student's process starts escapes, a `setsid` daemon or a
+    double fork included; on leaving, every child that was not there before is killed and
+    reaped, round after round (the orphans of one round are the children of the next), until
+    none is left. Meanwhile this process is not dumpable: its /proc files (environ, mem) are
+    closed to the other processes of its user."""
+    before = _children()
+    dumpable = _prctl(PR_GET_DUMPABLE)
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        yield
+    finally:
+        while new := _children() - before:
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for pid in new:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        _prctl(PR_SET_CHILD_SUBREAPER, 0)
+        _prctl(PR_SET_DUMPABLE, dumpable)
+
+
 def run_student(workdir, cases, timeout):
     """Send `cases` to runner.py in `workdir`; returns (outputs per case, reports per case,
-    problem). Kills the whole process group when the runner ends or times out."""
+    problem). When this returns, every process the runner started is dead."""
     (workdir / "request.json").write_text(json.dumps(
         {"cases": [{"call": c.call, "params": c.params, "inputs": list(c.inputs)}
                    for c in cases]}))
     numpy.savez(workdir / "request.npz", **{f"{i}/{name}": value for i, c in enumerate(cases)
                                             for name, value in c.inputs.items()})
     shutil.copy(RUNNER, workdir / "runner.py")
+    python = private_interpreter(workdir / "python")
     home = workdir / "home"
     home.mkdir()
-    with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
-        child = subprocess.Popen([sys.executable, "-I", "runner.py"], cwd=workdir, stdout=out,
+    problem = ""
+    with adopting_orphans(), open(workdir / "stdout.txt", "wb") as out, \
+            open(workdir / "stderr.txt", "wb") as err:
+        child = subprocess.Popen([str(python), "-I", "runner.py"], cwd=workdir, stdout=out,
                                  stderr=err, stdin=subprocess.DEVNULL,
                                  env=_scrubbed_environment(home), start_new_session=True)
-        problem = ""
         try:
             child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             problem = f"did not finish within {timeout:g} s (an endless loop?)"
         finally:
-            try:
-                os.killpg(child.pid, signal.SIGKILL)       # the child and all it started
-            except ProcessLookupError:
-                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)       # the session, then every orphan
             child.wait()
-    try:
-        report = json.loads((workdir / "outputs.json").read_text())
-        with numpy.load(workdir / "outputs.npz", allow_pickle=False) as saved:
-            arrays = {key: saved[key] for key in saved.files}
-    except (OSError, ValueError) as error:
-        stderr = (workdir / "stderr.txt").read_text(errors="replace").strip().splitlines()
-        tail = " | ".join(stderr[-3:])
-        problem = problem or (f"the student's process ended (exit status {child.returncode}) "
-                              f"without returning results ({type(error).__name__})"
-                              + (f"; its last words: {tail[-400:]}" if tail else ""))
-        return [{} for _ in cases], [None for _ in cases], problem
-    package = str(workdir / "package")
-    if not str(report.get("tinyres", "")).startswith(package):
+    if not problem and child.returncode < 0:
         return ([{} for _ in cases], [None for _ in cases],
-                f"tinyres was imported from {report.get('tinyres')}, not from the submission")
-    outputs = [{key.split("/", 1)[1]: value for key, value in arrays.items()
-                if key.split("/", 1)[0] == str(i)} for i in range(len(cases))]
-    return outputs, report["cases"], problem
+                f"the grader's guard process was killed (signal {-child.returncode}), by the "
+                f"student's code or the system; nothing it returned counts")
+    outputs, raised = read_outputs(workdir, cases)
+    if not problem and not any(outputs) and not any(raised):
+        stderr = (workdir / "stderr.txt").read_text(errors="replace").strip().splitlines()
+        tail = _redacted(" | ".join(stderr[-3:]))
+        problem = (f"the student's process ended (exit status {child.returncode}) without "
+                   f"returning results" + (f"; its last words: {tail[-400:]}" if tail else ""))
+    return outputs, raised, problem
+
+
+def _redacted(text):
+    """`text` (written by the student's process) with the course key, if any, blanked out."""
+    key = course_key()
+    return text.replace(key.decode(), "<the course key>") if key else text
+
+
+def read_outputs(workdir, cases):
+    """(arrays per case, exception per case) that the student's process left in `workdir`,
+    read by the grader's own list of cases: only the arrays a case expects, each at most a few
+    times the expected size; anything absent, oversized or unreadable is missing (and fails).
+    The exceptions (outputs.json) only explain failures: no entry there makes a case pass."""
+    outputs = [{} for _ in cases]
+    # Whatever the student's files hold, reading them may fail in any way: absent, not raised.
+    with contextlib.suppress(Exception), zipfile.ZipFile(workdir / "outputs.npz") as saved:
+        members = {info.filename: info for info in saved.infolist()}
+        for index, case in enumerate(cases):
+            for name, want in case.expected.items():
+                info = members.get(f"{index}/{name}.npy")
+                if info is None or info.file_size > 4 * numpy.asarray(want).nbytes + 2**16:
+                    continue
+                with contextlib.suppress(Exception), saved.open(info) as f:
+                    outputs[index][name] = numpy.lib.format.read_array(f, allow_pickle=False)
+    raised = [None for _ in cases]
+    with contextlib.suppress(Exception):
+        path = workdir / "outputs.json"
+        reported = json.loads(path.read_text())["cases"] if path.stat().st_size < 2**20 else []
+        for index, entry in enumerate(reported[:len(cases)]):
+            if isinstance(entry, dict):
+                raised[index] = {key: _redacted(str(entry.get(key) or ""))[:500]
+                                 for key in ("error", "message", "where")}
+    return outputs, raised
 
 
 def judge(case, outputs, raised):
@@ -193,6 +308,22 @@ def judge(case, outputs, raised):
 
 
 # -- grading a copy -----------------------------------------------------------------------------
+def grade_task(directory, cases, timeout):
+    """(case results, problem) of one task: the student's process runs in a scratch folder of
+    its own (a fresh random name: nothing a previous task wrote is in it), removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="tinyres-grade-"))
+    try:
+        _layout(directory, workdir, ignore=_code_only)
+        outputs, raised, problem = run_student(workdir, cases, timeout)
+    except OSError as error:            # a full disk, say: the grader's files, not the student's
+        outputs, raised = [{} for _ in cases], [None for _ in cases]
+        problem = f"not graded: the grader could not write or read its scratch files ({error})"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return [CaseResult(c.name, c.hidden, False, message=problem) if problem and not (o or r)
+            else judge(c, o, r) for c, o, r in zip(cases, outputs, raised)], problem
+
+
 def grade(directory, assignment_id=None, timeout=300, seed=0, hidden_seed=None):
     """Grade the copy in `directory`; returns a Report (never raises for the student's code)."""
     start = time.perf_counter()
@@ -207,19 +338,16 @@ def grade(directory, assignment_id=None, timeout=300, seed=0, hidden_seed=None):
                                                                          assignment_id)
     if report.refused:
         return report
+    links = links_out_of(directory)
+    if links:
+        report.refused = (f"refused: {links[0]} is a symbolic link out of the submission"
+                          f"{f' (and {len(links) - 1} more)' if len(links) > 1 else ''}; hand "
+                          f"in the files themselves")
+        return report
     hidden_seed = secrets.randbits(32) if hidden_seed is None else hidden_seed
-    with tempfile.TemporaryDirectory(prefix="tinyres-grade-") as scratch:
-        scratch = Path(scratch)
-        _layout(directory, scratch)
-        for task in tasks_of(report.assignment):
-            cases = case_registry.build(task.id, seed, hidden_seed)
-            workdir = scratch / task.id
-            workdir.mkdir()
-            (workdir / "package").symlink_to(scratch / "package")
-            outputs, raised, problem = run_student(workdir, cases, timeout)
-            report.tasks.append(TaskResult(task, [
-                CaseResult(c.name, c.hidden, False, message=problem) if problem and not (o or r)
-                else judge(c, o, r) for c, o, r in zip(cases, outputs, raised)], problem))
+    for task in tasks_of(report.assignment):
+        cases = case_registry.build(task.id, seed, hidden_seed)
+        report.tasks.append(TaskResult(task, *grade_task(directory, cases, timeout)))
     report.seconds = time.perf_counter() - start
     return report
 
@@ -297,14 +425,27 @@ def summary_line(report):
             + ("  " + " ".join(report.notes) if report.notes else ""))
 
 
-def write_csv(reports, path):
-    """student, assignment, score, max_score, one column per function, status."""
-    functions = sorted({t.task.function for r in reports for t in r.tasks})
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["student", "assignment", "score", "max_score", *functions, "status"])
-        for r in reports:
-            per_task = {t.task.function: t.score for t in r.tasks}
-            writer.writerow([r.directory.name, r.assignment, r.score, r.max_score,
-                             *[per_task.get(name, "") for name in functions],
-                             r.refused or " ".join(r.notes) or "graded"])
+class GradeSheet:
+    """The CSV of a batch, a row appended (and flushed to disk) as each student is graded, so a
+    batch that stops midway keeps every row it reached: student, assignment, score, max_score,
+    one column per function of `assignments`, status."""
+
+    def __init__(self, path, assignments):
+        self.functions = [t.function for a in assignments for t in tasks_of(a)]
+        self.file = open(path, "w", newline="")
+        self.writer = csv.writer(self.file)
+        self._write(["student", "assignment", "score", "max_score", *self.functions, "status"])
+
+    def _write(self, row):
+        self.writer.writerow(row)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def add(self, report):
+        per_task = {t.task.function: t.score for t in report.tasks}
+        self._write([report.directory.name, report.assignment, report.score, report.max_score,
+                     *[per_task.get(name, "") for name in self.functions],
+                     report.refused or " ".join(report.notes) or "graded"])
+
+    def close(self):
+        self.file.close()
