@@ -6,8 +6,10 @@ tests loses marks. A case says which recipe of tinyres/course/runner.py computes
 student's process (`call`, `params`), the arrays sent (`inputs`), and what the grader expects
 back (`expected`, computed here by tinyres/course/references.py and never sent).
 
-Recipe "function" calls one function on arrays; recipe "autograd" builds an op from Tensors,
-runs backward with dL/doutput = a random `direction`, and returns the forward output and each
+Recipe "function" calls one function on arrays; recipe "backward" calls an op's Function by
+hand, forward then backward with dL/doutput = a random `direction` (A1: the gradients are what
+the student's backward returns, compared with analytic ones); recipe "autograd" builds an op
+from Tensors, runs backward with a random `direction`, and returns the forward output and each
 input's gradient; "sgd" runs SGD.step on given gradients.
 
 A goal case checks what a handout asks beyond the numbers: "without a Python loop over images,
@@ -24,7 +26,8 @@ import numpy
 
 from tinyres.course import references as ref
 
-FORWARD_TOL = 1e-9           # float64 results computed in another order: ~1e-15 apart
+FORWARD_TOL = 1e-9           # float64 results computed in another order: ~1e-15 apart (also
+                             # A1's gradients, against analytic references)
 GRADIENT_TOL = 1e-5          # central differences, eps 1e-6, float64: ~1e-8 apart; bugs ~1e-1
 GOAL = "goal: no Python loop over images, channels or pixels"
 GOAL_EXTRA_LINES = 2         # lines the large size may run beyond the small one (a loop over
@@ -81,6 +84,18 @@ def gradient_case(name, op, reference, arrays, rng, **params):
                 expected, tolerance)
 
 
+def backward_case(name, op, arrays, forward, gradients, rng, **params):
+    """A case for recipe "backward": `op`'s Function on `arrays` (name -> array), expected
+    forward = forward(*arrays) and the analytic gradients(*arrays, direction)."""
+    values = list(arrays.values())
+    y = numpy.asarray(forward(*values))
+    direction = rng.standard_normal(y.shape)
+    grads = gradients(*values, direction)
+    expected = {"forward": y, **{f"grad {k}": g for k, g in zip(arrays, grads)}}
+    return Case(name, "backward", {"op": op, **params}, {**arrays, "direction": direction},
+                expected, {k: FORWARD_TOL for k in expected})
+
+
 def function_case(name, function, inputs, expected, tolerance=FORWARD_TOL, **params):
     """A case for recipe "function": tinyres.<function>(*inputs, **params)."""
     return Case(name, "function", {"function": function, **params}, inputs, expected,
@@ -91,16 +106,18 @@ def function_case(name, function, inputs, expected, tolerance=FORWARD_TOL, **par
 def mul_cases(rng, hidden):
     shapes = (((3, 4, 2), (4, 1)), ((1, 5), (3, 1))) if hidden else (
         ((2, 3), (2, 3)), ((3, 1, 4), (5, 1)), ((4,), ()))
-    return [gradient_case(f"{a} * {b}", "mul", lambda a, b: a * b,
-                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)}, rng)
+    return [backward_case(f"{a} * {b}", "mul",
+                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)},
+                          lambda a, b: a * b, ref.mul_gradients, rng)
             for a, b in shapes]
 
 
 def matmul_cases(rng, hidden):
     shapes = (((2, 1, 3, 4), (5, 4, 2)), ((5,), (5,))) if hidden else (
         ((3, 4), (4, 2)), ((2, 3, 4), (4, 5)), ((4,), (4, 3)), ((3, 4), (4,)))
-    return [gradient_case(f"{a} @ {b}", "matmul", lambda a, b: a @ b,
-                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)}, rng)
+    return [backward_case(f"{a} @ {b}", "matmul",
+                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)},
+                          lambda a, b: a @ b, ref.matmul_gradients, rng)
             for a, b in shapes]
 
 
@@ -108,10 +125,12 @@ def sum_cases(rng, hidden):
     settings = (((3, 2, 5), (0, 1), False), ((4, 3), -2, True)) if hidden else (
         ((2, 3, 4), None, False), ((2, 3, 4), 1, False), ((2, 3, 4), (0, 2), True),
         ((2, 3, 4), -1, False))
-    return [gradient_case(f"x {shape}.sum(axis={axis}, keepdims={keepdims})", "sum",
+    return [backward_case(f"x {shape}.sum(axis={axis}, keepdims={keepdims})", "sum",
+                          {"x": rng.standard_normal(shape)},
                           lambda x, axis=axis, keepdims=keepdims: x.sum(axis=axis,
                                                                         keepdims=keepdims),
-                          {"x": rng.standard_normal(shape)}, rng, axis=axis, keepdims=keepdims)
+                          lambda x, gy, axis=axis, keepdims=keepdims: ref.sum_gradients(
+                              x, gy, axis, keepdims), rng, axis=axis, keepdims=keepdims)
             for shape, axis, keepdims in settings]
 
 

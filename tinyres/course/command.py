@@ -1,6 +1,8 @@
 """The course room's commands: `tinyres assignment make / grade / gradescope / list` (course
-copies, their autograder and its Gradescope package) and `tinyres gradcheck` (every registered op against finite differences)."""
+copies, their autograder and its Gradescope package) and `tinyres gradcheck` (every registered
+op against finite differences)."""
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,7 +55,7 @@ def run_assignment(args):
         print(format_assignments())
         return 0
     try:
-        from tinyres.course import copier, gradescope, grader
+        from tinyres.course import copier, grader, gradescope
         from tinyres.course.settings import load
     except ImportError:                     # a student copy leaves the course tools out
         print("tinyres assignment: this tinyres is a student copy; making copies and grading "
@@ -74,9 +76,21 @@ def run_assignment(args):
         return 2
 
 
+def _output_file(option, path):
+    """Refuse, before any grading, an output path that cannot be written as a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name (such as "
+                         f"{path / ('results.json' if option == '--json' else 'grades.csv')})")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{option} {path}: the folder {path.parent} does not exist")
+
+
 def _grade(args, grader, settings):
-    """One folder: its table (and --json); several: one line each and a CSV, with each
-    student's feedback file beside it. Exit 0 whenever grading ran, whatever the scores."""
+    """One folder: its table (and --json); several: one line each and a CSV, a row (and the
+    student's feedback file beside it) written as each student is graded. Exit 0 whenever
+    grading ran, whatever the scores."""
+    from tinyres.course.assignments import ASSIGNMENTS
     missing = [d for d in args.directories if not Path(d).is_dir()]
     if missing:
         raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
@@ -86,22 +100,31 @@ def _grade(args, grader, settings):
     if args.json and len(args.directories) > 1:
         raise ValueError("--json writes one submission's results (Gradescope grades one "
                          "submission at a time); for a folder of submissions use --csv")
-    reports = []
-    for directory in args.directories:
-        report = grader.grade(directory, args.assignment, timeout=args.timeout,
-                              hidden_seed=args.hidden_seed, settings=settings)
-        reports.append(report)
-        print(grader.format_report(report) if len(args.directories) == 1
-              else grader.summary_line(report), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(grader.gradescope_results(reports[0], settings),
-                                              indent=2))
+    csv_path = args.csv or ("grades.csv" if len(args.directories) > 1 else None)
+    for option, path in (("--json", args.json), ("--csv", csv_path)):
+        if path:
+            _output_file(option, path)
+    sheet = csv_path and grader.GradeSheet(csv_path, [args.assignment] if args.assignment
+                                           else list(ASSIGNMENTS))
+    try:
+        for directory in args.directories:
+            report = grader.grade(directory, args.assignment, timeout=args.timeout,
+                                  hidden_seed=args.hidden_seed, settings=settings)
+            print(grader.format_report(report) if len(args.directories) == 1
+                  else grader.summary_line(report), flush=True)
+            if sheet:
+                sheet.add(report)
+    finally:
+        if sheet:
+            sheet.close()
+    if args.json:                  # the last act, once every process of the student is dead
+        part = Path(f"{args.json}.part")
+        part.write_text(json.dumps(grader.gradescope_results(report, settings), indent=2))
+        os.replace(part, args.json)
         print(f"Gradescope results written to {args.json}")
-    if len(args.directories) > 1 or args.csv:
-        grader.write_csv(reports, args.csv or "grades.csv")
-        print(f"{len(reports)} submissions; scores written to {args.csv or 'grades.csv'}, "
-              f"each student's feedback to "
-              f"{grader.feedback_path(args.csv or 'grades.csv', reports[0]).parent}/")
+    if sheet:
+        print(f"{len(args.directories)} submissions; scores written to {csv_path}, each "
+              f"student's feedback to {grader.feedback_path(csv_path, report).parent}/")
     return 0
 
 

@@ -117,7 +117,7 @@ def _prepare_out(out, root, force):
                               f"--force to replace a copy that `tinyres assignment make` wrote")
     manifest = signing.read_manifest(out / MANIFEST)
     present = sorted(p.name for p in out.iterdir())
-    if manifest is None or not isinstance(manifest.get("files"), dict):
+    if manifest is None or not isinstance(manifest.get("digests"), dict):
         raise FileExistsError(f"--force refused: {out} was not written by `tinyres assignment "
                               f"make` (no valid {MANIFEST}); it holds {_listed(present)}. "
                               f"Nothing was deleted.")
@@ -125,7 +125,7 @@ def _prepare_out(out, root, force):
         raise FileExistsError(f"--force refused: the manifest in {out} was written for the folder "
                               f"{manifest.get('folder')}, not this one (a moved or copied "
                               f"manifest). Nothing was deleted.")
-    written, found = manifest["files"], {}
+    written = manifest["digests"]
     links = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_symlink()]
     if links:
         raise FileExistsError(f"--force refused: {out} holds links `make` did not write: "
@@ -235,7 +235,7 @@ def _write_copy(root, out, assignment, solution, later):
         "assignment": assignment_id, "solution": solution, "later": list(later),
         "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "folder": str(out.resolve()), "entries": sorted(p.name for p in out.iterdir()),
-        "files": file_digests(out)})
+        "digests": file_digests(out)})
     return cut
 
 

@@ -33,7 +33,9 @@ are listed as "manually graded". The exit status is 0 whenever grading ran.
 Not an OS sandbox: the student's code runs as the grader's user and could read the grader's
 files or the network. docs/assignments/README.md says what to run it inside.
 """
+import contextlib
 import csv
+import ctypes
 import json
 import os
 import secrets
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +56,7 @@ from tinyres.course.assignments import ASSIGNMENTS, TASKS, check_assignment_id, 
 from tinyres.course.copier import MANIFEST
 from tinyres.course.feedback import compare
 from tinyres.course.settings import Settings
-from tinyres.course.signing import manifest_problem, read_manifest
+from tinyres.course.signing import course_key, manifest_problem, read_manifest
 
 RUNNER = Path(__file__).with_name("runner.py")
 REFERENCES = Path(__file__).with_name("references.py")     # the stand-ins of Task.uses
@@ -138,8 +141,8 @@ def choose_assignment(directory, assignment_id=None):
     if assignment_id:
         check_assignment_id(assignment_id)
         notes = []
-        if problem and manifest_path.exists():
-            notes.append(f"note: {problem}")
+        if problem and manifest_path.exists() and course_key() is not None:
+            notes.append(f"note: {problem}")        # no key here (Gradescope): nothing to say
         elif manifest and manifest["assignment"] != assignment_id:
             notes.append(f"note: the copy was made for {manifest['assignment']}; graded as "
                          f"{assignment_id}, as asked")
@@ -151,12 +154,48 @@ def choose_assignment(directory, assignment_id=None):
 
 
 # -- running the student's code -----------------------------------------------------------------
-def _layout(directory, destination):
+def _code_only(folder, names):
+    """copytree's ignore for a grading layout: Python files and folders (no data, no caches)."""
+    return [n for n in names if n == "__pycache__" or not (n.endswith(".py")
+                                                           or Path(folder, n).is_dir())]
+
+
+def _layout(directory, destination, ignore=_IGNORED):
     """DIR's tinyres/ and kernels/ as installed: package/tinyres, package/tinyres/kernels."""
     package = destination / "package" / "tinyres"
-    shutil.copytree(directory / "tinyres", package, ignore=_IGNORED, symlinks=True)
+    shutil.copytree(directory / "tinyres", package, ignore=ignore, symlinks=True)
     shutil.rmtree(package / "kernels", ignore_errors=True)
-    shutil.copytree(directory / "kernels", package / "kernels", ignore=_IGNORED, symlinks=True)
+    shutil.copytree(directory / "kernels", package / "kernels", ignore=ignore, symlinks=True)
+
+
+def links_out_of(directory):
+    """'path -> target' for each symbolic link under DIR's tinyres/ and kernels/ (or those
+    folders themselves) that resolves outside DIR: such a link would let the course's own files
+    stand in for the student's."""
+    found = []
+    for top in (directory / "tinyres", directory / "kernels"):
+        paths = [top] + [Path(root, name) for root, dirs, files in os.walk(top)
+                         for name in dirs + files]
+        for path in paths:
+            target = path.resolve()
+            if path.is_symlink() and directory != target and directory not in target.parents:
+                found.append(f"{path.relative_to(directory)} -> {target}")
+    return found
+
+
+def private_interpreter(folder):
+    """A virtual environment in `folder` whose only package is NumPy (a link to the grader's):
+    its Python sees neither the grader's site-packages nor an editable finder, so in it
+    `import tinyres` finds the submission's copy or nothing, and `site.main()` adds nothing."""
+    base = Path(os.path.realpath(sys._base_executable))
+    (folder / "bin").mkdir(parents=True)
+    (folder / "pyvenv.cfg").write_text(f"home = {base.parent}\n"
+                                       f"include-system-site-packages = false\n")
+    (folder / "bin" / "python").symlink_to(base)
+    site = folder / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "numpy").symlink_to(Path(numpy.__file__).parent)
+    return folder / "bin" / "python"
 
 
 def _scrubbed_environment(home):
@@ -167,10 +206,60 @@ def _scrubbed_environment(home):
             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_CACHE_DIR": str(home)}
 
 
+# Linux prctl options (linux/prctl.h)
+PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 3, 4, 36
+
+
+def _prctl(option, value=0):
+    """prctl(2) on Linux (0 elsewhere, where neither setting exists)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def _children():
+    """The pids whose parent is this process (zombies included), from /proc."""
+    me, pids = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state_and_ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):               # the process ended meanwhile
+            continue
+        if int(state_and_ppid[1]) == me:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+@contextlib.contextmanager
+def adopting_orphans():
+    """While open, every orphan among this process's descendants becomes its child (Linux's
+    child subreaper), so nothing the student's process starts escapes, a `setsid` daemon or a
+    double fork included; on leaving, every child that was not there before is killed and
+    reaped, round after round (the orphans of one round are the children of the next), until
+    none is left. Meanwhile this process is not dumpable: its /proc files (environ, mem) are
+    closed to the other processes of its user."""
+    before = _children()
+    dumpable = _prctl(PR_GET_DUMPABLE)
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        yield
+    finally:
+        while new := _children() - before:
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for pid in new:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        _prctl(PR_SET_CHILD_SUBREAPER, 0)
+        _prctl(PR_SET_DUMPABLE, dumpable)
+
+
 def run_student(workdir, cases, timeout, substitute=()):
     """Send `cases` to runner.py in `workdir`; returns (outputs per case, reports per case,
-    problem). Kills the whole process group when the runner ends or times out. `substitute`:
-    the functions the grader's references stand in for (references.py is copied in for them)."""
+    problem). When this returns, every process the runner started is dead. `substitute`: the
+    functions the grader's references stand in for (references.py is copied in for them)."""
     (workdir / "request.json").write_text(json.dumps(
         {"cases": [{"call": c.call, "params": c.params, "inputs": list(c.inputs)}
                    for c in cases], "substitute": list(substitute)}))
@@ -179,41 +268,70 @@ def run_student(workdir, cases, timeout, substitute=()):
     numpy.savez(workdir / "request.npz", **{f"{i}/{name}": value for i, c in enumerate(cases)
                                             for name, value in c.inputs.items()})
     shutil.copy(RUNNER, workdir / "runner.py")
+    python = private_interpreter(workdir / "python")
     home = workdir / "home"
     home.mkdir()
-    with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
-        child = subprocess.Popen([sys.executable, "-I", "runner.py"], cwd=workdir, stdout=out,
+    problem = ""
+    with adopting_orphans(), open(workdir / "stdout.txt", "wb") as out, \
+            open(workdir / "stderr.txt", "wb") as err:
+        child = subprocess.Popen([str(python), "-I", "runner.py"], cwd=workdir, stdout=out,
                                  stderr=err, stdin=subprocess.DEVNULL,
                                  env=_scrubbed_environment(home), start_new_session=True)
-        problem = ""
         try:
             child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             problem = f"did not finish within {timeout:g} s (an endless loop?)"
         finally:
-            try:
-                os.killpg(child.pid, signal.SIGKILL)       # the child and all it started
-            except ProcessLookupError:
-                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)       # the session, then every orphan
             child.wait()
-    try:
-        report = json.loads((workdir / "outputs.json").read_text())
-        with numpy.load(workdir / "outputs.npz", allow_pickle=False) as saved:
-            arrays = {key: saved[key] for key in saved.files}
-    except (OSError, ValueError) as error:
-        stderr = (workdir / "stderr.txt").read_text(errors="replace").strip().splitlines()
-        tail = " | ".join(stderr[-3:])
-        problem = problem or (f"the student's process ended (exit status {child.returncode}) "
-                              f"without returning results ({type(error).__name__})"
-                              + (f"; its last words: {tail[-400:]}" if tail else ""))
-        return [{} for _ in cases], [None for _ in cases], problem
-    package = str(workdir / "package")
-    if not str(report.get("tinyres", "")).startswith(package):
+    if not problem and child.returncode < 0:
         return ([{} for _ in cases], [None for _ in cases],
-                f"tinyres was imported from {report.get('tinyres')}, not from the submission")
-    outputs = [{key.split("/", 1)[1]: value for key, value in arrays.items()
-                if key.split("/", 1)[0] == str(i)} for i in range(len(cases))]
-    return outputs, report["cases"], problem
+                f"the grader's guard process was killed (signal {-child.returncode}), by the "
+                f"student's code or the system; nothing it returned counts")
+    outputs, raised = read_outputs(workdir, cases)
+    if not problem and not any(outputs) and not any(raised):
+        stderr = (workdir / "stderr.txt").read_text(errors="replace").strip().splitlines()
+        tail = _redacted(" | ".join(stderr[-3:]))
+        problem = (f"the student's process ended (exit status {child.returncode}) without "
+                   f"returning results" + (f"; its last words: {tail[-400:]}" if tail else ""))
+    return outputs, raised, problem
+
+
+def _redacted(text):
+    """`text` (written by the student's process) with the course key, if any, blanked out."""
+    key = course_key()
+    return text.replace(key.decode(), "<the course key>") if key else text
+
+
+def read_outputs(workdir, cases):
+    """(arrays per case, exception per case) that the student's process left in `workdir`,
+    read by the grader's own list of cases: only the arrays a case expects, each at most a few
+    times the expected size; anything absent, oversized or unreadable is missing (and fails).
+    The exceptions (outputs.json) only explain failures: no entry there makes a case pass."""
+    outputs = [{} for _ in cases]
+    # Whatever the student's files hold, reading them may fail in any way: absent, not raised.
+    with contextlib.suppress(Exception), zipfile.ZipFile(workdir / "outputs.npz") as saved:
+        members = {info.filename: info for info in saved.infolist()}
+        for index, case in enumerate(cases):
+            wanted = dict(case.expected)
+            if case.extra_lines is not None:                 # a goal case: its line counts too
+                wanted["lines"] = numpy.zeros(2, dtype=numpy.int64)
+            for name, want in wanted.items():
+                info = members.get(f"{index}/{name}.npy")
+                if info is None or info.file_size > 4 * numpy.asarray(want).nbytes + 2**16:
+                    continue
+                with contextlib.suppress(Exception), saved.open(info) as f:
+                    outputs[index][name] = numpy.lib.format.read_array(f, allow_pickle=False)
+    raised = [None for _ in cases]
+    with contextlib.suppress(Exception):
+        path = workdir / "outputs.json"
+        reported = json.loads(path.read_text())["cases"] if path.stat().st_size < 2**20 else []
+        for index, entry in enumerate(reported[:len(cases)]):
+            if isinstance(entry, dict):
+                raised[index] = {key: _redacted(str(entry.get(key) or ""))[:500]
+                                 for key in ("error", "message", "where")}
+    return outputs, raised
 
 
 def judge(case, outputs, raised):
@@ -254,19 +372,31 @@ def _judged(cases, outputs, raised, problem):
             for c, o, r in zip(cases, outputs, raised)]
 
 
-def grade_task(task, cases, workdir, timeout, failing, points):
+def run_task(directory, cases, timeout, substitute=()):
+    """(case results, problem) of one run of the student's code on `cases`: the student's
+    process runs in a scratch folder of its own (a fresh random name: nothing a previous task
+    wrote is in it), removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix="tinyres-grade-"))
+    try:
+        _layout(directory, workdir, ignore=_code_only)
+        outputs, raised, problem = run_student(workdir, cases, timeout, substitute)
+    except OSError as error:            # a full disk, say: the grader's files, not the student's
+        outputs, raised = [{} for _ in cases], [None for _ in cases]
+        problem = f"not graded: the grader could not write or read its scratch files ({error})"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return _judged(cases, outputs, raised, problem), problem
+
+
+def grade_task(task, directory, cases, timeout, failing, points):
     """The TaskResult of `task` on `cases`: the student's other functions it uses replaced by
     the references; where some of them fail (`failing`: functions that failed their own
     cases), run again with the student's own, for the feedback."""
     uses = tuple(TASKS[u].function for u in task.uses)
-    outputs, raised, problem = run_student(workdir, cases, timeout, uses)
-    result = TaskResult(task, _judged(cases, outputs, raised, problem), problem, points)
+    result = TaskResult(task, *run_task(directory, cases, timeout, uses), points=points)
     broken = tuple(f for f in uses if f in failing)
     if broken and result.passed:
-        own_dir = workdir.with_name(workdir.name + "-own")
-        own_dir.mkdir()
-        (own_dir / "package").symlink_to(workdir / "package")
-        own = _judged(cases, *run_student(own_dir, cases, timeout))
+        own, _ = run_task(directory, cases, timeout)
         result.dependences = [Dependence(o, broken) for c, o in zip(result.cases, own)
                               if c.passed and not o.passed]
     return result
@@ -291,22 +421,22 @@ def grade(directory, assignment_id=None, timeout=None, seed=0, hidden_seed=None,
                                                                          assignment_id)
     if report.refused:
         return report
+    links = links_out_of(directory)
+    if links:
+        report.refused = (f"refused: {links[0]} is a symbolic link out of the submission"
+                          f"{f' (and {len(links) - 1} more)' if len(links) > 1 else ''}; hand "
+                          f"in the files themselves")
+        return report
     report.hidden_seed = secrets.randbits(32) if hidden_seed is None else hidden_seed
-    with tempfile.TemporaryDirectory(prefix="tinyres-grade-") as scratch:
-        scratch = Path(scratch)
-        _layout(directory, scratch)
-        failing = set()
-        for task in tasks_of(report.assignment):
-            cases = case_registry.build(task.id, seed, report.hidden_seed)
-            for case in cases:
-                case.weight = settings.weight_of(task.id, case)
-            workdir = scratch / task.id
-            workdir.mkdir()
-            (workdir / "package").symlink_to(scratch / "package")
-            result = grade_task(task, cases, workdir, timeout, failing, settings.points_of(task))
-            if result.passed < len(result.cases):
-                failing.add(task.function)
-            report.tasks.append(result)
+    failing = set()
+    for task in tasks_of(report.assignment):
+        cases = case_registry.build(task.id, seed, report.hidden_seed)
+        for case in cases:
+            case.weight = settings.weight_of(task.id, case)
+        result = grade_task(task, directory, cases, timeout, failing, settings.points_of(task))
+        if result.passed < len(result.cases):
+            failing.add(task.function)
+        report.tasks.append(result)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -332,8 +462,9 @@ def format_report(report):
         lines.append(f"written: {part.name}: manually graded ({part.points} points)")
     lines.append(f"score {report.assignment}: {report.score:g}/{report.max_score:g} (autograded; "
                  f"written parts manually graded) in {report.seconds:.1f} s")
-    lines.append(f"hidden cases drawn with seed {report.hidden_seed} (a regrade with "
-                 f"--hidden-seed {report.hidden_seed} repeats them)")
+    if report.hidden_seed is not None:
+        lines.append(f"hidden cases drawn with seed {report.hidden_seed} (a regrade with "
+                     f"--hidden-seed {report.hidden_seed} repeats them)")
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -424,48 +555,45 @@ def summary_line(report):
             + ("  " + " ".join(report.notes) if report.notes else ""))
 
 
-def csv_header(assignment_id):
-    """student, assignment, score, max_score, one column per function, one per written part
-    (left empty for the staff), hidden_seed, feedback (the student's feedback file), status."""
-    written = [f"written: {p.name} ({p.points})" for p in ASSIGNMENTS[assignment_id].written] \
-        if assignment_id else []
-    functions = [t.function for t in tasks_of(assignment_id)] if assignment_id else []
-    return ["student", "assignment", "score", "max_score", *functions, *written, "hidden_seed",
-            "feedback", "status"]
-
-
-def csv_row(report, header, feedback=""):
-    """The CSV row of one report under `header` (csv_header's)."""
-    values = {"student": report.directory.name, "assignment": report.assignment,
-              "score": report.score, "max_score": report.max_score,
-              "hidden_seed": "" if report.hidden_seed is None else report.hidden_seed,
-              "feedback": feedback,
-              "status": report.refused or " ".join(report.notes) or "graded"}
-    values.update({t.task.function: t.score for t in report.tasks})
-    return [values.get(name, "") for name in header]
-
-
 def feedback_path(csv_path, report):
     """Where the student's feedback file goes: a folder beside the CSV, one file each."""
     csv_path = Path(csv_path)
     return csv_path.with_name(csv_path.stem + "-feedback") / f"{report.directory.name}.txt"
 
 
-def write_feedback(csv_path, report):
-    """Write the student's feedback (the table staff see) beside the CSV; returns its path."""
-    path = feedback_path(csv_path, report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(format_report(report) + "\n")
-    return path
+class GradeSheet:
+    """The CSV of a batch, a row appended (and flushed to disk) as each student is graded, so a
+    batch that stops midway keeps every row it reached, and each student's feedback file (the
+    table staff see) beside it: student, assignment, score, max_score, one column per function
+    of `assignments`, one per written part (empty: the staff fill them in), hidden_seed (a
+    regrade with it repeats the grading), feedback (the file), status."""
 
+    def __init__(self, path, assignments):
+        self.path = Path(path)
+        self.functions = [t.function for a in assignments for t in tasks_of(a)]
+        self.written = [f"{a} written: {p.name} ({p.points})" for a in assignments
+                        for p in ASSIGNMENTS[a].written]
+        self.file = open(path, "w", newline="")
+        self.writer = csv.writer(self.file)
+        self._write(["student", "assignment", "score", "max_score", *self.functions,
+                     *self.written, "hidden_seed", "feedback", "status"])
 
-def write_csv(reports, path):
-    """One row per report (csv_header's columns), and each student's feedback file beside it."""
-    assignment = next((r.assignment for r in reports if r.assignment), "")
-    header = csv_header(assignment)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for r in reports:
-            feedback = write_feedback(path, r)
-            writer.writerow(csv_row(r, header, str(feedback.relative_to(Path(path).parent))))
+    def _write(self, row):
+        self.writer.writerow(row)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def add(self, report):
+        feedback = feedback_path(self.path, report)
+        feedback.parent.mkdir(parents=True, exist_ok=True)
+        feedback.write_text(format_report(report) + "\n")
+        per_task = {t.task.function: t.score for t in report.tasks}
+        self._write([report.directory.name, report.assignment, report.score, report.max_score,
+                     *[per_task.get(name, "") for name in self.functions],
+                     *["" for _ in self.written],
+                     "" if report.hidden_seed is None else report.hidden_seed,
+                     feedback.relative_to(self.path.parent).as_posix(),
+                     report.refused or " ".join(report.notes) or "graded"])
+
+    def close(self):
+        self.file.close()

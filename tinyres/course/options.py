@@ -2,6 +2,7 @@
 that the CLI can list them without importing the course's tools (it imports them only when the
 command runs; a student copy leaves the grader's side out)."""
 from tinyres import backend
+from tinyres.options import number_in
 
 
 def add_assignment_arguments(course):
@@ -28,7 +29,7 @@ def add_assignment_arguments(course):
                        help="write Gradescope's results.json (one submission)")
     grade.add_argument("--csv", metavar="PATH",
                        help="write the scores as CSV (default grades.csv for several DIRs)")
-    grade.add_argument("--timeout", type=float, default=None,
+    grade.add_argument("--timeout", type=number_in(0, low_open=True), default=None,
                        help="seconds per function (default: the settings' per_function, 300)")
     grade.add_argument("--hidden-seed", type=int, metavar="N",
                        help="the hidden cases' seed (default: drawn, and recorded in the "

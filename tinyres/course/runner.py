@@ -1,13 +1,21 @@
 """The only grading code that runs in the student's process: compute, never judge.
 
-    python -I runner.py          (working directory: the grader's temporary folder)
+    PRIVATE-VENV/bin/python -I runner.py     (working directory: the task's scratch folder)
 
-reads request.json (the cases: recipe, settings) and request.npz (their input arrays), imports
-the student's tinyres from ./package, computes each case's outputs and writes them to
+The grader starts it with an interpreter of its own making that sees NumPy and nothing else of
+the grader's installation (no site-packages, no editable finder: `import tinyres` can only
+find the submission's copy in ./package). It reads request.json (the cases: recipe, settings)
+and request.npz (their input arrays), computes each case's outputs and writes them to
 outputs.npz, with outputs.json saying per case whether it raised (the exception, its message,
 and the last line of the student's copy it passed through). Nothing here decides a score: the
-grader reads the two files in its own process and compares them with what it expects, so
-whatever this process prints, patches or fakes, only the arrays it returns count.
+grader reads the arrays it expects, by its own list of cases, and compares them in its own
+process; a case without its arrays fails. Whatever this process prints, patches or fakes, only
+the arrays it returns count, and the messages only ever explain a failure.
+
+The process is a guard and its child: the guard forks before any student code is imported,
+waits, and exits with the child's status, so the student's code has the guard, not the
+grader, as its parent. Limits set here (file size, no core files) hold for everything the
+student's code starts.
 
 When request.json names functions to `substitute` (grading conv2d_backward, which calls the
 student's im2col and col2im), the grader's plain NumPy references (./references.py, copied in
@@ -18,12 +26,14 @@ Plain Python and NumPy at the top; tinyres is imported from ./package when the c
 import importlib.util
 import json
 import os
+import resource
 import sys
 import traceback
 
 import numpy
 
 PACKAGE = os.path.abspath("package")
+MAX_FILE_BYTES = 64 * 2**20        # no file the student's code writes grows past this
 
 
 def _function(name):
@@ -54,15 +64,7 @@ def run_function(params, inputs):
 def _op(params, inputs):
     """The op of recipe "autograd" and the names of its differentiated inputs."""
     import tinyres.functional as F
-    from tinyres import ops
     op = params["op"]
-    if op == "mul":
-        return ops.mul, ["a", "b"]
-    if op == "matmul":
-        return ops.matmul, ["a", "b"]
-    if op == "sum":
-        axis = tuple(params["axis"]) if isinstance(params["axis"], list) else params["axis"]
-        return (lambda x: x.sum(axis=axis, keepdims=params["keepdims"])), ["x"]
     if op == "conv2d":
         return (lambda x, w, b: F.conv2d(x, w, b, stride=params["stride"],
                                          padding=params["padding"])), ["x", "weight", "bias"]
@@ -134,6 +136,38 @@ def run_autograd(params, inputs):
     return outputs
 
 
+def _forward_switched_off(*args, **kwargs):
+    raise RuntimeError("backward called forward again: a backward computes the gradient from "
+                       "what forward saved (no numerical differentiation)")
+
+
+def run_backward(params, inputs):
+    """Recipe "backward": the op's Function called by hand on arrays, forward then
+    backward(gy) with the given gy, so the gradients are what the student's backward returns
+    (no graph, no Tensor.backward, nothing else of the engine in between). The class's forward
+    is switched off while backward runs."""
+    from tinyres import ops
+    op = params["op"]
+    if op == "sum":
+        axis = tuple(params["axis"]) if isinstance(params["axis"], list) else params["axis"]
+        node, names = ops.Sum(axis, params["keepdims"]), ["x"]
+    else:
+        node, names = {"mul": ops.Mul, "matmul": ops.MatMul}[op](), ["a", "b"]
+    node.needs_input_grad = (True,) * len(names)
+    forward = node.forward(*[inputs[n].copy() for n in names])
+    function = type(node)
+    kept, function.forward = function.forward, _forward_switched_off
+    try:
+        grads = node.backward(inputs["direction"].copy())
+    finally:
+        function.forward = kept
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if len(grads) != len(names):
+        raise RuntimeError(f"{function.__name__}.backward returned {len(grads)} gradient(s) "
+                           f"for {len(names)} input(s)")
+    return {"forward": forward, **{f"grad {n}": g for n, g in zip(names, grads)}}
+
+
 def run_sgd(params, inputs):
     """Recipe "sgd": SGD.step after each step's gradients are set (None where not sent)."""
     from tinyres.nn import Parameter
@@ -181,7 +215,8 @@ def run_goal(params, inputs):
     return outputs
 
 
-RECIPES = {"function": run_function, "autograd": run_autograd, "sgd": run_sgd, "goal": run_goal}
+RECIPES = {"function": run_function, "autograd": run_autograd, "backward": run_backward,
+           "sgd": run_sgd, "goal": run_goal}
 
 
 def substitute(names):
@@ -215,15 +250,15 @@ def where_in_copy(err):
     return where if not code or code.startswith("raise NotImplementedError") else f"{where}: {code}"
 
 
-def main():
+def run_cases():
+    """The child: the student's code runs here (its parent is the guard)."""
     sys.path.insert(0, PACKAGE)
     with open("request.json") as f:
         request = json.load(f)
     arrays = numpy.load("request.npz", allow_pickle=False)
-    import tinyres
     if request.get("substitute"):
         substitute(request["substitute"])
-    outputs, report = {}, {"tinyres": os.path.abspath(tinyres.__file__), "cases": []}
+    outputs, report = {}, {"cases": []}
     for index, case in enumerate(request["cases"]):
         inputs = {name: arrays[f"{index}/{name}"] for name in case["inputs"]}
         try:
@@ -238,6 +273,23 @@ def main():
     os.replace("outputs.npz.part.npz", "outputs.npz")
     with open("outputs.json", "w") as f:
         json.dump(report, f)
+
+
+def main():
+    """The guard: set the limits, fork the child that runs the cases, exit with its status."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    child = os.fork()
+    if child == 0:
+        try:
+            run_cases()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)       # killed by signal s: 128 + s, as a shell
 
 
 if __name__ == "__main__":
