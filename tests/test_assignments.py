@@ -986,4 +986,4 @@ def test_the_notebook_runs_clean_on_a_solution_copy_and_stops_at_the_first_hole(
             client.execute()
             text = "\n".join(o.get("text", "") for c in book.cells for o in c.get("outputs", []))
             assert "WRONG" not in text and f"{assignment} solution copy" in text
-            assert str(copy) in text                         # it ran the copy, nothing else
+            assert str(tmp_path / name / "package") in text      # it ran the copy, nothing else
