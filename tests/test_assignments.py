@@ -172,12 +172,16 @@ def test_gradescope_results_and_table_list_written_parts_as_manually_graded():
     _assert_gradescope_format(grader.gradescope_results(refused))
 
 
-def test_csv_has_one_row_per_student(tmp_path):
+def test_csv_has_one_row_per_student_each_on_disk_when_graded(tmp_path):
     reports = [_report(), _report(passing=()), grader.Report(Path("/s/bob"),
                                                              refused="refused: edited")]
-    grader.write_csv(reports, tmp_path / "grades.csv")
+    sheet = grader.GradeSheet(tmp_path / "grades.csv", ["A2"])
+    for count, report in enumerate(reports, start=2):
+        sheet.add(report)
+        assert len((tmp_path / "grades.csv").read_text().splitlines()) == count   # not at the end
+    sheet.close()
     rows = (tmp_path / "grades.csv").read_text().splitlines()
-    assert rows[0].startswith("student,assignment,score,max_score,")
+    assert rows[0].startswith("student,assignment,score,max_score,conv2d_loops,im2col,")
     assert len(rows) == 4 and rows[1].startswith("ada,A2,10") and "refused: edited" in rows[3]
 
 
