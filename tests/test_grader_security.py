@@ -59,13 +59,15 @@ def test_an_output_that_is_a_folder_is_refused_before_grading(tmp_path, option, 
                                                               monkeypatch):
     monkeypatch.setattr(grader, "grade", lambda *a, **k: pytest.fail("graded before checking"))
     submission = _fake_copy(tmp_path / "ada")
-    assert main(["assignment", "grade", str(submission), option, str(tmp_path)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
-    assert f"{option} {tmp_path} is a folder" in captured.err
-    assert main(["assignment", "grade", str(submission), option,
-                 str(tmp_path / "missing" / "out")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    for path, words in ((tmp_path, f"{tmp_path} is a folder"),
+                        (tmp_path / "missing" / "out", f"the folder {tmp_path / 'missing'} does "
+                                                       f"not exist")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["assignment", "grade", str(submission), option, str(path)])
+        captured = capsys.readouterr()
+        assert exit_.value.code == 2 and captured.out == ""
+        assert len(captured.err.strip().splitlines()) == 1
+        assert option in captured.err and words in captured.err
 
 
 def test_a_manifest_moved_to_another_copy_is_refused(tmp_path):
