@@ -7,6 +7,7 @@ zero; every cheat of the course issue scores zero or is refused, and says why; `
 deletes nothing it did not make.
 """
 import ast
+import csv
 import json
 import os
 import shutil
@@ -172,17 +173,25 @@ def test_gradescope_results_and_table_list_written_parts_as_manually_graded():
     _assert_gradescope_format(grader.gradescope_results(refused))
 
 
-def test_csv_has_one_row_per_student_each_on_disk_when_graded(tmp_path):
+def test_csv_has_one_row_per_student_with_written_parts_seed_and_feedback(tmp_path):
     reports = [_report(), _report(passing=()), grader.Report(Path("/s/bob"),
                                                              refused="refused: edited")]
+    reports[0].hidden_seed = 1234
+    reports[1].directory = Path("/submissions/grace")
     sheet = grader.GradeSheet(tmp_path / "grades.csv", ["A2"])
     for count, report in enumerate(reports, start=2):
-        sheet.add(report)
-        assert len((tmp_path / "grades.csv").read_text().splitlines()) == count   # not at the end
+        sheet.add(report)                                    # on disk as each is graded
+        assert len(list(csv.reader((tmp_path / "grades.csv").open()))) == count
     sheet.close()
-    rows = (tmp_path / "grades.csv").read_text().splitlines()
-    assert rows[0].startswith("student,assignment,score,max_score,conv2d_loops,im2col,")
-    assert len(rows) == 4 and rows[1].startswith("ada,A2,10") and "refused: edited" in rows[3]
+    rows = list(csv.reader((tmp_path / "grades.csv").open()))
+    assert rows[0][:4] == ["student", "assignment", "score", "max_score"]
+    assert rows[0][-3:] == ["hidden_seed", "feedback", "status"]
+    written = rows[0].index("A2 written: timing: loops against im2col + GEMM, and why (10)")
+    assert len(rows) == 4 and rows[1][:3] == ["ada", "A2", "10.0"] and "refused: edited" in rows[3]
+    assert rows[1][written] == "" and rows[1][-3] == "1234"            # for the staff to fill
+    feedback = tmp_path / rows[1][-2]
+    assert feedback == tmp_path / "grades-feedback" / "ada.txt"
+    assert "score A2: 10/50" in feedback.read_text() and "seed 1234" in feedback.read_text()
 
 
 # -- the manifest -------------------------------------------------------------------------------

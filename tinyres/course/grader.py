@@ -1,13 +1,15 @@
 """`tinyres assignment grade`: score a student's copy without trusting the student's process.
 
-    tinyres assignment grade DIR [--assignment A2] [--json results.json]
+    tinyres assignment grade DIR [--assignment A2] [--json results.json] [--hidden-seed N]
     tinyres assignment grade submissions/*  [--csv grades.csv]     one line per student
+                                            [--settings course.toml]
 
 What it does, per task of the assignment:
 
 1. builds the cases in this process (tinyres/course/cases.py): inputs to send, and the outputs
    expected from plain NumPy references (tinyres/course/references.py); hidden cases use a seed
-   drawn for this run;
+   drawn for this run (or --hidden-seed, or the settings' hidden_seed), recorded in the report,
+   the results and the CSV, so that a regrade with it gives the same cases, score and feedback;
 2. runs tinyres/course/runner.py in a subprocess: working directory a temporary copy of DIR's
    tinyres/ and kernels/ (laid out as installed), its own process group (killed whole when it
    ends or times out: no grandchild survives), an environment holding nothing of the grader's
@@ -15,6 +17,14 @@ What it does, per task of the assignment:
    one;
 3. compares those arrays here, case by case (tinyres/course/feedback.py). Nothing the student's
    process prints counts; a case without an output scores zero.
+
+Each function is graded on its own: a task that calls others of the assignment (`Task.uses`:
+conv2d_backward calls im2col and col2im) runs with the grader's references in their place, so
+one bug costs points once. Where one of those failed its own cases, the task runs a second
+time with the student's own functions, for the feedback only ("passes with the reference
+col2im; fails with yours"). Points per function and per case come from the course's settings
+(tinyres/course/settings.py); a function scores points * (weight of its passing cases) /
+(weight of all its cases).
 
 Which assignment: --assignment, or the copy's manifest when its signature holds under the course
 key (tinyres/course/signing.py); an edited manifest is refused. The written parts of the handout
@@ -42,12 +52,14 @@ from pathlib import Path
 import numpy
 
 from tinyres.course import cases as case_registry
-from tinyres.course.assignments import ASSIGNMENTS, check_assignment_id, tasks_of
+from tinyres.course.assignments import ASSIGNMENTS, TASKS, check_assignment_id, tasks_of
 from tinyres.course.copier import MANIFEST
 from tinyres.course.feedback import compare
+from tinyres.course.settings import Settings
 from tinyres.course.signing import course_key, manifest_problem, read_manifest
 
 RUNNER = Path(__file__).with_name("runner.py")
+REFERENCES = Path(__file__).with_name("references.py")     # the stand-ins of Task.uses
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
 
 
@@ -58,6 +70,15 @@ class CaseResult:
     passed: bool
     error: float = float("inf")            # worst relative error over the case's outputs
     message: str = ""
+    weight: float = 1
+
+
+@dataclass
+class Dependence:
+    """A case that passes with the references in place of the student's other functions and
+    fails with the student's own (feedback only; it scores as it passed)."""
+    case: CaseResult                       # the case as run with the student's own functions
+    functions: tuple                       # the student's functions that failed their cases
 
 
 @dataclass
@@ -65,14 +86,26 @@ class TaskResult:
     task: object                           # assignments.Task
     cases: list = field(default_factory=list)
     problem: str = ""                      # why no case could be judged (timeout, crash)
+    points: float = None                   # the settings' points (default: the task's)
+    dependences: list = field(default_factory=list)    # Dependence(s), for the feedback
+
+    def __post_init__(self):
+        if self.points is None:
+            self.points = self.task.points
 
     @property
     def passed(self):
         return sum(c.passed for c in self.cases)
 
+    def score_of(self, cases):
+        """The points the passing ones of `cases` (some of this task's) earn."""
+        total = sum(c.weight for c in self.cases)
+        return round(self.points * sum(c.weight for c in cases if c.passed) / total, 2) \
+            if total else 0.0
+
     @property
     def score(self):
-        return round(self.task.points * self.passed / len(self.cases), 2) if self.cases else 0.0
+        return self.score_of(self.cases)
 
 
 @dataclass
@@ -83,6 +116,7 @@ class Report:
     notes: list = field(default_factory=list)
     refused: str = ""                      # why it was not graded at all
     seconds: float = 0.0
+    hidden_seed: int = None                # the hidden cases' seed: a regrade with it repeats
 
     @property
     def score(self):
@@ -90,7 +124,7 @@ class Report:
 
     @property
     def max_score(self):
-        return sum(t.points for t in tasks_of(self.assignment)) if self.assignment else 0
+        return sum(t.points for t in self.tasks)
 
 
 class GraderError(Exception):
@@ -216,12 +250,15 @@ def kill_marked(marker):
         time.sleep(0.01)                       # let the kernel finish them before looking again
 
 
-def run_student(workdir, cases, timeout):
+def run_student(workdir, cases, timeout, substitute=()):
     """Send `cases` to runner.py in `workdir`; returns (outputs per case, reports per case,
-    problem). The outputs are read once every process the runner started is dead."""
+    problem), read once every process the runner started is dead. `substitute`: the
+    functions the grader's references stand in for (references.py is copied in for them)."""
     (workdir / "request.json").write_text(json.dumps(
         {"cases": [{"call": c.call, "params": c.params, "inputs": list(c.inputs)}
-                   for c in cases]}))
+                   for c in cases], "substitute": list(substitute)}))
+    if substitute:
+        shutil.copy(REFERENCES, workdir / "references.py")
     numpy.savez(workdir / "request.npz", **{f"{i}/{name}": value for i, c in enumerate(cases)
                                             for name, value in c.inputs.items()})
     shutil.copy(RUNNER, workdir / "runner.py")
@@ -273,7 +310,10 @@ def read_outputs(workdir, cases):
     with contextlib.suppress(Exception), zipfile.ZipFile(workdir / "outputs.npz") as saved:
         members = {info.filename: info for info in saved.infolist()}
         for index, case in enumerate(cases):
-            for name, want in case.expected.items():
+            wanted = dict(case.expected)
+            if case.extra_lines is not None:                 # a goal case: its line counts too
+                wanted["lines"] = numpy.zeros(2, dtype=numpy.int64)
+            for name, want in wanted.items():
                 info = members.get(f"{index}/{name}.npy")
                 if info is None or info.file_size > 4 * numpy.asarray(want).nbytes + 2**16:
                     continue
@@ -295,33 +335,76 @@ def judge(case, outputs, raised):
     if raised:
         where = f" at {raised['where']}" if raised.get("where") else ""
         return CaseResult(case.name, case.hidden, False,
-                          message=f"{raised['error']}: {raised['message']}{where}")
+                          message=f"{raised['error']}: {raised['message']}{where}",
+                          weight=case.weight)
     verdicts = [compare(name, outputs.get(name), want, case.tolerance[name])
                 for name, want in case.expected.items()]
     failed = [v.message for v in verdicts if not v.passed]
+    if case.extra_lines is not None and not failed:
+        failed += goal_problems(case, outputs.get("lines"))
     return CaseResult(case.name, case.hidden, not failed, max(v.error for v in verdicts),
-                      "; ".join(failed))
+                      "; ".join(failed), case.weight)
+
+
+def goal_problems(case, lines):
+    """Why a goal case's line counts (small, large) break the rule, in words; [] if they keep
+    it."""
+    if lines is None or numpy.shape(lines) != (2,) or numpy.asarray(lines).dtype.kind not in "iu":
+        return ["no line counts returned"]
+    small, large = (int(n) for n in lines)
+    if small <= 0:
+        return ["no line of your copy ran (the count was switched off?)"]
+    if large > small + case.extra_lines:
+        return [f"your code ran {large} lines of Python for 4x the images, channels and pixels "
+                f"against {small} for the small size: a Python loop over images, channels or "
+                f"pixels (only the kernel offsets may be looped over)"]
+    return []
 
 
 # -- grading a copy -----------------------------------------------------------------------------
-def grade_task(directory, cases, timeout):
-    """(case results, problem) of one task: the student's process runs in a scratch folder of
-    its own (a fresh random name: nothing a previous task wrote is in it), removed afterwards."""
+def _judged(cases, outputs, raised, problem):
+    return [CaseResult(c.name, c.hidden, False, message=problem, weight=c.weight)
+            if problem and not (o or r) else judge(c, o, r)
+            for c, o, r in zip(cases, outputs, raised)]
+
+
+def run_task(directory, cases, timeout, substitute=()):
+    """(case results, problem) of one run of the student's code on `cases`: the student's
+    process runs in a scratch folder of its own (a fresh random name: nothing a previous task
+    wrote is in it), removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix="tinyres-grade-"))
     try:
         _layout(directory, workdir, ignore=_code_only)
-        outputs, raised, problem = run_student(workdir, cases, timeout)
+        outputs, raised, problem = run_student(workdir, cases, timeout, substitute)
     except OSError as error:            # a full disk, say: the grader's files, not the student's
         outputs, raised = [{} for _ in cases], [None for _ in cases]
         problem = f"not graded: the grader could not write or read its scratch files ({error})"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return [CaseResult(c.name, c.hidden, False, message=problem) if problem and not (o or r)
-            else judge(c, o, r) for c, o, r in zip(cases, outputs, raised)], problem
+    return _judged(cases, outputs, raised, problem), problem
 
 
-def grade(directory, assignment_id=None, timeout=300, seed=0, hidden_seed=None):
-    """Grade the copy in `directory`; returns a Report (never raises for the student's code)."""
+def grade_task(task, directory, cases, timeout, failing, points):
+    """The TaskResult of `task` on `cases`: the student's other functions it uses replaced by
+    the references; where some of them fail (`failing`: functions that failed their own
+    cases), run again with the student's own, for the feedback."""
+    uses = tuple(TASKS[u].function for u in task.uses)
+    result = TaskResult(task, *run_task(directory, cases, timeout, uses), points=points)
+    broken = tuple(f for f in uses if f in failing)
+    if broken and result.passed:
+        own, _ = run_task(directory, cases, timeout)
+        result.dependences = [Dependence(o, broken) for c, o in zip(result.cases, own)
+                              if c.passed and not o.passed]
+    return result
+
+
+def grade(directory, assignment_id=None, timeout=None, seed=0, hidden_seed=None,
+          settings=None):
+    """Grade the copy in `directory`; returns a Report (never raises for the student's code).
+    timeout: seconds per function run (default: the settings' per_function)."""
+    settings = settings or Settings()
+    timeout = settings.per_function if timeout is None else timeout
+    hidden_seed = settings.hidden_seed if hidden_seed is None else hidden_seed
     start = time.perf_counter()
     directory = Path(directory).resolve()
     report = Report(directory)
@@ -340,10 +423,16 @@ def grade(directory, assignment_id=None, timeout=300, seed=0, hidden_seed=None):
                           f"{f' (and {len(links) - 1} more)' if len(links) > 1 else ''}; hand "
                           f"in the files themselves")
         return report
-    hidden_seed = secrets.randbits(32) if hidden_seed is None else hidden_seed
+    report.hidden_seed = secrets.randbits(32) if hidden_seed is None else hidden_seed
+    failing = set()
     for task in tasks_of(report.assignment):
-        cases = case_registry.build(task.id, seed, hidden_seed)
-        report.tasks.append(TaskResult(task, *grade_task(directory, cases, timeout)))
+        cases = case_registry.build(task.id, seed, report.hidden_seed)
+        for case in cases:
+            case.weight = settings.weight_of(task.id, case)
+        result = grade_task(task, directory, cases, timeout, failing, settings.points_of(task))
+        if result.passed < len(result.cases):
+            failing.add(task.function)
+        report.tasks.append(result)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -363,51 +452,92 @@ def format_report(report):
     for t in report.tasks:
         worst = max((c.error for c in t.cases), default=float("inf"))
         lines.append(f"{t.task.function:<28} {t.task.file:<38} {t.passed:>3}/{len(t.cases):<3} "
-                     f"{worst:>10.1e} {t.score:>5g}/{t.task.points:<5}")
-        lines += ["    " + line for line in failure_lines(t.cases)]
+                     f"{worst:>10.1e} {t.score:>5g}/{t.points:<5g}")
+        lines += ["    " + line for line in failure_lines(t.cases) + dependence_lines(t)]
     for part in assignment.written:
         lines.append(f"written: {part.name}: manually graded ({part.points} points)")
-    lines.append(f"score {report.assignment}: {report.score:g}/{report.max_score} (autograded; "
+    lines.append(f"score {report.assignment}: {report.score:g}/{report.max_score:g} (autograded; "
                  f"written parts manually graded) in {report.seconds:.1f} s")
+    if report.hidden_seed is not None:
+        lines.append(f"hidden cases drawn with seed {report.hidden_seed} (a regrade with "
+                     f"--hidden-seed {report.hidden_seed} repeats them)")
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _label(case):
-    return f"{'hidden case' if case.hidden else 'case'} {case.name}"
+def _label(case, named=True):
+    """'case NAME' / 'hidden case NAME'; named=False: a hidden case without its shapes."""
+    return f"{'hidden case' if case.hidden else 'case'} {case.name}" if named else "hidden case"
 
 
-def failure_lines(cases):
+def failure_lines(cases, named=True):
     """The failing cases, each distinct message once: 'FAIL case ...: message', then the other
-    cases that failed with the same message."""
+    cases that failed with the same message. named=False leaves hidden cases' names (their
+    shapes) out, numbering them instead."""
     by_message = {}
     for case in cases:
         if not case.passed:
             by_message.setdefault(case.message, []).append(case)
+    number = {id(c): i for i, c in enumerate([c for c in cases if c.hidden], start=1)}
+
+    def label(case):
+        return _label(case) if named or not case.hidden else f"hidden case {number[id(case)]}"
     lines = []
     for message, failed in by_message.items():
-        lines.append(f"FAIL {_label(failed[0])}: {message}")
+        lines.append(f"FAIL {label(failed[0])}: {message}")
         if len(failed) > 1:
-            lines.append(f"     the same for: {'; '.join(_label(c) for c in failed[1:])}")
+            lines.append(f"     the same for: {'; '.join(label(c) for c in failed[1:])}")
     return lines
 
 
-def gradescope_results(report):
-    """Gradescope's autograder results: score, max_score, and one test per function (failing
-    cases in its output) and per written part (manually graded, 0 of 0 here)."""
+def dependence_lines(task_result, hidden=None):
+    """One line on the cases (hidden ones, visible ones, or all for hidden=None) that score
+    because the references stood in for the student's failing functions: 'they pass with the
+    reference col2im; fail with yours', with the first such case's message."""
+    found = [d for d in task_result.dependences if hidden is None or d.case.hidden == hidden]
+    if not found:
+        return []
+    names = ", ".join(found[0].functions)
+    first = found[0].case
+    return [f"NOTE {len(found)} of these cases pass with the reference {names}; fail with yours "
+            f"(first: {_label(first, named=hidden is None or not first.hidden)}: "
+            f"{first.message}). They score here: the points are lost once, in {names}."]
+
+
+def gradescope_results(report, settings=None):
+    """Gradescope's autograder results: score, max_score, and per function two tests, its
+    visible cases (and goal) and its hidden cases (visibility from the settings; by default
+    after_due_date, and without their shapes); per written part one test (manually graded, 0
+    of 0 here); a hidden test recording the hidden seed for a regrade."""
+    settings = settings or Settings()
     if report.refused:
         return {"score": 0, "max_score": 0, "output": report.refused, "tests": []}
     tests = []
     for t in report.tasks:
-        lines = [f"{t.passed}/{len(t.cases)} cases pass"] + failure_lines(t.cases)
-        tests.append({"name": f"{t.task.assignment} {t.task.function}", "score": t.score,
-                      "max_score": t.task.points, "output": "\n".join(lines),
-                      "visibility": "visible"})
+        for hidden in (False, True):
+            cases = [c for c in t.cases if c.hidden == hidden]
+            total = sum(c.weight for c in t.cases)
+            if not cases:
+                continue
+            passed = sum(c.passed for c in cases)
+            lines = [f"{passed}/{len(cases)} {'hidden ' if hidden else ''}cases pass"]
+            lines += failure_lines(cases, named=False) + dependence_lines(t, hidden)
+            tests.append({
+                "name": f"{t.task.assignment} {t.task.function}" + (" (hidden cases)" * hidden),
+                "score": t.score_of(cases),
+                "max_score": round(t.points * sum(c.weight for c in cases) / total, 2),
+                "output": "\n".join(lines),
+                "visibility": settings.hidden if hidden else settings.visible})
     for part in ASSIGNMENTS[report.assignment].written:
         tests.append({"name": f"{report.assignment} written: {part.name}", "score": 0,
                       "max_score": 0, "output": f"manually graded ({part.points} points, by "
                                                 f"course staff)", "visibility": "visible"})
+    tests.append({"name": "grading record (staff only)", "score": 0, "max_score": 0,
+                  "output": f"hidden seed {report.hidden_seed}: `tinyres assignment grade "
+                            f"--hidden-seed {report.hidden_seed}` repeats this grading",
+                  "visibility": "hidden"})
     return {"score": report.score, "max_score": report.max_score,
-            "output": "\n".join(report.notes), "tests": tests}
+            "output": "\n".join(report.notes), "tests": tests,
+            "extra_data": {"hidden_seed": report.hidden_seed}}
 
 
 def summary_line(report):
@@ -415,22 +545,34 @@ def summary_line(report):
     if report.refused:
         return f"{report.directory.name:<24} {'-':>9}  {report.refused}"
     failing = [t.task.function for t in report.tasks if t.passed < len(t.cases)]
-    return (f"{report.directory.name:<24} {report.score:>5g}/{report.max_score:<3} "
+    return (f"{report.directory.name:<24} {report.score:>5g}/{report.max_score:<3g} "
             f"{report.assignment}  " + (f"failing: {', '.join(failing)}" if failing
                                         else "all functions pass")
             + ("  " + " ".join(report.notes) if report.notes else ""))
 
 
+def feedback_path(csv_path, report):
+    """Where the student's feedback file goes: a folder beside the CSV, one file each."""
+    csv_path = Path(csv_path)
+    return csv_path.with_name(csv_path.stem + "-feedback") / f"{report.directory.name}.txt"
+
+
 class GradeSheet:
     """The CSV of a batch, a row appended (and flushed to disk) as each student is graded, so a
-    batch that stops midway keeps every row it reached: student, assignment, score, max_score,
-    one column per function of `assignments`, status."""
+    batch that stops midway keeps every row it reached, and each student's feedback file (the
+    table staff see) beside it: student, assignment, score, max_score, one column per function
+    of `assignments`, one per written part (empty: the staff fill them in), hidden_seed (a
+    regrade with it repeats the grading), feedback (the file), status."""
 
     def __init__(self, path, assignments):
+        self.path = Path(path)
         self.functions = [t.function for a in assignments for t in tasks_of(a)]
+        self.written = [f"{a} written: {p.name} ({p.points})" for a in assignments
+                        for p in ASSIGNMENTS[a].written]
         self.file = open(path, "w", newline="")
         self.writer = csv.writer(self.file)
-        self._write(["student", "assignment", "score", "max_score", *self.functions, "status"])
+        self._write(["student", "assignment", "score", "max_score", *self.functions,
+                     *self.written, "hidden_seed", "feedback", "status"])
 
     def _write(self, row):
         self.writer.writerow(row)
@@ -438,9 +580,15 @@ class GradeSheet:
         os.fsync(self.file.fileno())
 
     def add(self, report):
+        feedback = feedback_path(self.path, report)
+        feedback.parent.mkdir(parents=True, exist_ok=True)
+        feedback.write_text(format_report(report) + "\n")
         per_task = {t.task.function: t.score for t in report.tasks}
         self._write([report.directory.name, report.assignment, report.score, report.max_score,
                      *[per_task.get(name, "") for name in self.functions],
+                     *["" for _ in self.written],
+                     "" if report.hidden_seed is None else report.hidden_seed,
+                     feedback.relative_to(self.path.parent).as_posix(),
                      report.refused or " ".join(report.notes) or "graded"])
 
     def close(self):

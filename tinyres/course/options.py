@@ -28,7 +28,9 @@ def output_file(text):
 
 
 def add_assignment_arguments(course):
-    """`tinyres assignment make / grade / list`."""
+    """`tinyres assignment make / grade / gradescope / list`."""
+    settings_help = ("the course's settings (TOML, or JSON): points, time limits, visibility, "
+                     "release order; see docs/assignments/README.md")
     course_actions = course.add_subparsers(dest="action", required=True)
     make = course_actions.add_parser("make", help="write a student copy of an assignment")
     make.add_argument("assignment", choices=["A1", "A2", "A3", "A4"])
@@ -37,6 +39,7 @@ def add_assignment_arguments(course):
                       help="keep the reference solutions (a copy for course staff)")
     make.add_argument("--force", action="store_true",
                       help="replace a copy `assignment make` wrote earlier (nothing else)")
+    make.add_argument("--settings", metavar="FILE", help=settings_help)
     grade = course_actions.add_parser(
         "grade", help="grade student copies (the student's code runs in a subprocess); exit 0 "
                       "whenever grading ran")
@@ -48,8 +51,18 @@ def add_assignment_arguments(course):
                        help="write Gradescope's results.json (one submission)")
     grade.add_argument("--csv", metavar="PATH", type=output_file,
                        help="write the scores as CSV (default grades.csv for several DIRs)")
-    grade.add_argument("--timeout", type=number_in(0, low_open=True), default=300,
-                       help="seconds per function (default 300)")
+    grade.add_argument("--timeout", type=number_in(0, low_open=True), default=None,
+                       help="seconds per function (default: the settings' per_function, 300)")
+    grade.add_argument("--hidden-seed", type=int, metavar="N",
+                       help="the hidden cases' seed (default: drawn, and recorded in the "
+                            "report, the results and the CSV; give it to regrade)")
+    grade.add_argument("--settings", metavar="FILE", help=settings_help)
+    package = course_actions.add_parser(
+        "gradescope", help="write the Gradescope autograder zip of an assignment")
+    package.add_argument("assignment", choices=["A1", "A2", "A3", "A4"])
+    package.add_argument("--out", required=True, metavar="ZIP",
+                         help="the zip to write (e.g. autograder.zip)")
+    package.add_argument("--settings", metavar="FILE", help=settings_help)
     course_actions.add_parser("list", help="the assignments, their functions and files")
 
 

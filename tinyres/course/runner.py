@@ -20,9 +20,14 @@ every such process before it exits with the child's status: the grader reads the
 only once nothing of the student's is left to rewrite them. Limits set here (file size, no
 core files) hold for everything the student's code starts.
 
+When request.json names functions to `substitute` (grading conv2d_backward, which calls the
+student's im2col and col2im), the grader's plain NumPy references (./references.py, copied in
+for that task only) stand in for them, so one bug costs points in one function.
+
 Plain Python and NumPy at the top; tinyres is imported from ./package when the cases run.
 """
 import ctypes
+import importlib.util
 import json
 import os
 import resource
@@ -183,8 +188,60 @@ def run_sgd(params, inputs):
     return {f"param {i}": p.numpy() for i, p in enumerate(weights)}
 
 
+def count_lines(call):
+    """(call(), the number of lines of Python it ran in the copy's files): a trace function on
+    every frame whose code is in ./package; NumPy's and this file's lines are not counted."""
+    count = 0
+
+    def on_line(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return on_line
+
+    def on_call(frame, event, arg):
+        return on_line if frame.f_code.co_filename.startswith(PACKAGE + os.sep) else None
+    sys.settrace(on_call)
+    try:
+        result = call()
+    finally:
+        sys.settrace(None)
+    return result, count
+
+
+def run_goal(params, inputs):
+    """Recipe "goal": recipe params["call"] at a small and a large size (inputs and outputs
+    prefixed 'small/', 'large/'), and "lines": the lines of the copy each size ran."""
+    outputs, lines = {}, []
+    for size in ("small", "large"):
+        sized = {k.split("/", 1)[1]: v for k, v in inputs.items() if k.startswith(size + "/")}
+        result, count = count_lines(lambda: RECIPES[params["call"]](params[size], sized))
+        outputs.update({f"{size}/{k}": v for k, v in result.items()})
+        lines.append(count)
+    outputs["lines"] = numpy.array(lines)
+    return outputs
+
+
 RECIPES = {"function": run_function, "autograd": run_autograd, "backward": run_backward,
-           "sgd": run_sgd}
+           "sgd": run_sgd, "goal": run_goal}
+
+
+def substitute(names):
+    """Put the grader's references (./references.py) in place of the copy's functions `names`
+    (im2col, col2im, conv2d_forward), where the functions that call them look them up."""
+    spec = importlib.util.spec_from_file_location("references", os.path.abspath("references.py"))
+    references = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(references)
+    from tinyres.functional import conv
+    stand_ins = {
+        "im2col": lambda x, kernel_size, stride=1, padding=0:
+            references.im2col_loops(x, kernel_size, stride, padding),
+        "col2im": lambda cols, x_shape, kernel_size, stride=1, padding=0:
+            references.col2im_loops(cols, x_shape, kernel_size, stride, padding),
+        "conv2d_forward": lambda x, weight, stride, padding:
+            references.conv_reference(x, weight, stride, padding),
+    }
+    for name in names:
+        setattr(conv, name, stand_ins[name])
 
 
 def where_in_copy(err):
@@ -205,6 +262,8 @@ def run_cases():
     with open("request.json") as f:
         request = json.load(f)
     arrays = numpy.load("request.npz", allow_pickle=False)
+    if request.get("substitute"):
+        substitute(request["substitute"])
     outputs, report = {}, {"cases": []}
     for index, case in enumerate(request["cases"]):
         inputs = {name: arrays[f"{index}/{name}"] for name in case["inputs"]}
