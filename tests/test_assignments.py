@@ -179,8 +179,9 @@ def test_csv_has_one_row_per_student_with_written_parts_seed_and_feedback(tmp_pa
     reports[0].hidden_seed = 1234
     reports[1].directory = Path("/submissions/grace")
     sheet = grader.GradeSheet(tmp_path / "grades.csv", ["A2"])
-    for report in reports:
-        sheet.add(report)
+    for count, report in enumerate(reports, start=2):
+        sheet.add(report)                                    # on disk as each is graded
+        assert len(list(csv.reader((tmp_path / "grades.csv").open()))) == count
     sheet.close()
     rows = list(csv.reader((tmp_path / "grades.csv").open()))
     assert rows[0][:4] == ["student", "assignment", "score", "max_score"]

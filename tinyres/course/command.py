@@ -76,21 +76,12 @@ def run_assignment(args):
         return 2
 
 
-def _output_file(option, path):
-    """Refuse, before any grading, an output path that cannot be written as a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a folder; give a file name (such as "
-                         f"{path / ('results.json' if option == '--json' else 'grades.csv')})")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{option} {path}: the folder {path.parent} does not exist")
-
-
 def _grade(args, grader, settings):
     """One folder: its table (and --json); several: one line each and a CSV, a row (and the
     student's feedback file beside it) written as each student is graded. Exit 0 whenever
     grading ran, whatever the scores."""
     from tinyres.course.assignments import ASSIGNMENTS
+    from tinyres.course.options import output_file_problem
     missing = [d for d in args.directories if not Path(d).is_dir()]
     if missing:
         raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
@@ -101,9 +92,8 @@ def _grade(args, grader, settings):
         raise ValueError("--json writes one submission's results (Gradescope grades one "
                          "submission at a time); for a folder of submissions use --csv")
     csv_path = args.csv or ("grades.csv" if len(args.directories) > 1 else None)
-    for option, path in (("--json", args.json), ("--csv", csv_path)):
-        if path:
-            _output_file(option, path)
+    if csv_path and output_file_problem(csv_path):          # the default grades.csv
+        raise ValueError(f"--csv {output_file_problem(csv_path)}")
     sheet = csv_path and grader.GradeSheet(csv_path, [args.assignment] if args.assignment
                                            else list(ASSIGNMENTS))
     try:

@@ -206,59 +206,53 @@ def _scrubbed_environment(home):
             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_CACHE_DIR": str(home)}
 
 
-# Linux prctl options (linux/prctl.h)
-PR_GET_DUMPABLE, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 3, 4, 36
+PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4           # linux/prctl.h
 
 
 def _prctl(option, value=0):
-    """prctl(2) on Linux (0 elsewhere, where neither setting exists)."""
+    """prctl(2) on Linux (0 elsewhere, where the setting does not exist)."""
     if not sys.platform.startswith("linux"):
         return 0
     return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
-def _children():
-    """The pids whose parent is this process (zombies included), from /proc."""
-    me, pids = os.getpid(), set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state_and_ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):               # the process ended meanwhile
-            continue
-        if int(state_and_ppid[1]) == me:
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 @contextlib.contextmanager
-def adopting_orphans():
-    """While open, every orphan among this process's descendants becomes its child (Linux's
-    child subreaper), so nothing the student's process starts escapes, a `setsid` daemon or a
-    double fork included; on leaving, every child that was not there before is killed and
-    reaped, round after round (the orphans of one round are the children of the next), until
-    none is left. Meanwhile this process is not dumpable: its /proc files (environ, mem) are
-    closed to the other processes of its user."""
-    before = _children()
+def not_dumpable():
+    """While open, this process's /proc files (environ, mem) are closed to the other processes
+    of its user (a root process still reads them: a container runs the student as another
+    user)."""
     dumpable = _prctl(PR_GET_DUMPABLE)
     _prctl(PR_SET_DUMPABLE, 0)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
     try:
         yield
     finally:
-        while new := _children() - before:
-            for pid in new:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            for pid in new:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-        _prctl(PR_SET_CHILD_SUBREAPER, 0)
         _prctl(PR_SET_DUMPABLE, dumpable)
+
+
+def kill_marked(marker):
+    """SIGKILL every process whose environment holds `marker`, round after round until none
+    is left: the student's processes that left the runner's session and outlived its guard
+    (which was killed). Every process of a grading run starts with the run's marker in its
+    environment, and /proc shows that first environment whatever the process does to
+    os.environ later; only a new program exec'd with another environment loses it."""
+    needle = marker.encode()
+    while True:
+        found = []
+        for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            with contextlib.suppress(OSError):
+                if needle in Path(f"/proc/{entry}/environ").read_bytes():
+                    found.append(int(entry))
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)                       # let the kernel finish them before looking again
 
 
 def run_student(workdir, cases, timeout, substitute=()):
     """Send `cases` to runner.py in `workdir`; returns (outputs per case, reports per case,
-    problem). When this returns, every process the runner started is dead. `substitute`: the
+    problem), read once every process the runner started is dead. `substitute`: the
     functions the grader's references stand in for (references.py is copied in for them)."""
     (workdir / "request.json").write_text(json.dumps(
         {"cases": [{"call": c.call, "params": c.params, "inputs": list(c.inputs)}
@@ -271,20 +265,22 @@ def run_student(workdir, cases, timeout, substitute=()):
     python = private_interpreter(workdir / "python")
     home = workdir / "home"
     home.mkdir()
-    problem = ""
-    with adopting_orphans(), open(workdir / "stdout.txt", "wb") as out, \
+    problem, marker = "", f"TINYRES_GRADING_RUN={secrets.token_hex(16)}"
+    environment = {**_scrubbed_environment(home), **dict([marker.split("=")])}
+    with not_dumpable(), open(workdir / "stdout.txt", "wb") as out, \
             open(workdir / "stderr.txt", "wb") as err:
         child = subprocess.Popen([str(python), "-I", "runner.py"], cwd=workdir, stdout=out,
-                                 stderr=err, stdin=subprocess.DEVNULL,
-                                 env=_scrubbed_environment(home), start_new_session=True)
+                                 stderr=err, stdin=subprocess.DEVNULL, env=environment,
+                                 start_new_session=True)
         try:
             child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             problem = f"did not finish within {timeout:g} s (an endless loop?)"
         finally:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)       # the session, then every orphan
+                os.killpg(child.pid, signal.SIGKILL)   # the guard and its process group ...
             child.wait()
+            kill_marked(marker)                        # ... and any that left both
     if not problem and child.returncode < 0:
         return ([{} for _ in cases], [None for _ in cases],
                 f"the grader's guard process was killed (signal {-child.returncode}), by the "

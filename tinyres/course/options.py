@@ -1,8 +1,30 @@
 """The options of `tinyres assignment` and `tinyres gradcheck` (the course room's commands), so
 that the CLI can list them without importing the course's tools (it imports them only when the
 command runs; a student copy leaves the grader's side out)."""
+import argparse
+from pathlib import Path
+
 from tinyres import backend
 from tinyres.options import number_in
+
+
+def output_file_problem(path):
+    """Why `path` cannot be written as a results file (None when it can): checked before any
+    grading, so a batch never ends in an error after its work is done."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; give the name of a file (in it, or anywhere)"
+    if not path.parent.is_dir():
+        return f"{path}: the folder {path.parent} does not exist"
+    return None
+
+
+def output_file(text):
+    """argparse type: a file to write (not a folder; its folder exists)."""
+    problem = output_file_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def add_assignment_arguments(course):
@@ -25,9 +47,9 @@ def add_assignment_arguments(course):
                        help="a copy `assignment make` wrote; several: one line each and a CSV")
     grade.add_argument("--assignment", choices=["A1", "A2", "A3", "A4"],
                        help="which assignment (default: the copy's signed manifest)")
-    grade.add_argument("--json", metavar="PATH",
+    grade.add_argument("--json", metavar="PATH", type=output_file,
                        help="write Gradescope's results.json (one submission)")
-    grade.add_argument("--csv", metavar="PATH",
+    grade.add_argument("--csv", metavar="PATH", type=output_file,
                        help="write the scores as CSV (default grades.csv for several DIRs)")
     grade.add_argument("--timeout", type=number_in(0, low_open=True), default=None,
                        help="seconds per function (default: the settings' per_function, 300)")

@@ -12,10 +12,13 @@ grader reads the arrays it expects, by its own list of cases, and compares them 
 process; a case without its arrays fails. Whatever this process prints, patches or fakes, only
 the arrays it returns count, and the messages only ever explain a failure.
 
-The process is a guard and its child: the guard forks before any student code is imported,
-waits, and exits with the child's status, so the student's code has the guard, not the
-grader, as its parent. Limits set here (file size, no core files) hold for everything the
-student's code starts.
+The process is a guard and its child. The guard forks before any student code is imported,
+so the student's code has the guard, not the grader, as its parent; it is the child
+subreaper of everything the student's code starts (Linux: an orphan, a `setsid` daemon or a
+double fork included, becomes the guard's child, not init's), and when the child ends it kills
+every such process before it exits with the child's status: the grader reads the outputs
+only once nothing of the student's is left to rewrite them. Limits set here (file size, no
+core files) hold for everything the student's code starts.
 
 When request.json names functions to `substitute` (grading conv2d_backward, which calls the
 student's im2col and col2im), the grader's plain NumPy references (./references.py, copied in
@@ -23,10 +26,12 @@ for that task only) stand in for them, so one bug costs points in one function.
 
 Plain Python and NumPy at the top; tinyres is imported from ./package when the cases run.
 """
+import ctypes
 import importlib.util
 import json
 import os
 import resource
+import signal
 import sys
 import traceback
 
@@ -34,6 +39,7 @@ import numpy
 
 PACKAGE = os.path.abspath("package")
 MAX_FILE_BYTES = 64 * 2**20        # no file the student's code writes grows past this
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36        # linux/prctl.h
 
 
 def _function(name):
@@ -275,12 +281,48 @@ def run_cases():
         json.dump(report, f)
 
 
+def children():
+    """The pids whose parent is this process (zombies included), from /proc."""
+    me, pids = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):      # not a process, or it ended meanwhile
+            continue
+        if ppid == me:
+            pids.add(int(entry))
+    return pids
+
+
+def kill_descendants():
+    """SIGKILL and reap every child, round after round: the orphans of one round are the
+    subreaper's children in the next, until none is left."""
+    while pids := children():
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
 def main():
-    """The guard: set the limits, fork the child that runs the cases, exit with its status."""
+    """The guard: set the limits, fork the child that runs the cases, wait for it, kill what
+    it left behind, exit with its status."""
     resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    linux = sys.platform.startswith("linux")
+    if linux:
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     child = os.fork()
     if child == 0:
+        if linux:                                  # the child dies with its guard
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         try:
             run_cases()
         finally:
@@ -288,6 +330,8 @@ def main():
             sys.stderr.flush()
         os._exit(0)
     _, status = os.waitpid(child, 0)
+    if linux:
+        kill_descendants()
     code = os.waitstatus_to_exitcode(status)
     os._exit(code if code >= 0 else 128 - code)       # killed by signal s: 128 + s, as a shell
 
