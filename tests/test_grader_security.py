@@ -70,24 +70,28 @@ def test_an_output_that_is_a_folder_is_refused_before_grading(tmp_path, option, 
         assert option in captured.err and words in captured.err
 
 
+def _sign(copy, assignment):
+    signing.write_manifest(copy / copier.MANIFEST, {"assignment": assignment,
+                                                    "digests": copier.file_digests(copy)})
+
+
 def test_a_manifest_moved_to_another_copy_is_refused(tmp_path):
     a1, a2 = _fake_copy(tmp_path / "a1", "A1"), _fake_copy(tmp_path / "a2", "A2")
-    signing.write_manifest(a1 / copier.MANIFEST, {"assignment": "A1", "entries": []})
-    signing.write_manifest(a2 / copier.MANIFEST, {"assignment": "A2", "entries": []})
-    assert signing.manifest_problem(a1 / copier.MANIFEST) is None
+    _sign(a1, "A1")
+    assert grader.choose_assignment(a1) == ("A1", [], "")
     (a2 / copier.MANIFEST).write_text((a1 / copier.MANIFEST).read_text())     # the replay
-    problem = signing.manifest_problem(a2 / copier.MANIFEST)
-    assert "made for another copy" in problem and "tests/test_A1.py" in problem
-    (a2 / "tests" / "test_A1.py").write_text("")                # the file list matched too ...
-    problem = signing.manifest_problem(a2 / copier.MANIFEST)
-    assert "tinyres/student_copy.py is not the one it was signed with" in problem   # ... not this
     assignment, _, refused = grader.choose_assignment(a2)
     assert assignment is None and "made for another copy" in refused
+    assert "tests/test_A1.py, which this copy lacks" in refused
+    (a2 / "tests" / "test_A1.py").write_text("")                # the file list matched too ...
+    refused = grader.choose_assignment(a2)[2]
+    assert "tinyres/student_copy.py is not the one it was signed with" in refused  # ... not this
+    assert "made for another copy" in grader.choose_assignment(a2, "A1")[1][0]      # a note
 
 
 def test_without_a_course_key_grading_says_nothing_and_makes_no_key(tmp_path, monkeypatch):
     copy = _fake_copy(tmp_path / "ada")
-    signing.write_manifest(copy / copier.MANIFEST, {"assignment": "A2", "entries": []})
+    _sign(copy, "A2")
     key_file = tmp_path / "home" / ".config" / "tinyres" / "course-key"
     monkeypatch.setattr(signing, "KEY_FILE", key_file)
     monkeypatch.delenv("TINYRES_COURSE_KEY")
@@ -96,7 +100,7 @@ def test_without_a_course_key_grading_says_nothing_and_makes_no_key(tmp_path, mo
     assert assignment is None and "no course key on this machine" in refused
     assert "--assignment" in refused
     assert not key_file.exists()
-    signing.write_manifest(copy / copier.MANIFEST, {"assignment": "A2", "entries": []})
+    _sign(copy, "A2")
     assert key_file.is_file()                                        # `make` makes it
 
 

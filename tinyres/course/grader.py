@@ -10,13 +10,16 @@ What it does, per task of the assignment:
    expected from plain NumPy references (tinyres/course/references.py); hidden cases use a seed
    drawn for this run (or --hidden-seed, or the settings' hidden_seed), recorded in the report,
    the results and the CSV, so that a regrade with it gives the same cases, score and feedback;
-2. runs tinyres/course/runner.py in a subprocess: working directory a temporary copy of DIR's
-   tinyres/ and kernels/ (laid out as installed), its own process group (killed whole when it
-   ends or times out: no grandchild survives), an environment holding nothing of the grader's
-   (no keys, no paths), `python -I`; it reads the inputs from a file and writes the outputs to
-   one;
-3. compares those arrays here, case by case (tinyres/course/feedback.py). Nothing the student's
-   process prints counts; a case without an output scores zero.
+2. runs tinyres/course/runner.py in a subprocess, in a scratch folder of its own (a fresh
+   random name, removed afterwards) holding a copy of DIR's tinyres/ and kernels/ (laid out as
+   installed, code only): with an interpreter that sees NumPy and nothing else of this
+   installation (private_interpreter), an environment holding nothing of the grader's (no
+   keys, no paths), its own session, and a guard process between it and the grader that
+   kills whatever the student's code started (runner.py); the grader kills the session and
+   any process still carrying the run's marker, then reads the outputs;
+3. compares those arrays here, case by case, by its own list of cases
+   (tinyres/course/feedback.py). Nothing the student's process prints or claims counts; a
+   case without its arrays scores zero.
 
 Each function is graded on its own: a task that calls others of the assignment (`Task.uses`:
 conv2d_backward calls im2col and col2im) runs with the grader's references in their place, so
@@ -31,11 +34,13 @@ key (tinyres/course/signing.py); an edited manifest is refused. The written part
 are listed as "manually graded". The exit status is 0 whenever grading ran.
 
 Not an OS sandbox: the student's code runs as the grader's user and could read the grader's
-files or the network. docs/assignments/README.md says what to run it inside.
+files, signal it, or use the network. docs/assignments/README.md ("The trust boundary") says
+what the grader trusts and what a container must add.
 """
 import contextlib
 import csv
 import ctypes
+import hashlib
 import json
 import os
 import secrets
@@ -132,12 +137,41 @@ class GraderError(Exception):
 
 
 # -- choosing the assignment --------------------------------------------------------------------
+IDENTITY = "tinyres/student_copy.py"          # which copy this is: its assignment, its handout
+
+
+def copy_problem(directory, manifest):
+    """Why a manifest whose signature holds was made for another copy than the one in
+    `directory` (None when it was made for this one): every file `make` wrote under tinyres/,
+    kernels/ and tests/ must still be there, and tinyres/student_copy.py be the one it wrote.
+    Students edit their functions; they do not remove files or rewrite which copy they hold."""
+    written = manifest.get("digests")
+    if not isinstance(written, dict):
+        return f"the manifest {MANIFEST} lists no files (it was made by an older tinyres)"
+    missing = sorted(relative for relative in written
+                     if relative.split("/")[0] in ("tinyres", "kernels", "tests")
+                     and not (Path(directory) / relative).is_file())
+    identity = Path(directory) / IDENTITY
+    digest = hashlib.sha256(identity.read_bytes()).hexdigest() if identity.is_file() else None
+    if missing:
+        return (f"the manifest {MANIFEST} was made for another copy (it lists "
+                f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}, which this copy "
+                f"lacks)")
+    if written.get(IDENTITY) != digest:
+        return (f"the manifest {MANIFEST} was made for another copy ({IDENTITY} is not the one "
+                f"it was signed with)")
+    return None
+
+
 def choose_assignment(directory, assignment_id=None):
     """(assignment id or None, notes, refusal): --assignment wins; else a manifest whose
-    signature holds under the course key."""
+    signature holds under the course key and that was made for this copy."""
     manifest_path = Path(directory) / MANIFEST
     problem = manifest_problem(manifest_path)
     manifest = None if problem else read_manifest(manifest_path)
+    if manifest:
+        problem = copy_problem(directory, manifest)
+        manifest = None if problem else manifest
     if assignment_id:
         check_assignment_id(assignment_id)
         notes = []

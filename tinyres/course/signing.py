@@ -1,13 +1,10 @@
-"""The copy's manifest, signed with the course key, so an edited or moved manifest is noticed.
+"""The copy's manifest, signed with the course key, so an edited manifest is noticed.
 
 `make` writes .tinyres-assignment as JSON with an HMAC-SHA256 of its content under the course
 key: $TINYRES_COURSE_KEY if set, else the key in ~/.config/tinyres/course-key (made, random, by
-the first `make`; grading never makes one). The signed content binds the manifest to its copy:
-besides the assignment, it lists the files `make` wrote under tinyres/, kernels/ and tests/,
-and holds a digest of tinyres/student_copy.py (the copy's identity: which assignment, which
-handout). A student who edits the manifest ("A2" -> "A1") cannot re-sign it without the key,
-and one copied from another copy (an A1 manifest into an A2 copy) names files or an identity
-this copy does not have: the grader refuses both.
+the first `make`; grading never makes one). A student who edits the manifest ("A2" -> "A1")
+cannot re-sign it without the key. The signed content includes the SHA-256 of every file `make`
+wrote, so the grader also refuses a manifest copied from another copy (see grader.py).
 
 Without a key on the machine (the documented Gradescope setup, which grades with
 --assignment), no manifest can be checked, and the grader says so only when it would need one.
@@ -22,8 +19,6 @@ import secrets
 from pathlib import Path
 
 KEY_FILE = Path.home() / ".config" / "tinyres" / "course-key"
-BOUND_FOLDERS = ("tinyres", "kernels", "tests")        # the files a copy's manifest lists
-IDENTITY = "tinyres/student_copy.py"
 
 
 def course_key(create=False):
@@ -45,25 +40,8 @@ def _signature(content, key):
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def copy_files(copy):
-    """The files of a copy that its manifest binds: everything under BOUND_FOLDERS, relative
-    paths, sorted (caches left out)."""
-    return sorted(str(p.relative_to(copy)) for folder in BOUND_FOLDERS
-                  for p in (Path(copy) / folder).rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
-
-
-def copy_identity(copy):
-    """The SHA-256 of the copy's tinyres/student_copy.py (None when it has none)."""
-    path = Path(copy) / IDENTITY
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def write_manifest(path, content):
-    """Sign `content`, with the files and identity of the copy the manifest sits in, and write
-    it to `path` (making the course key if there is none yet)."""
-    copy = Path(path).parent
-    content = {**content, "files": copy_files(copy), "identity": copy_identity(copy)}
+    """Sign `content` and write it to `path` (making the course key if there is none yet)."""
     signature = _signature(content, course_key(create=True))
     Path(path).write_text(json.dumps({**content, "signature": signature}, indent=2))
 
@@ -83,22 +61,14 @@ def read_manifest(path):
 
 
 def manifest_problem(path):
-    """Why the manifest at `path` cannot be trusted for the copy it sits in, or None when it
-    can."""
+    """Why the manifest at `path` cannot be trusted, or None when it can."""
     path = Path(path)
     if not path.is_file():
         return f"no manifest {path.name}"
     if course_key() is None:
         return (f"no course key on this machine to check the manifest {path.name} "
                 f"(TINYRES_COURSE_KEY, or {KEY_FILE})")
-    manifest = read_manifest(path)
-    if manifest is None:
+    if read_manifest(path) is None:
         return (f"the manifest {path.name} was edited or signed with another course key "
                 f"(its signature does not match)")
-    missing = sorted(set(manifest.get("files", [])) - set(copy_files(path.parent)))
-    if missing or manifest.get("identity") != copy_identity(path.parent):
-        found = (f"it lists {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}, "
-                 f"which this copy lacks" if missing else f"{IDENTITY} is not the one it was "
-                                                          f"signed with")
-        return f"the manifest {path.name} was made for another copy ({found})"
     return None
