@@ -345,7 +345,10 @@ while pid > 1:
     except OSError as error:
         found.append(str(error))
     pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-raise RuntimeError(" ".join(f for f in found if "COURSE_KEY" in f) or "nothing")
+for entry in (e for text in found for e in text.replace(",", "\\0").split("\\0")):
+    if "TINYRES_COURSE_KEY" in entry:
+        raise RuntimeError(f"found {entry}")
+raise RuntimeError("nothing")
 ''')
     results = tmp_path / "results.json"
     env = {**os.environ, "TINYRES_COURSE_KEY": KEY}
