@@ -18,6 +18,8 @@ from pathlib import Path
 
 import nbformat
 
+from tinyres.course.assignments import ASSIGNMENTS
+
 HERE = Path(__file__).resolve().parents[1] / "docs" / "assignments"
 
 SETUP = '''\
@@ -77,21 +79,22 @@ def code(text):
     return nbformat.v4.new_code_cell(text)
 
 
-def intro(assignment, title, handout, what):
+def opening(assignment, what, imports=""):
+    """The cells every notebook starts with: the introduction (`what` the student writes),
+    the setup that names the copy, the helpers (and `imports`, the functions checked)."""
+    title, handout = ASSIGNMENTS[assignment].title, Path(ASSIGNMENTS[assignment].handout).name
     return [md(f"# {assignment}: {title}\n\nThe notebook form of the handout, "
                f"[{handout}]({handout}): read it first. {what}\n\n"
                f"You write your code in your copy's files, not here; these cells call it, check "
                f"it, and print relative errors (about 1e-9 or smaller when right). The first "
                f"cell that calls a function you have not written stops with its "
                f"`NotImplementedError`, which names it. After editing a file, restart the "
-               f"kernel and run the cells again.")]
+               f"kernel and run the cells again."),
+            code(SETUP.format(folder=assignment.lower())), code(HELPERS + imports)]
 
 
-A1 = intro("A1", "Autograd and gradient checking", "A1-autograd.md",
-           "You write the backward passes of three ops in `tinyres/ops.py`: `Mul.backward`, "
-           "`MatMul.backward` and `Sum.backward`.") + [
-    code(SETUP.format(folder="a1")),
-    code(HELPERS),
+A1 = opening("A1", "You write the backward passes of three ops in `tinyres/ops.py`: "
+             "`Mul.backward`, `MatMul.backward` and `Sum.backward`.") + [
     md("## Mul.backward\n\n$y = a b$ (broadcast): $\\partial L/\\partial a = g\\,b$ and "
        "$\\partial L/\\partial b = g\\,a$, each summed back to its input's shape. We check it "
        "against central differences of $L = \\langle y, d \\rangle$ for a random direction $d$."),
@@ -153,16 +156,13 @@ print(f"central differences {numeric * 1e3:.1f} ms, backward {analytic * 1e3:.2f
        "$d$ instead of summing it (all ones)? Answer in the handout's written part."),
 ]
 
-A2 = intro("A2", "Convolution: seven loops, then im2col + GEMM", "A2-im2col-convolution.md",
-           "You write, in `tinyres/functional/conv_loops.py` and `conv.py`: `conv2d_loops` "
+A2 = opening("A2", "You write, in `tinyres/functional/conv_loops.py` and `conv.py`: `conv2d_loops` "
            "(the definition, first: it is the oracle), `im2col`, `col2im`, `conv2d_forward` "
            "and `conv2d_backward`, without a Python loop over images, channels or pixels "
-           "(the grader counts the lines your code runs at two sizes).") + [
-    code(SETUP.format(folder="a2")),
-    code(HELPERS + '''
+           "(the grader counts the lines your code runs at two sizes).", '''
 
 from tinyres.functional.conv import col2im, conv2d_backward, conv2d_forward, im2col
-from tinyres.functional.conv_loops import conv2d_loops'''),
+from tinyres.functional.conv_loops import conv2d_loops''') + [
     md("## conv2d_loops: the definition\n\nA 2x2 filter of ones on a 4x4 image sums each 2x2 "
        "window, which slicing computes by hand: the four corners of the window added."),
     code('''\
@@ -219,13 +219,10 @@ print(f"seven loops {loops * 1e3:.1f} ms, im2col + GEMM {gemm * 1e3:.2f} ms: "
       f"{loops / gemm:.0f}x")'''),
 ]
 
-A3 = intro("A3", "Batch norm (twice) and pooling", "A3-batchnorm-pooling.md",
-           "You write `batch_norm_graph` (batch norm from tinyres ops, "
+A3 = opening("A3", "You write `batch_norm_graph` (batch norm from tinyres ops, "
            "`tinyres/functional/batchnorm_graph.py`), the closed-form "
            "`batch_norm_train_backward` (`batchnorm.py`, no loop over the batch, channels or "
-           "pixels) and `max_pool2d_backward` (`pooling.py`).") + [
-    code(SETUP.format(folder="a3")),
-    code(HELPERS + '''
+           "pixels) and `max_pool2d_backward` (`pooling.py`).", '''
 
 import tinyres.functional as F
 from tinyres.functional.batchnorm_graph import batch_norm_graph
@@ -236,7 +233,7 @@ def normalised(x, weight, bias, eps=1e-5):
     mean = x.mean(axis=(0, 2, 3), keepdims=True)
     var = x.var(axis=(0, 2, 3), keepdims=True)
     shape = (1, -1, 1, 1)
-    return (x - mean) / np.sqrt(var + eps) * weight.reshape(shape) + bias.reshape(shape)'''),
+    return (x - mean) / np.sqrt(var + eps) * weight.reshape(shape) + bias.reshape(shape)''') + [
     md("## batch_norm_graph: autograd derives the backward"),
     code('''\
 x, weight, bias = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(3), rng.standard_normal(3)
@@ -281,15 +278,12 @@ for name, norm in (("graph of ops", batch_norm_graph),
     print(f"{name:<14} backward {(time.perf_counter() - start) * 1e3:.2f} ms")'''),
 ]
 
-A4 = intro("A4", "Residual networks on CIFAR-10", "A4-residual-networks.md",
-           "You write `ZeroPadShortcut.forward`, `ResidualBlock.forward` and "
+A4 = opening("A4", "You write `ZeroPadShortcut.forward`, `ResidualBlock.forward` and "
            "`BasicBlock.residual` (`tinyres/models/blocks.py`) and `SGD.step` "
-           "(`tinyres/optim/sgd.py`).") + [
-    code(SETUP.format(folder="a4")),
-    code(HELPERS + '''
+           "(`tinyres/optim/sgd.py`).", '''
 
 import tinyres.functional as F
-from tinyres.models.blocks import BasicBlock, ResidualBlock, ZeroPadShortcut'''),
+from tinyres.models.blocks import BasicBlock, ResidualBlock, ZeroPadShortcut''') + [
     md("## ZeroPadShortcut.forward (option A)\n\nEvery stride-th pixel, then zero channels "
        "before and after: 2 -> 4 channels at stride 2 keeps channels 1 and 2."),
     code('''\
