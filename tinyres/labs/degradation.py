@@ -1,20 +1,23 @@
-"""Lab: the degradation problem — the paper's Fig. 6 (left and middle) at a scale a laptop runs.
+"""Lab: the degradation problem — the paper's Fig. 6 (left and middle) at its depths, 20 and 56.
 
 The paper (section 4.2, Fig. 6) trains plain nets and ResNets of 20, 32, 44 and 56 layers on
 CIFAR-10 for 64k iterations: the deeper *plain* net has the HIGHER training error (an optimisation
-failure, not overfitting), while the deeper *ResNet* has the lower one. This lab trains the same
-two families at two depths on the project's 5,482-image subset, several seeds each, and draws one
-panel per family: training error at every iteration (thin), test error after every epoch (bold).
+failure, not overfitting), while the deeper *ResNet* has the lower one. This lab trains both
+families at 8, 20 and 56 layers on the project's 5,482-image subset, seed after seed, and draws
+them in the paper's layout: training error at every iteration (thin), test error after every
+epoch (bold), one colour per depth.
 
 Its design, and where it departs from the paper (each measured; docs/labs.md has the numbers):
-  * depths 8 and 20, not 20 and 56: on 5,482 images and 840 iterations plain-56 either stays at
-    chance (no warm-up) or trains so slowly that ResNet-56 is still behind ResNet-20 at the end
-    (PyTorch, 30 epochs, with warm-up: ResNet-56 0.471 training error against ResNet-20's 0.237).
-    Between 8 and 20 layers both findings show: plain-20 above plain-8, ResNet-20 below ResNet-8.
+  * 20 and 56 layers, as the paper's Fig. 6: plain-56 against plain-20 (degradation) and
+    ResNet-56 against plain-56 (the shortcut at the same depth) show within 20 epochs.
+  * 8 and 20 layers for the other half, the deeper ResNet training better: on 5,482 images
+    ResNet-20 fits the training set before ResNet-56 catches up (PyTorch, the same recipe:
+    ResNet-56 behind ResNet-20 for all of 100 epochs), while ResNet-20 is below ResNet-8.
   * 20 epochs of 42 iterations (840), lr / 10 at 50 % and 75 % as in the paper.
-  * a warm-up of 100 iterations at lr 0.01 for every net (the paper's remedy for ResNet-110),
-    so that all nets share one schedule and the start at lr 0.1 does not decide the race.
-  * 3 seeds: on 1,017 test images one run's numbers vary by several points.
+  * a warm-up of 100 iterations at lr 0.01 for every net (the paper's remedy for ResNet-110):
+    without it plain-56 stays at chance on the subset, and all nets share one schedule.
+  * 3 seeds, trained seed by seed (all nets of seed 0 first), so that `--seeds N` reports on
+    the first N as soon as they have finished.
 """
 import csv
 import dataclasses
@@ -27,19 +30,35 @@ from tinyres.train.curves import draw_curves, finish_axis, mark_lr_changes
 
 @dataclasses.dataclass
 class Design:
-    depths: tuple = (8, 20)
+    depths: tuple = (8, 20, 56)         # (shallow, middle, deep): 8/20 and 20/56 are compared
     seeds: tuple = (0, 1, 2)
     epochs: int = 20
     warmup: int = 100
     limit_train: int | None = None
     batch_size: int = 128
 
+    @property
+    def shallow(self):
+        return self.depths[0]
+
+    @property
+    def middle(self):
+        return self.depths[1]
+
+    @property
+    def deep(self):
+        return self.depths[2]
+
 
 FULL = Design()
-SMOKE = Design(depths=(8, 14), seeds=(0,), epochs=2, warmup=2, limit_train=128, batch_size=32)
+SMOKE = Design(depths=(8, 14, 20), seeds=(0,), epochs=2, warmup=2, limit_train=128,
+               batch_size=32)
 FAMILIES = (("plain", "plain"), ("resnet", "ResNet"))
-COLOURS = ("tab:orange", "tab:blue", "tab:green", "tab:red")
+DEPTH_COLOURS = {8: "tab:green", 14: "tab:blue", 20: "tab:orange", 32: "tab:blue",
+                 44: "tab:purple", 56: "tab:red", 110: "black"}
+FAMILY_COLOURS = {"plain": "tab:gray", "resnet": "tab:blue"}
 CHANCE = 0.9                            # training error of a 10-class guess
+WINDOW = 20                             # the thin curve: mean training error of the last batches
 
 
 def design_for(options):
@@ -52,10 +71,11 @@ def design_for(options):
 
 
 def specs(design, data):
-    """The runs, deepest first: the long runs start early, the short ones fill in at the end."""
+    """The runs, seed after seed (so the first seeds finish first), deepest first within a seed
+    (the long runs start early, the short ones fill in at the end)."""
     return [RunSpec(f"{family}{depth}", seed, design.epochs, design.warmup, data,
                     design.limit_train, design.batch_size)
-            for depth in sorted(design.depths, reverse=True) for seed in design.seeds
+            for seed in design.seeds for depth in sorted(design.depths, reverse=True)
             for family, _ in FAMILIES]
 
 
@@ -66,8 +86,9 @@ def run(options, out):
                       show_progress=not options.quiet)
     results = {(spec.model, spec.seed): load_run(directory) for spec, directory in runs.items()}
     write_curves(results, out / "curves.csv")
-    plot(results, design, out / "degradation.png")
-    text = report(results, design)
+    data = _data_name(results[next(iter(results))]["config"])
+    plot(results, design, out / "degradation.png", data)
+    text = report(results, design, data)
     (out / "report.txt").write_text(text)
     print(text)
     print(f"figure {out / 'degradation.png'}, every curve in {out / 'curves.csv'}, "
@@ -104,26 +125,43 @@ def mean_over_seeds(results, model, seeds):
     return steps, epochs
 
 
-def plot(results, design, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def panels(design):
+    """The figure's panels, two rows of three: [(title, [(family, depth, colour)])]. The top row
+    is the paper's Fig. 6 at 20/56 and the shortcut at 56; the bottom row the same at 8/20,
+    where the deeper ResNet trains better on the subset."""
+    rows = []
+    for low, high in ((design.middle, design.deep), (design.shallow, design.middle)):
+        rows += [(f"plain-{low} and plain-{high}",
+                  [("plain", d, DEPTH_COLOURS.get(d, "tab:brown")) for d in (low, high)]),
+                 (f"ResNet-{low} and ResNet-{high}",
+                  [("resnet", d, DEPTH_COLOURS.get(d, "tab:brown")) for d in (low, high)]),
+                 (f"plain-{high} against ResNet-{high}: the shortcut",
+                  [(family, high, FAMILY_COLOURS[family]) for family, _ in FAMILIES])]
+    return rows
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    window = 20
-    for ax, (family, title) in zip(axes, FAMILIES):
-        for depth, colour in zip(design.depths, COLOURS):
+
+def plot(results, design, path, data):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(15, 8.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 3, sharey=True)
+    titles = dict(FAMILIES)
+    seeds = len(design.seeds)
+    for ax, (title, nets) in zip(axes.flat, panels(design)):
+        for family, depth, colour in nets:
             steps, epochs = mean_over_seeds(results, f"{family}{depth}", design.seeds)
-            draw_curves(ax, steps, epochs, colour, f"{title}-{depth}", window)
+            draw_curves(ax, steps, epochs, colour, f"{titles[family]}-{depth}", WINDOW)
         mark_lr_changes(ax, steps)
-        seeds = len(design.seeds)
-        finish_axis(ax, f"{title} nets, mean of {seeds} seed{'s' if seeds > 1 else ''}", window)
-    data = results[next(iter(results))]["config"]
-    fig.suptitle(f"Degradation (the paper's Fig. 6, left and middle) on {_data_name(data)}",
-                 fontsize=11)
+        finish_axis(ax, title, WINDOW)
+    fig.suptitle(f"Degradation (the paper's Fig. 6, left and middle) on {data}; mean of "
+                 f"{seeds} seed{'s' if seeds > 1 else ''} ({', '.join(map(str, design.seeds))})"
+                 f"\ntop: the paper's depths, {design.middle} and {design.deep} layers; bottom: "
+                 f"{design.shallow} and {design.middle} layers, the deeper ResNet within "
+                 f"{design.epochs} epochs", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.savefig(path, dpi=100)
 
 
 def _data_name(config):
@@ -143,49 +181,110 @@ def epoch_train_error(run, index):
     return float(numpy.mean([s["train_error"] for s in steps]))
 
 
+def epoch_train_errors(run):
+    """The training error of every epoch (mean over its augmented batches)."""
+    return numpy.array([epoch_train_error(run, i) for i in range(len(run["epochs"]))])
+
+
 def final(results, model, seed, key="train_error"):
     """The last epoch's training error (mean over its batches) or test error."""
     run = results[(model, seed)]
     return epoch_train_error(run, -1) if key == "train_error" else run["epochs"][-1][key]
 
 
-def report(results, design):
-    shallow, deep = design.depths[0], design.depths[-1]
+def compare(results, higher, lower, seeds):
+    """Is `higher`'s training error above `lower`'s, seed by seed? Per seed: (last epoch of
+    each, the share of epochs where it is above, whether it holds: above in the last epoch and
+    in more than half of the epochs)."""
+    verdicts = []
+    for seed in seeds:
+        a = epoch_train_errors(results[(higher, seed)])
+        b = epoch_train_errors(results[(lower, seed)])
+        share = float(numpy.mean(a > b))
+        verdicts.append({"seed": seed, "higher": a[-1], "lower": b[-1], "share": share,
+                         "epochs": len(a), "holds": bool(a[-1] > b[-1] and share > 0.5)})
+    return verdicts
+
+
+def _name(model):
+    family, depth = model.rstrip("0123456789"), model[len(model.rstrip("0123456789")):]
+    return f"{dict(FAMILIES)[family]}-{depth}"
+
+
+def verdict(held, total):
+    """"holds in 3 of 3 seeds", or "does NOT hold in 2 of 3 seeds"."""
+    return f"{'holds' if held == total else 'does NOT hold'} in {held} of {total} seeds"
+
+
+def check_lines(claim, higher, lower, verdicts):
+    """The report's lines for one check: the claim, one line per seed, the verdict."""
+    held = sum(v["holds"] for v in verdicts)
+    lines = [f"{claim}: {_name(higher)}'s training error above {_name(lower)}'s (in the "
+             f"last epoch and in more than half of the epochs)"]
+    for v in verdicts:
+        lines.append(f"  seed {v['seed']}: {v['higher']:.3f} against {v['lower']:.3f} in the "
+                     f"last epoch; above in {round(v['share'] * v['epochs'])} of {v['epochs']} "
+                     f"epochs ({v['share']:.0%}): {'holds' if v['holds'] else 'does NOT hold'}")
+    lines.append(f"  -> {verdict(held, len(verdicts))}")
+    return lines, held == len(verdicts)
+
+
+def report(results, design, data):
+    shallow, middle, deep = design.shallow, design.middle, design.deep
+    seeds = design.seeds
     lines = [f"Degradation lab: depths {', '.join(map(str, design.depths))}, seeds "
-             f"{', '.join(map(str, design.seeds))}, {design.epochs} epochs, warm-up "
+             f"{', '.join(map(str, seeds))}, {design.epochs} epochs, warm-up "
              f"{design.warmup} iterations at lr 0.01, then lr 0.1 / 10 at 50 % and 75 %.",
-             f"Data: {_data_name(results[next(iter(results))]['config'])}.", "",
+             f"Data: {data}.", "",
              "training error of the last epoch (mean over its augmented batches) / test error",
-             f"{'net':<12}" + "".join(f"{'seed ' + str(s):>16}" for s in design.seeds)
+             f"{'net':<12}" + "".join(f"{'seed ' + str(s):>16}" for s in seeds)
              + f"{'mean':>16}"]
     for family, title in FAMILIES:
         for depth in design.depths:
             model = f"{family}{depth}"
             cells = [(final(results, model, s), final(results, model, s, "test_error"))
-                     for s in design.seeds]
+                     for s in seeds]
             means = numpy.mean(cells, axis=0)
             lines.append(f"{title + '-' + str(depth):<12}"
                          + "".join(f"{a:>9.3f} / {b:.3f}" for a, b in cells)
                          + f"{means[0]:>9.3f} / {means[1]:.3f}")
-    lines.append("")
-    plain_deep = [final(results, f"plain{deep}", s) for s in design.seeds]
-    plain_shallow = [final(results, f"plain{shallow}", s) for s in design.seeds]
-    first_epoch = [epoch_train_error(results[(f"plain{deep}", s)], 0) for s in design.seeds]
-    res_deep = [final(results, f"resnet{deep}", s) for s in design.seeds]
-    res_shallow = [final(results, f"resnet{shallow}", s) for s in design.seeds]
-    n = len(design.seeds)
-    higher = sum(d > s for d, s in zip(plain_deep, plain_shallow))
-    training = sum(d < CHANCE - 0.1 and d < f - 0.1 for d, f in zip(plain_deep, first_epoch))
-    lower = sum(d <= s for d, s in zip(res_deep, res_shallow))
-    lines += [
-        f"plain-{deep} has the higher training error than plain-{shallow} in {higher} of {n} "
-        f"seeds (mean {numpy.mean(plain_deep):.3f} against {numpy.mean(plain_shallow):.3f}).",
-        f"plain-{deep} is still training, not stuck at chance ({CHANCE}), in {training} of {n} "
-        f"seeds (first epoch {numpy.mean(first_epoch):.3f}, last {numpy.mean(plain_deep):.3f}).",
-        f"ResNet-{deep} has training error at or below ResNet-{shallow} in {lower} of {n} seeds "
-        f"(mean {numpy.mean(res_deep):.3f} against {numpy.mean(res_shallow):.3f}).",
-        "The paper's finding "
-        + ("is reproduced in every seed." if higher == training == lower == n else
-           "is NOT reproduced in every seed: see the numbers above."),
-    ]
+    marks = [e for e in (5, 10, 15, 20) if e <= design.epochs] or [design.epochs]
+    lines += ["", f"training error by epoch ({' / '.join(map(str, marks))}), mean of the seeds"]
+    for family, title in FAMILIES:
+        for depth in design.depths:
+            curve = numpy.mean([epoch_train_errors(results[(f"{family}{depth}", s)])
+                                for s in seeds], axis=0)
+            lines.append(f"{title + '-' + str(depth):<12}"
+                         + " / ".join(f"{curve[e - 1]:.3f}" for e in marks))
+
+    checks = [("1. the deeper plain net trains worse", f"plain{deep}", f"plain{middle}"),
+              ("2. the shortcut fixes it", f"plain{deep}", f"resnet{deep}"),
+              ("3. the deeper ResNet trains better", f"resnet{shallow}", f"resnet{middle}"),
+              ("4. the deeper plain net trains worse", f"plain{middle}", f"plain{shallow}")]
+    held = []
+    for claim, higher, lower in checks:
+        block, holds = check_lines(claim, higher, lower, compare(results, higher, lower, seeds))
+        lines += [""] + block
+        held.append(holds)
+    first_epoch = [epoch_train_error(results[(f"plain{deep}", s)], 0) for s in seeds]
+    last_epoch = [final(results, f"plain{deep}", s) for s in seeds]
+    training = sum(last < CHANCE - 0.1 and last < first - 0.1
+                   for first, last in zip(first_epoch, last_epoch))
+    lines += ["", f"plain-{deep} is still training, not stuck at chance ({CHANCE}), in "
+              f"{training} of {len(seeds)} seeds (first epoch {numpy.mean(first_epoch):.3f}, "
+              f"last {numpy.mean(last_epoch):.3f}): a higher training error, not overfitting."]
+    # The paper's other half at its own depths, reported whichever way it goes.
+    at_paper_depths = compare(results, f"resnet{middle}", f"resnet{deep}", seeds)
+    below = sum(v["holds"] for v in at_paper_depths)
+    lines += ["", f"ResNet-{deep} below ResNet-{middle} (the paper's deeper ResNet at its "
+              f"depths): {verdict(below, len(seeds))} (last epoch "
+              f"{numpy.mean([v['lower'] for v in at_paper_depths]):.3f} against "
+              f"{numpy.mean([v['higher'] for v in at_paper_depths]):.3f})"
+              + ("." if below == len(seeds) else
+                 f"; within {design.epochs} epochs ResNet-{middle} fits the training images "
+                 f"before ResNet-{deep} catches up: check 3 shows the deeper ResNet at "
+                 f"{shallow}/{middle}.")]
+    lines += ["", "The paper's Fig. 6 (checks 1-3) "
+              + ("is reproduced in every seed." if all(held[:3]) else
+                 "is NOT reproduced in every seed: see the checks above.")]
     return "\n".join(lines) + "\n"

@@ -2,16 +2,18 @@
 
 The paper (section 4.2, "Analysis of Layer Responses") measures, for every 3x3 conv layer, the
 standard deviation of its response: the output of the layer's batch norm, before the ReLU or the
-addition of the shortcut. Its observation: "ResNets have generally smaller responses than their
-plain counterparts", supporting the idea that residual functions are closer to zero than
-non-residual ones; and "the deeper ResNet has smaller magnitudes of responses": with more layers,
-each layer modifies the signal less.
+addition of the shortcut. Its two observations:
+  1. "ResNets have generally smaller responses than their plain counterparts", supporting the
+     idea that residual functions are generally closer to zero than non-residual ones;
+  2. "the deeper ResNet has smaller magnitudes of responses" (ResNet-20, 56 and 110): with more
+     layers, each layer of a ResNet modifies the signal less.
 
-Here: the degradation lab's checkpoints (trained by it first if they are missing), the first 500
-test images, batch norm in evaluation mode (its running statistics). A layer's std is that of
-each output channel over the images and positions, averaged over the channels (the spread of a
-channel's values, not the offsets between channels). Every batch norm of these nets follows a
-3x3 conv, so every batch norm's output is one point.
+Here: the degradation lab's checkpoints (plain and ResNet, 8, 20 and 56 layers; trained by it
+first if they are missing), the first 500 test images, batch norm in evaluation mode (its running
+statistics). A layer's std is that of each output channel over the images and positions, averaged
+over the channels (the spread of a channel's values, not the offsets between channels). Every
+batch norm of these nets follows a 3x3 conv, so every batch norm's output is one point. Each
+observation is checked seed by seed.
 """
 import csv
 
@@ -38,15 +40,16 @@ def run(options, out):
     images = next(iter(DataLoader(test_set, min(IMAGES, len(test_set.labels)),
                                   transform=Normalize())))[0]
     stds = {}                    # (model, seed) -> [std of each 3x3 layer's response, in order]
-    branch_ends = None           # which of those layers end a block's branch F (its last BN)
+    branch_ends = {}             # depth -> which of those layers end a block's branch F (its bn2)
     for spec, directory in trained.items():
         model = get_model(spec.model)
         model.load_state_dict(load(directory / "checkpoint.npz")["model"])
         responses = block_outputs(model, images, kinds=(BatchNorm2d,), training=False)
         stds[(spec.model, spec.seed)] = [float(r.std(axis=(0, 2, 3)).mean())
                                          for r in responses.values()]
-        if spec.model == f"resnet{design.depths[-1]}":
-            branch_ends = [path.endswith(".bn2") for path in responses]
+        if spec.model.startswith("resnet"):
+            branch_ends[int(spec.model[len("resnet"):])] = [path.endswith(".bn2")
+                                                           for path in responses]
     write_csv(stds, out / "responses.csv")
     plot(stds, design, out / "responses.png", len(images))
     text = report(stds, design, len(images), branch_ends)
@@ -73,72 +76,90 @@ def mean_over_seeds(stds, model, seeds):
 
 
 def plot(stds, design, path, image_count):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(2, 1, figsize=(7, 6.4))
+    fig = Figure(figsize=(8, 7))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 1)
     styles = {"plain": "--", "resnet": "-"}
     for family, title in degradation.FAMILIES:
-        for depth, colour in zip(design.depths, degradation.COLOURS):
+        for depth in design.depths:
             by_layer, by_size = mean_over_seeds(stds, f"{family}{depth}", design.seeds)
+            colour = degradation.DEPTH_COLOURS.get(depth, "tab:brown")
             for ax, values in zip(axes, (by_layer, by_size)):
                 ax.plot(range(1, len(values) + 1), values, styles[family], color=colour,
-                        marker="o", markersize=3, label=f"{title}-{depth}")
+                        marker="o", markersize=2.5, linewidth=1.2, label=f"{title}-{depth}")
     axes[0].set_xlabel("layer index (3x3 conv layers, input to output)")
     axes[1].set_xlabel("layer index, sorted by magnitude")
     seeds = len(design.seeds)
     for ax in axes:
         ax.set_ylabel("std of the response")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, ncol=2)
     fig.suptitle(f"Layer responses (the paper's Fig. 7): std after BN, before ReLU/addition\n"
-                 f"{image_count} test images, mean of {seeds} seed{'s' if seeds > 1 else ''}",
+                 f"{image_count} test images, mean of {seeds} seed{'s' if seeds > 1 else ''} "
+                 f"({', '.join(map(str, design.seeds))}); dashed: plain, solid: ResNet",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+
+
+def smaller_than_plain(stds, depth, seed):
+    """Observation 1 at one depth and seed: at how many layers the ResNet's response is below
+    the plain net's at the same layer, and the ratio of their mean stds."""
+    residual = numpy.array(stds[(f"resnet{depth}", seed)])
+    plain = numpy.array(stds[(f"plain{depth}", seed)])
+    smaller = int((residual < plain).sum())
+    return {"smaller": smaller, "layers": len(plain), "ratio": residual.mean() / plain.mean(),
+            "holds": bool(smaller > len(plain) / 2 and residual.mean() < plain.mean())}
 
 
 def report(stds, design, image_count, branch_ends):
-    shallow, deep = design.depths[0], design.depths[-1]
+    seeds = design.seeds
     lines = [f"Layer responses of the degradation lab's nets ({image_count} test images, batch "
-             f"norm in evaluation mode; a layer's std: per channel, averaged over channels).",
+             f"norm in evaluation mode; a layer's std: per channel, averaged over channels), "
+             f"seeds {', '.join(map(str, seeds))}.",
              "", f"{'net':<12}{'layers':>8}{'mean std':>10}{'median':>9}{'max':>8}   per seed"]
     for family, title in degradation.FAMILIES:
         for depth in design.depths:
             model = f"{family}{depth}"
-            by_layer, _ = mean_over_seeds(stds, model, design.seeds)
-            per_seed = " ".join(f"{numpy.mean(stds[(model, s)]):.3f}" for s in design.seeds)
+            by_layer, _ = mean_over_seeds(stds, model, seeds)
+            per_seed = " ".join(f"{numpy.mean(stds[(model, s)]):.3f}" for s in seeds)
             lines.append(f"{title + '-' + str(depth):<12}{len(by_layer):>8}"
                          f"{by_layer.mean():>10.3f}{numpy.median(by_layer):>9.3f}"
                          f"{by_layer.max():>8.3f}   {per_seed}")
-    lines.append("")
+
+    lines += ["", "Observation 1, \"ResNets have generally smaller responses than their plain "
+              "counterparts\" (holds in a seed where the ResNet's response is smaller at more "
+              "than half of the layers and its mean std is smaller):"]
     for depth in design.depths:
-        pairs = [(numpy.array(stds[(f"resnet{depth}", s)]), numpy.array(stds[(f"plain{depth}", s)]))
-                 for s in design.seeds]
-        smaller = sum(int((residual < plain).sum()) for residual, plain in pairs)
-        total = sum(len(plain) for _, plain in pairs)
-        ratio = numpy.mean([residual.mean() / plain.mean() for residual, plain in pairs])
-        lines.append(f"depth {depth}: the ResNet's response is smaller than the plain net's at "
-                     f"the same layer in {smaller} of {total} layers (all seeds); mean std "
-                     f"ratio ResNet / plain {ratio:.2f}.")
-    ends = numpy.array(branch_ends)
-    residual_ends = numpy.mean([numpy.array(stds[(f"resnet{deep}", s)])[ends] for s in design.seeds])
-    plain_ends = numpy.mean([numpy.array(stds[(f"plain{deep}", s)])[ends] for s in design.seeds])
-    residual_rest = numpy.mean([numpy.array(stds[(f"resnet{deep}", s)])[~ends]
-                                for s in design.seeds])
-    lines.append(f"depth {deep}, the {int(ends.sum())} layers that end a block's branch (its "
-                 f"second BN: F(x), before the addition): mean std {residual_ends:.3f} in the "
-                 f"ResNet against {plain_ends:.3f} at the same layers of the plain net, and "
-                 f"{residual_rest:.3f} at the ResNet's other layers.")
-    deep_mean = [numpy.mean(stds[(f"resnet{deep}", s)]) for s in design.seeds]
-    shallow_mean = [numpy.mean(stds[(f"resnet{shallow}", s)]) for s in design.seeds]
-    deeper_smaller = sum(d < s for d, s in zip(deep_mean, shallow_mean))
-    lines.append(f"ResNet-{deep}'s mean response std below ResNet-{shallow}'s in {deeper_smaller} "
-                 f"of {len(design.seeds)} seeds ({numpy.mean(deep_mean):.3f} against "
-                 f"{numpy.mean(shallow_mean):.3f}): the paper's second observation (the deeper "
-                 f"ResNet, the smaller its responses) "
-                 + ("holds here." if deeper_smaller == len(design.seeds) else
-                    "does NOT hold in every seed here."))
+        checks = [smaller_than_plain(stds, depth, s) for s in seeds]
+        cells = "; ".join(f"seed {s}: {c['smaller']} of {c['layers']} layers, ratio "
+                          f"{c['ratio']:.2f}" for s, c in zip(seeds, checks))
+        lines.append(f"  depth {depth}: {cells} -> "
+                     f"{degradation.verdict(sum(c['holds'] for c in checks), len(seeds))}")
+    lines.append("  the layers that end a block's branch (its second BN: F(x), before the "
+                 "addition), mean std over the seeds:")
+    for depth in design.depths:
+        ends = numpy.array(branch_ends[depth])
+        residual = [numpy.array(stds[(f"resnet{depth}", s)]) for s in seeds]
+        plain = [numpy.array(stds[(f"plain{depth}", s)]) for s in seeds]
+        lines.append(f"  depth {depth}: {int(ends.sum())} layers, "
+                     f"{numpy.mean([r[ends] for r in residual]):.3f} in the ResNet against "
+                     f"{numpy.mean([p[ends] for p in plain]):.3f} at the same layers of the "
+                     f"plain net, and {numpy.mean([r[~ends] for r in residual]):.3f} at the "
+                     f"ResNet's other layers")
+
+    lines += ["", "Observation 2, \"the deeper ResNet has smaller magnitudes of responses\" "
+              "(holds in a seed where the deeper ResNet's mean std is the smaller):"]
+    pairs = [(design.middle, design.deep), (design.shallow, design.middle)]
+    for shallow, deep in pairs:
+        deep_means = [numpy.mean(stds[(f"resnet{deep}", s)]) for s in seeds]
+        shallow_means = [numpy.mean(stds[(f"resnet{shallow}", s)]) for s in seeds]
+        cells = "; ".join(f"seed {s}: {d:.3f} against {h:.3f}"
+                          for s, d, h in zip(seeds, deep_means, shallow_means))
+        held = sum(d < h for d, h in zip(deep_means, shallow_means))
+        lines.append(f"  ResNet-{deep} against ResNet-{shallow}: {cells} -> "
+                     f"{degradation.verdict(held, len(seeds))}")
     return "\n".join(lines) + "\n"
