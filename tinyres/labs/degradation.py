@@ -80,13 +80,17 @@ def specs(design, data):
 
 
 def run(options, out):
-    """Train (or resume) every run, then write curves.csv, degradation.png and report.txt."""
+    """Train (or resume) every run, then write curves.csv, degradation.png and report.txt;
+    with --paper, the paper's own recipe on the full CIFAR-10 (tinyres.labs.paper)."""
+    if options.paper:
+        from tinyres.labs import paper
+        return paper.run(options, out)
     design = design_for(options)
     runs = train_runs(specs(design, options.data), out, options.jobs, options.threads,
                       show_progress=not options.quiet)
     results = {(spec.model, spec.seed): load_run(directory) for spec, directory in runs.items()}
     write_curves(results, out / "curves.csv")
-    data = _data_name(results[next(iter(results))]["config"])
+    data = data_name(results[next(iter(results))]["config"])
     plot(results, design, out / "degradation.png", data)
     text = report(results, design, data)
     (out / "report.txt").write_text(text)
@@ -141,30 +145,38 @@ def panels(design):
 
 
 def plot(results, design, path, data):
+    seeds = len(design.seeds)
+    title = (f"Degradation (the paper's Fig. 6, left and middle) on {data}; mean of {seeds} "
+             f"seed{'s' if seeds > 1 else ''} ({', '.join(map(str, design.seeds))})\ntop: the "
+             f"paper's depths, {design.middle} and {design.deep} layers; bottom: "
+             f"{design.shallow} and {design.middle} layers, the deeper ResNet within "
+             f"{design.epochs} epochs")
+    draw(results, panels(design), design.seeds, path, title, columns=3)
+
+
+def draw(results, panel_list, seeds, path, title, columns):
+    """The panels [(title, [(family, depth, colour)])], `columns` to a row, each net's curves
+    averaged over the seeds: thin training error, bold test error, dotted lr changes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(15, 8.4))
+    rows = -(-len(panel_list) // columns)
+    fig = Figure(figsize=(5 * columns, 4.2 * rows))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(2, 3, sharey=True)
+    axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
     titles = dict(FAMILIES)
-    seeds = len(design.seeds)
-    for ax, (title, nets) in zip(axes.flat, panels(design)):
+    for ax, (panel_title, nets) in zip(axes.flat, panel_list):
         for family, depth, colour in nets:
-            steps, epochs = mean_over_seeds(results, f"{family}{depth}", design.seeds)
+            steps, epochs = mean_over_seeds(results, f"{family}{depth}", seeds)
             draw_curves(ax, steps, epochs, colour, f"{titles[family]}-{depth}", WINDOW)
         mark_lr_changes(ax, steps)
-        finish_axis(ax, title, WINDOW)
-    fig.suptitle(f"Degradation (the paper's Fig. 6, left and middle) on {data}; mean of "
-                 f"{seeds} seed{'s' if seeds > 1 else ''} ({', '.join(map(str, design.seeds))})"
-                 f"\ntop: the paper's depths, {design.middle} and {design.deep} layers; bottom: "
-                 f"{design.shallow} and {design.middle} layers, the deeper ResNet within "
-                 f"{design.epochs} epochs", fontsize=11)
+        finish_axis(ax, panel_title, WINDOW)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
-def _data_name(config):
+def data_name(config):
     """What the runs trained and tested on, for the figure's title and the report."""
     from tinyres.train import load_cifar
     train_set, test_set = load_cifar(config["data"], True), load_cifar(config["data"], False)
@@ -206,8 +218,15 @@ def compare(results, higher, lower, seeds):
     return verdicts
 
 
-def _name(model):
-    family, depth = model.rstrip("0123456789"), model[len(model.rstrip("0123456789")):]
+def split_model(model):
+    """("plain", 56) for "plain56"."""
+    family = model.rstrip("0123456789")
+    return family, int(model[len(family):])
+
+
+def model_title(model):
+    """"plain-56" for "plain56", "ResNet-110" for "resnet110"."""
+    family, depth = split_model(model)
     return f"{dict(FAMILIES)[family]}-{depth}"
 
 
@@ -219,7 +238,7 @@ def verdict(held, total):
 def check_lines(claim, higher, lower, verdicts):
     """The report's lines for one check: the claim, one line per seed, the verdict."""
     held = sum(v["holds"] for v in verdicts)
-    lines = [f"{claim}: {_name(higher)}'s training error above {_name(lower)}'s (in the "
+    lines = [f"{claim}: {model_title(higher)}'s training error above {model_title(lower)}'s (in the "
              f"last epoch and in more than half of the epochs)"]
     for v in verdicts:
         lines.append(f"  seed {v['seed']}: {v['higher']:.3f} against {v['lower']:.3f} in the "

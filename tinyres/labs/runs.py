@@ -39,6 +39,7 @@ class RunSpec:
     data: str | None = None           # as `tinyres train --data`
     limit_train: int | None = None
     batch_size: int = 128
+    normalize: str = "channel"        # as `tinyres train --normalize` ("pixel": the paper's)
 
     @property
     def name(self):
@@ -50,7 +51,8 @@ class RunSpec:
         return TrainConfig(model=self.model, epochs=self.epochs, batch_size=self.batch_size,
                            lr=TRAINING_LR[self.model],
                            warmup_iterations=self.warmup, data=self.data,
-                           limit_train=self.limit_train, seed=self.seed, out=str(out))
+                           normalize=self.normalize, limit_train=self.limit_train,
+                           seed=self.seed, out=str(out))
 
 
 def train_runs(specs, root, jobs=1, threads=None, show_progress=True, reuse=None):
