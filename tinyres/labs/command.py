@@ -10,7 +10,17 @@ from tinyres.labs.runs import LabError
 def run(args):
     """tinyres lab NAME: one of the paper's findings, reproduced (tinyres.labs)."""
     set_engine(args)
-    out = Path(args.out or f"runs/lab-{args.name}" + ("-smoke" if args.smoke else ""))
+    for flag, asked in (("--paper", args.paper), ("--download", args.download)):
+        if asked and args.name != "degradation":
+            print(f"tinyres lab {args.name}: {flag} is an option of the degradation lab only "
+                  f"(`tinyres lab degradation --paper`); leave it out", file=sys.stderr)
+            return 2
+    if args.download and not args.paper:
+        print("tinyres lab degradation: --download goes with --paper (the full CIFAR-10); "
+              "without it the lab trains on --data as given", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/lab-{args.name}" + ("-paper" if args.paper else "")
+               + ("-smoke" if args.smoke else ""))
     out.mkdir(parents=True, exist_ok=True)
     try:
         return get_lab(args.name).run(args, out)

@@ -24,7 +24,7 @@ import dataclasses
 
 import numpy
 
-from tinyres.labs.runs import RunSpec, load_run, train_runs
+from tinyres.labs.runs import LabError, RunSpec, load_run, started_runs, train_runs
 from tinyres.train.curves import draw_curves, finish_axis, mark_lr_changes
 
 
@@ -86,9 +86,7 @@ def run(options, out):
         from tinyres.labs import paper
         return paper.run(options, out)
     design = design_for(options)
-    runs = train_runs(specs(design, options.data), out, options.jobs, options.threads,
-                      show_progress=not options.quiet)
-    results = {(spec.model, spec.seed): load_run(directory) for spec, directory in runs.items()}
+    results = gather(specs(design, options.data), out, options)
     write_curves(results, out / "curves.csv")
     data = data_name(results[next(iter(results))]["config"])
     plot(results, design, out / "degradation.png", data)
@@ -98,6 +96,35 @@ def run(options, out):
     print(f"figure {out / 'degradation.png'}, every curve in {out / 'curves.csv'}, "
           f"runs in {out}/<model>-seed<N>/")
     return 0
+
+
+def gather(wanted, out, options):
+    """{(model, seed): run} of the lab's runs: trained (or resumed) to the end; with
+    --report-only, as far as each has got (whole epochs; the runs not begun are left out)."""
+    results = {(spec.model, spec.seed): whole_epochs(load_run(directory))
+               for spec, directory in lab_runs(wanted, out, options).items()}
+    results = {key: run for key, run in results.items() if run["epochs"]}
+    if not results:
+        raise LabError(f"--report-only: no run under {out} has finished an epoch yet; train "
+                       f"them with the same command without --report-only")
+    return results
+
+
+def lab_runs(wanted, out, options):
+    """{spec: run directory}: every run trained (or resumed) to its end; with --report-only,
+    those that have begun, as they are."""
+    if options.report_only:
+        return started_runs(wanted, out)
+    return train_runs(wanted, out, options.jobs, options.threads, show_progress=not options.quiet)
+
+
+def whole_epochs(run):
+    """The run cut to its epochs whose every step is in iterations.csv (a run read while it
+    trains may have written an epoch's row before that epoch's steps)."""
+    last = run["steps"][-1]["iteration"] if run["steps"] else 0
+    epochs = [e for e in run["epochs"] if e["iteration"] <= last]
+    end = epochs[-1]["iteration"] if epochs else 0
+    return {**run, "epochs": epochs, "steps": [s for s in run["steps"] if s["iteration"] <= end]}
 
 
 def write_curves(results, path):
@@ -116,17 +143,24 @@ def write_curves(results, path):
                                  e["test_error"]])
 
 
+def seeds_of(results, model, seeds):
+    """The seeds of `seeds` that `model` has a run of."""
+    return [seed for seed in seeds if (model, seed) in results]
+
+
 def mean_over_seeds(results, model, seeds):
-    """The seeds' runs of one model averaged step by step and epoch by epoch."""
-    runs = [results[(model, seed)] for seed in seeds]
-    steps = [{"iteration": s["iteration"], "lr": s["lr"],
+    """The seeds' runs of one model averaged step by step and epoch by epoch (over the epochs
+    all of them have)."""
+    runs = [results[(model, seed)] for seed in seeds_of(results, model, seeds)]
+    epochs = min(len(r["epochs"]) for r in runs)
+    steps = min(len(r["steps"]) for r in runs)
+    return ([{"iteration": s["iteration"], "lr": s["lr"],
               "train_error": numpy.mean([r["steps"][i]["train_error"] for r in runs])}
-             for i, s in enumerate(runs[0]["steps"])]
-    epochs = [{"iteration": e["iteration"], "epoch": e["epoch"],
-               **{k: numpy.mean([r["epochs"][i][k] for r in runs])
-                  for k in ("train_error", "test_error")}}
-              for i, e in enumerate(runs[0]["epochs"])]
-    return steps, epochs
+             for i, s in enumerate(runs[0]["steps"][:steps])],
+            [{"iteration": e["iteration"], "epoch": e["epoch"],
+              **{k: numpy.mean([r["epochs"][i][k] for r in runs])
+                 for k in ("train_error", "test_error")}}
+             for i, e in enumerate(runs[0]["epochs"][:epochs])])
 
 
 def panels(design):
@@ -167,9 +201,12 @@ def draw(results, panel_list, seeds, path, title, columns):
     titles = dict(FAMILIES)
     for ax, (panel_title, nets) in zip(axes.flat, panel_list):
         for family, depth, colour in nets:
-            steps, epochs = mean_over_seeds(results, f"{family}{depth}", seeds)
+            model = f"{family}{depth}"
+            if not seeds_of(results, model, seeds):
+                continue                # (--report-only: not begun yet)
+            steps, epochs = mean_over_seeds(results, model, seeds)
             draw_curves(ax, steps, epochs, colour, f"{titles[family]}-{depth}", WINDOW)
-        mark_lr_changes(ax, steps)
+            mark_lr_changes(ax, steps)
         finish_axis(ax, panel_title, WINDOW)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -205,13 +242,16 @@ def final(results, model, seed, key="train_error"):
 
 
 def compare(results, higher, lower, seeds):
-    """Is `higher`'s training error above `lower`'s, seed by seed? Per seed: (last epoch of
-    each, the share of epochs where it is above, whether it holds: above in the last epoch and
-    in more than half of the epochs)."""
+    """Is `higher`'s training error above `lower`'s, seed by seed (the seeds with both runs,
+    over the epochs both have)? Per seed: the last common epoch's errors, the share of epochs
+    where it is above, whether it holds: above in that epoch and in more than half of them."""
     verdicts = []
     for seed in seeds:
+        if (higher, seed) not in results or (lower, seed) not in results:
+            continue
         a = epoch_train_errors(results[(higher, seed)])
         b = epoch_train_errors(results[(lower, seed)])
+        a, b = a[:min(len(a), len(b))], b[:min(len(a), len(b))]
         share = float(numpy.mean(a > b))
         verdicts.append({"seed": seed, "higher": a[-1], "lower": b[-1], "share": share,
                          "epochs": len(a), "holds": bool(a[-1] > b[-1] and share > 0.5)})
@@ -235,46 +275,64 @@ def verdict(held, total):
     return f"{'holds' if held == total else 'does NOT hold'} in {held} of {total} seeds"
 
 
-def check_lines(claim, higher, lower, verdicts):
+def check_lines(claim, higher, lower, verdicts, epochs):
     """The report's lines for one check: the claim, one line per seed, the verdict."""
     held = sum(v["holds"] for v in verdicts)
-    lines = [f"{claim}: {model_title(higher)}'s training error above {model_title(lower)}'s (in the "
-             f"last epoch and in more than half of the epochs)"]
+    lines = [f"{claim}: {model_title(higher)}'s training error above {model_title(lower)}'s "
+             f"(in the last epoch and in more than half of the epochs)"]
     for v in verdicts:
-        lines.append(f"  seed {v['seed']}: {v['higher']:.3f} against {v['lower']:.3f} in the "
-                     f"last epoch; above in {round(v['share'] * v['epochs'])} of {v['epochs']} "
-                     f"epochs ({v['share']:.0%}): {'holds' if v['holds'] else 'does NOT hold'}")
-    lines.append(f"  -> {verdict(held, len(verdicts))}")
-    return lines, held == len(verdicts)
+        when = "the last epoch" if v["epochs"] == epochs else \
+            f"epoch {v['epochs']} (of {epochs}: not finished)"
+        lines.append(f"  seed {v['seed']}: {v['higher']:.3f} against {v['lower']:.3f} in {when}; "
+                     f"above in {round(v['share'] * v['epochs'])} of {v['epochs']} epochs "
+                     f"({v['share']:.0%}): {'holds' if v['holds'] else 'does NOT hold'}")
+    lines.append(f"  -> {verdict(held, len(verdicts))}" if verdicts else
+                 "  -> not checked yet: no seed has both runs")
+    return lines, bool(verdicts) and held == len(verdicts)
+
+
+def _cell(results, model, seed, design):
+    """A table cell: the last epoch's training / test error, and that epoch if not the last."""
+    if (model, seed) not in results:
+        return f"{'-':>18}"
+    epochs = len(results[(model, seed)]["epochs"])
+    cell = (f"{final(results, model, seed):.3f} / {final(results, model, seed, 'test_error'):.3f}"
+            + (f" @{epochs}" if epochs < design.epochs else ""))
+    return f"{cell:>18}"
 
 
 def report(results, design, data):
     shallow, middle, deep = design.shallow, design.middle, design.deep
     seeds = design.seeds
+    models = [f"{family}{depth}" for family, _ in FAMILIES for depth in design.depths]
+    complete = all(len(results.get((m, s), {"epochs": ()})["epochs"]) == design.epochs
+                   for m in models for s in seeds)
     lines = [f"Degradation lab: depths {', '.join(map(str, design.depths))}, seeds "
              f"{', '.join(map(str, seeds))}, {design.epochs} epochs, warm-up "
              f"{design.warmup} iterations at lr 0.01, then lr 0.1 / 10 at 50 % and 75 %.",
-             f"Data: {data}.", "",
-             "training error of the last epoch (mean over its augmented batches) / test error",
-             f"{'net':<12}" + "".join(f"{'seed ' + str(s):>16}" for s in seeds)
-             + f"{'mean':>16}"]
-    for family, title in FAMILIES:
-        for depth in design.depths:
-            model = f"{family}{depth}"
-            cells = [(final(results, model, s), final(results, model, s, "test_error"))
-                     for s in seeds]
-            means = numpy.mean(cells, axis=0)
-            lines.append(f"{title + '-' + str(depth):<12}"
-                         + "".join(f"{a:>9.3f} / {b:.3f}" for a, b in cells)
-                         + f"{means[0]:>9.3f} / {means[1]:.3f}")
+             f"Data: {data}."]
+    if not complete:
+        lines.append(f"NOT FINISHED (--report-only): the runs as far as they have got; @N: "
+                     f"after epoch N of {design.epochs}, -: not begun.")
+    lines += ["", "training error of the last epoch (mean over its augmented batches) / test "
+              "error", f"{'net':<12}" + "".join(f"{'seed ' + str(s):>18}" for s in seeds)
+              + f"{'mean':>18}"]
+    for model in models:
+        present = seeds_of(results, model, seeds)
+        finished = [s for s in present if len(results[(model, s)]["epochs"]) == design.epochs]
+        mean = (f"{numpy.mean([final(results, model, s) for s in finished]):>9.3f} / "
+                f"{numpy.mean([final(results, model, s, 'test_error') for s in finished]):.3f}"
+                if finished else f"{'-':>17}")
+        lines.append(f"{model_title(model):<12}"
+                     + "".join(_cell(results, model, s, design) for s in seeds) + f" {mean}")
     marks = [e for e in (5, 10, 15, 20) if e <= design.epochs] or [design.epochs]
-    lines += ["", f"training error by epoch ({' / '.join(map(str, marks))}), mean of the seeds"]
-    for family, title in FAMILIES:
-        for depth in design.depths:
-            curve = numpy.mean([epoch_train_errors(results[(f"{family}{depth}", s)])
-                                for s in seeds], axis=0)
-            lines.append(f"{title + '-' + str(depth):<12}"
-                         + " / ".join(f"{curve[e - 1]:.3f}" for e in marks))
+    lines += ["", f"training error by epoch ({' / '.join(map(str, marks))}), mean of the seeds "
+              f"that reached it"]
+    for model in models:
+        curves = [epoch_train_errors(results[(model, s)]) for s in seeds_of(results, model, seeds)]
+        lines.append(f"{model_title(model):<12}" + " / ".join(
+            f"{numpy.mean([c[e - 1] for c in curves if len(c) >= e]):.3f}"
+            if any(len(c) >= e for c in curves) else "-" for e in marks))
 
     checks = [("1. the deeper plain net trains worse", f"plain{deep}", f"plain{middle}"),
               ("2. the shortcut fixes it", f"plain{deep}", f"resnet{deep}"),
@@ -282,28 +340,33 @@ def report(results, design, data):
               ("4. the deeper plain net trains worse", f"plain{middle}", f"plain{shallow}")]
     held = []
     for claim, higher, lower in checks:
-        block, holds = check_lines(claim, higher, lower, compare(results, higher, lower, seeds))
+        block, holds = check_lines(claim, higher, lower,
+                                   compare(results, higher, lower, seeds), design.epochs)
         lines += [""] + block
         held.append(holds)
-    first_epoch = [epoch_train_error(results[(f"plain{deep}", s)], 0) for s in seeds]
-    last_epoch = [final(results, f"plain{deep}", s) for s in seeds]
-    training = sum(last < CHANCE - 0.1 and last < first - 0.1
-                   for first, last in zip(first_epoch, last_epoch))
-    lines += ["", f"plain-{deep} is still training, not stuck at chance ({CHANCE}), in "
-              f"{training} of {len(seeds)} seeds (first epoch {numpy.mean(first_epoch):.3f}, "
-              f"last {numpy.mean(last_epoch):.3f}): a higher training error, not overfitting."]
+    plain_deep = seeds_of(results, f"plain{deep}", seeds)
+    if plain_deep:
+        first = [epoch_train_error(results[(f"plain{deep}", s)], 0) for s in plain_deep]
+        last = [final(results, f"plain{deep}", s) for s in plain_deep]
+        training = sum(b < CHANCE - 0.1 and b < a - 0.1 for a, b in zip(first, last))
+        lines += ["", f"plain-{deep} is still training, not stuck at chance ({CHANCE}), in "
+                  f"{training} of {len(plain_deep)} seeds (first epoch {numpy.mean(first):.3f}, "
+                  f"last {numpy.mean(last):.3f}): a higher training error, not overfitting."]
     # The paper's other half at its own depths, reported whichever way it goes.
     at_paper_depths = compare(results, f"resnet{middle}", f"resnet{deep}", seeds)
-    below = sum(v["holds"] for v in at_paper_depths)
-    lines += ["", f"ResNet-{deep} below ResNet-{middle} (the paper's deeper ResNet at its "
-              f"depths): {verdict(below, len(seeds))} (last epoch "
-              f"{numpy.mean([v['lower'] for v in at_paper_depths]):.3f} against "
-              f"{numpy.mean([v['higher'] for v in at_paper_depths]):.3f})"
-              + ("." if below == len(seeds) else
-                 f"; within {design.epochs} epochs ResNet-{middle} fits the training images "
-                 f"before ResNet-{deep} catches up: check 3 shows the deeper ResNet at "
-                 f"{shallow}/{middle}.")]
-    lines += ["", "The paper's Fig. 6 (checks 1-3) "
-              + ("is reproduced in every seed." if all(held[:3]) else
-                 "is NOT reproduced in every seed: see the checks above.")]
+    if at_paper_depths:
+        below = sum(v["holds"] for v in at_paper_depths)
+        lines += ["", f"ResNet-{deep} below ResNet-{middle} (the paper's deeper ResNet at its "
+                  f"depths): {verdict(below, len(at_paper_depths))} (last epoch "
+                  f"{numpy.mean([v['lower'] for v in at_paper_depths]):.3f} against "
+                  f"{numpy.mean([v['higher'] for v in at_paper_depths]):.3f})"
+                  + ("." if below == len(at_paper_depths) else
+                     f"; within {design.epochs} epochs ResNet-{middle} fits the training images "
+                     f"before ResNet-{deep} catches up: check 3 shows the deeper ResNet at "
+                     f"{shallow}/{middle}.")]
+    outcome = ("is reproduced in every seed" if all(held[:3]) else
+               "is NOT reproduced in every seed: see the checks above")
+    lines += ["", f"The paper's Fig. 6 (checks 1-3) {outcome}" + (
+        "." if complete else " (so far: the runs are not finished, and a check without both "
+                             "runs of a seed is not counted as held).")]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ import numpy
 from tinyres import load
 from tinyres.data import DataLoader, Normalize
 from tinyres.labs import degradation
-from tinyres.labs.runs import train_runs
+from tinyres.labs.runs import LabError
 from tinyres.models import get_model
 from tinyres.models.views import block_outputs
 from tinyres.nn import BatchNorm2d
@@ -33,17 +33,24 @@ IMAGES = 500
 
 def run(options, out):
     design = degradation.design_for(options)
-    trained = train_runs(degradation.specs(design, options.data),
-                         out.parent / out.name.replace("responses", "degradation"),
-                         options.jobs, options.threads, show_progress=not options.quiet)
+    trained = degradation.lab_runs(degradation.specs(design, options.data),
+                                   out.parent / out.name.replace("responses", "degradation"),
+                                   options)
+    if not trained:
+        raise LabError(f"--report-only: the degradation lab has no checkpoint yet under "
+                       f"{out.parent / out.name.replace('responses', 'degradation')}; train its "
+                       f"nets with `tinyres lab degradation`")
     test_set = load_cifar(options.data, train=False)
     images = next(iter(DataLoader(test_set, min(IMAGES, len(test_set.labels)),
                                   transform=Normalize())))[0]
     stds = {}                    # (model, seed) -> [std of each 3x3 layer's response, in order]
+    epochs = {}                  # (model, seed) -> epochs its checkpoint has trained
     branch_ends = {}             # depth -> which of those layers end a block's branch F (its bn2)
     for spec, directory in trained.items():
         model = get_model(spec.model)
-        model.load_state_dict(load(directory / "checkpoint.npz")["model"])
+        state = load(directory / "checkpoint.npz")
+        model.load_state_dict(state["model"])
+        epochs[(spec.model, spec.seed)] = int(state["progress"]["epochs_done"])
         responses = block_outputs(model, images, kinds=(BatchNorm2d,), training=False)
         stds[(spec.model, spec.seed)] = [float(r.std(axis=(0, 2, 3)).mean())
                                          for r in responses.values()]
@@ -52,7 +59,7 @@ def run(options, out):
                                                            for path in responses]
     write_csv(stds, out / "responses.csv")
     plot(stds, design, out / "responses.png", len(images))
-    text = report(stds, design, len(images), branch_ends)
+    text = report(stds, design, len(images), branch_ends, epochs)
     (out / "report.txt").write_text(text)
     print(text)
     print(f"figure {out / 'responses.png'}, every layer's std in {out / 'responses.csv'}")
@@ -70,8 +77,9 @@ def write_csv(stds, path):
 
 
 def mean_over_seeds(stds, model, seeds):
-    """Per layer (by index) and sorted (largest first), each averaged over the seeds."""
-    runs = numpy.array([stds[(model, seed)] for seed in seeds])
+    """Per layer (by index) and sorted (largest first), each averaged over the seeds that have
+    the net (all of them, once the degradation lab has finished)."""
+    runs = numpy.array([stds[(model, seed)] for seed in seeds if (model, seed) in stds])
     return runs.mean(axis=0), numpy.sort(runs, axis=1)[:, ::-1].mean(axis=0)
 
 
@@ -85,6 +93,8 @@ def plot(stds, design, path, image_count):
     styles = {"plain": "--", "resnet": "-"}
     for family, title in degradation.FAMILIES:
         for depth in design.depths:
+            if not any((f"{family}{depth}", s) in stds for s in design.seeds):
+                continue                # (--report-only: not begun yet)
             by_layer, by_size = mean_over_seeds(stds, f"{family}{depth}", design.seeds)
             colour = degradation.DEPTH_COLOURS.get(depth, "tab:brown")
             for ax, values in zip(axes, (by_layer, by_size)):
@@ -111,21 +121,42 @@ def smaller_than_plain(stds, depth, seed):
     residual = numpy.array(stds[(f"resnet{depth}", seed)])
     plain = numpy.array(stds[(f"plain{depth}", seed)])
     smaller = int((residual < plain).sum())
-    return {"smaller": smaller, "layers": len(plain), "ratio": residual.mean() / plain.mean(),
+    return {"seed": seed, "smaller": smaller, "layers": len(plain),
+            "ratio": residual.mean() / plain.mean(),
             "holds": bool(smaller > len(plain) / 2 and residual.mean() < plain.mean())}
 
 
-def report(stds, design, image_count, branch_ends):
+def _seeds_with(stds, seeds, *models):
+    """The seeds that have a net of every one of `models`."""
+    return [s for s in seeds if all((model, s) in stds for model in models)]
+
+
+def _outcome(held, checked):
+    return f"-> {degradation.verdict(held, checked)}" if checked else "-> not checked yet"
+
+
+def report(stds, design, image_count, branch_ends, epochs):
     seeds = design.seeds
     lines = [f"Layer responses of the degradation lab's nets ({image_count} test images, batch "
              f"norm in evaluation mode; a layer's std: per channel, averaged over channels), "
-             f"seeds {', '.join(map(str, seeds))}.",
-             "", f"{'net':<12}{'layers':>8}{'mean std':>10}{'median':>9}{'max':>8}   per seed"]
+             f"seeds {', '.join(map(str, seeds))}."]
+    unfinished = {key: done for key, done in epochs.items() if done < design.epochs}
+    if unfinished or len(stds) < 2 * len(design.depths) * len(seeds):
+        lines.append(f"NOT FINISHED (--report-only): nets as far as they have got (of "
+                     f"{design.epochs} epochs): " + ", ".join(
+                         f"{degradation.model_title(m)} seed {s} after epoch {n}"
+                         for (m, s), n in sorted(unfinished.items())) + "; the others not "
+                     "begun or finished.")
+    lines += ["", f"{'net':<12}{'layers':>8}{'mean std':>10}{'median':>9}{'max':>8}   per seed"]
     for family, title in degradation.FAMILIES:
         for depth in design.depths:
             model = f"{family}{depth}"
+            if not any((model, s) in stds for s in seeds):
+                lines.append(f"{title + '-' + str(depth):<12}{'-':>8}")
+                continue
             by_layer, _ = mean_over_seeds(stds, model, seeds)
-            per_seed = " ".join(f"{numpy.mean(stds[(model, s)]):.3f}" for s in seeds)
+            per_seed = " ".join(f"{numpy.mean(stds[(model, s)]):.3f}" if (model, s) in stds
+                                else "-" for s in seeds)
             lines.append(f"{title + '-' + str(depth):<12}{len(by_layer):>8}"
                          f"{by_layer.mean():>10.3f}{numpy.median(by_layer):>9.3f}"
                          f"{by_layer.max():>8.3f}   {per_seed}")
@@ -134,17 +165,21 @@ def report(stds, design, image_count, branch_ends):
               "counterparts\" (holds in a seed where the ResNet's response is smaller at more "
               "than half of the layers and its mean std is smaller):"]
     for depth in design.depths:
-        checks = [smaller_than_plain(stds, depth, s) for s in seeds]
-        cells = "; ".join(f"seed {s}: {c['smaller']} of {c['layers']} layers, ratio "
-                          f"{c['ratio']:.2f}" for s, c in zip(seeds, checks))
-        lines.append(f"  depth {depth}: {cells} -> "
-                     f"{degradation.verdict(sum(c['holds'] for c in checks), len(seeds))}")
+        checks = [smaller_than_plain(stds, depth, s)
+                  for s in _seeds_with(stds, seeds, f"resnet{depth}", f"plain{depth}")]
+        cells = "; ".join(f"seed {c['seed']}: {c['smaller']} of {c['layers']} layers, ratio "
+                          f"{c['ratio']:.2f}" for c in checks)
+        lines.append(f"  depth {depth}: {cells + ' ' if cells else ''}"
+                     f"{_outcome(sum(c['holds'] for c in checks), len(checks))}")
     lines.append("  the layers that end a block's branch (its second BN: F(x), before the "
                  "addition), mean std over the seeds:")
     for depth in design.depths:
+        paired = _seeds_with(stds, seeds, f"resnet{depth}", f"plain{depth}")
+        if not paired:
+            continue
         ends = numpy.array(branch_ends[depth])
-        residual = [numpy.array(stds[(f"resnet{depth}", s)]) for s in seeds]
-        plain = [numpy.array(stds[(f"plain{depth}", s)]) for s in seeds]
+        residual = [numpy.array(stds[(f"resnet{depth}", s)]) for s in paired]
+        plain = [numpy.array(stds[(f"plain{depth}", s)]) for s in paired]
         lines.append(f"  depth {depth}: {int(ends.sum())} layers, "
                      f"{numpy.mean([r[ends] for r in residual]):.3f} in the ResNet against "
                      f"{numpy.mean([p[ends] for p in plain]):.3f} at the same layers of the "
@@ -153,13 +188,11 @@ def report(stds, design, image_count, branch_ends):
 
     lines += ["", "Observation 2, \"the deeper ResNet has smaller magnitudes of responses\" "
               "(holds in a seed where the deeper ResNet's mean std is the smaller):"]
-    pairs = [(design.middle, design.deep), (design.shallow, design.middle)]
-    for shallow, deep in pairs:
-        deep_means = [numpy.mean(stds[(f"resnet{deep}", s)]) for s in seeds]
-        shallow_means = [numpy.mean(stds[(f"resnet{shallow}", s)]) for s in seeds]
-        cells = "; ".join(f"seed {s}: {d:.3f} against {h:.3f}"
-                          for s, d, h in zip(seeds, deep_means, shallow_means))
-        held = sum(d < h for d, h in zip(deep_means, shallow_means))
-        lines.append(f"  ResNet-{deep} against ResNet-{shallow}: {cells} -> "
-                     f"{degradation.verdict(held, len(seeds))}")
+    for shallow, deep in ((design.middle, design.deep), (design.shallow, design.middle)):
+        paired = _seeds_with(stds, seeds, f"resnet{deep}", f"resnet{shallow}")
+        means = [(s, numpy.mean(stds[(f"resnet{deep}", s)]),
+                  numpy.mean(stds[(f"resnet{shallow}", s)])) for s in paired]
+        cells = "; ".join(f"seed {s}: {d:.3f} against {h:.3f}" for s, d, h in means)
+        lines.append(f"  ResNet-{deep} against ResNet-{shallow}: {cells + ' ' if cells else ''}"
+                     f"{_outcome(sum(d < h for _, d, h in means), len(means))}")
     return "\n".join(lines) + "\n"

@@ -157,6 +157,22 @@ def _check_same_settings(found, wanted, out):
                        f"to train it again, or give the lab another --out")
 
 
+def started_runs(specs, root):
+    """{spec: directory} of the specs whose run under `root` has a checkpoint (at least one
+    epoch, or a Ctrl-C), for a lab's --report-only: nothing is trained. A run with other
+    settings is an error, as for training."""
+    from tinyres.train.trainer import read_run_config
+
+    found = {}
+    for spec in specs:
+        directory = Path(root) / spec.name
+        if (directory / "checkpoint.npz").is_file():
+            config, _ = read_run_config(directory / "checkpoint.npz")
+            _check_same_settings(config, spec.config(directory), directory)
+            found[spec] = directory
+    return found
+
+
 def load_run(directory):
     """A finished run's curves: {"steps": iterations.csv rows, "epochs": metrics.csv rows,
     "config": its settings}."""
