@@ -179,13 +179,32 @@ def panels(design):
 
 
 def plot(results, design, path, data):
-    seeds = len(design.seeds)
-    title = (f"Degradation (the paper's Fig. 6, left and middle) on {data}; mean of {seeds} "
-             f"seed{'s' if seeds > 1 else ''} ({', '.join(map(str, design.seeds))})\ntop: the "
-             f"paper's depths, {design.middle} and {design.deep} layers; bottom: "
-             f"{design.shallow} and {design.middle} layers, the deeper ResNet within "
+    seeds = sorted({seed for _, seed in results})
+    title = (f"Degradation (the paper's Fig. 6, left and middle) on {data}; mean of "
+             f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
+             f"\nthe paper's depths, {design.middle} and {design.deep} layers; below, "
+             f"{design.shallow} and {design.middle} layers: the deeper ResNet within "
              f"{design.epochs} epochs")
-    draw(results, panels(design), design.seeds, path, title, columns=3)
+    unfinished = progress(results, design)
+    if unfinished:
+        title += f"\nNOT FINISHED: {unfinished}"
+    shown = [(panel_title, [net for net in nets if seeds_of(results, f"{net[0]}{net[1]}",
+                                                            design.seeds)])
+             for panel_title, nets in panels(design)]
+    draw(results, [panel for panel in shown if panel[1]], design.seeds, path, title, columns=3)
+
+
+def progress(results, design):
+    """"" when every run has finished, else how far each net has got (--report-only)."""
+    nets = []
+    for family, _ in FAMILIES:
+        for depth in design.depths:
+            model = f"{family}{depth}"
+            done = [len(results[(model, s)]["epochs"]) if (model, s) in results else 0
+                    for s in design.seeds]
+            if min(done) < design.epochs:
+                nets.append(f"{model_title(model)} " + "/".join(map(str, done)))
+    return (f"epochs done (of {design.epochs}) by seed: " + ", ".join(nets)) if nets else ""
 
 
 def draw(results, panel_list, seeds, path, title, columns):
@@ -202,8 +221,6 @@ def draw(results, panel_list, seeds, path, title, columns):
     for ax, (panel_title, nets) in zip(axes.flat, panel_list):
         for family, depth, colour in nets:
             model = f"{family}{depth}"
-            if not seeds_of(results, model, seeds):
-                continue                # (--report-only: not begun yet)
             steps, epochs = mean_over_seeds(results, model, seeds)
             draw_curves(ax, steps, epochs, colour, f"{titles[family]}-{depth}", WINDOW)
             mark_lr_changes(ax, steps)
@@ -305,15 +322,15 @@ def report(results, design, data):
     shallow, middle, deep = design.shallow, design.middle, design.deep
     seeds = design.seeds
     models = [f"{family}{depth}" for family, _ in FAMILIES for depth in design.depths]
-    complete = all(len(results.get((m, s), {"epochs": ()})["epochs"]) == design.epochs
-                   for m in models for s in seeds)
+    complete = not progress(results, design)
     lines = [f"Degradation lab: depths {', '.join(map(str, design.depths))}, seeds "
              f"{', '.join(map(str, seeds))}, {design.epochs} epochs, warm-up "
              f"{design.warmup} iterations at lr 0.01, then lr 0.1 / 10 at 50 % and 75 %.",
              f"Data: {data}."]
     if not complete:
         lines.append(f"NOT FINISHED (--report-only): the runs as far as they have got; @N: "
-                     f"after epoch N of {design.epochs}, -: not begun.")
+                     f"after epoch N of {design.epochs}, -: not begun; "
+                     f"{progress(results, design)}.")
     lines += ["", "training error of the last epoch (mean over its augmented batches) / test "
               "error", f"{'net':<12}" + "".join(f"{'seed ' + str(s):>18}" for s in seeds)
               + f"{'mean':>18}"]
