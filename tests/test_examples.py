@@ -29,7 +29,7 @@ EXPECTED = {
     "03_batch_norm.py": (["== Step 6:", "buggy caught?"], ["running_averages.png"]),
     "04_residual_block.py": (["(shortcut): Identity()", "option B: shortcut = Sequential("],
                              []),
-    "05_plain_vs_residual.py": (["== Step 4:", "resnet8", "plain-14 has the higher training"],
+    "05_plain_vs_residual.py": (["== Step 4:", "resnet8", "plain-14's training error above plain-8's"],
                                 ["gradient_norms_at_init.png",
                                  "lab-degradation-smoke/degradation.png"]),
     "06_train_resnet20.py": (["epoch 1/1:", "== Step 4:"],

@@ -2,6 +2,7 @@
 import csv
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy
@@ -235,3 +236,31 @@ def test_a_lab_run_with_other_settings_is_one_clear_line(tmp_path):
     assert done.returncode == 2
     assert "holds a run with other settings: epochs 2 (asked 3)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+ROOT = Path(__file__).resolve().parents[1]
+VERDICTS = ("holds", "does not hold", "not measured yet")
+
+
+def verdict_rows(markdown, heading):
+    """The rows (lab, finding, depths, verdict) of the table under `heading` in a markdown text."""
+    section = markdown.split(heading, 1)[1]
+    rows = []
+    for line in section.splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append(tuple(cell.strip() for cell in line.strip().strip("|").split("|")))
+    return rows[1:]                                     # (the header row)
+
+
+def test_the_readmes_claims_about_the_labs_are_docs_labs_verdicts():
+    """README's table of what the labs show is docs/labs.md's table of verdicts, row for row:
+    the README claims nothing the committed results do not, and leaves out no verdict (a
+    finding that does not hold here is said so in both)."""
+    readme = verdict_rows((ROOT / "README.md").read_text(), "What the labs show")
+    labs = verdict_rows((ROOT / "docs" / "labs.md").read_text(), "## What the labs show")
+    assert readme and readme == labs
+    for lab, finding, depths, verdict in labs:
+        assert lab.strip("`") in LABS, lab
+        assert verdict.startswith(VERDICTS), (finding, verdict)
