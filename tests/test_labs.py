@@ -144,6 +144,7 @@ def test_the_papers_recipe_is_section_4_2():
     (["degradation", "--paper", "--data", "{missing}"], "--paper needs the full CIFAR-10"),
     (["depth", "--paper"], "--paper is an option of the degradation lab only"),
     (["degradation", "--download"], "--download goes with --paper"),
+    (["depth", "--report-only"], "--report-only is an option of the degradation and responses"),
 ])
 def test_the_papers_recipe_refuses_what_is_not_the_full_cifar10_in_one_line(
         tmp_path, capsys, argv, expected, request):

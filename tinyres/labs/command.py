@@ -6,6 +6,8 @@ from tinyres.environment import set_engine
 from tinyres.labs import get_lab
 from tinyres.labs.runs import LabError
 
+REPORTS_ONLY = ("degradation", "responses")     # the labs that can report without training
+
 
 def run(args):
     """tinyres lab NAME: one of the paper's findings, reproduced (tinyres.labs)."""
@@ -15,6 +17,10 @@ def run(args):
             print(f"tinyres lab {args.name}: {flag} is an option of the degradation lab only "
                   f"(`tinyres lab degradation --paper`); leave it out", file=sys.stderr)
             return 2
+    if args.report_only and args.name not in REPORTS_ONLY:
+        print(f"tinyres lab {args.name}: --report-only is an option of the "
+              f"{' and '.join(REPORTS_ONLY)} labs only; leave it out", file=sys.stderr)
+        return 2
     if args.download and not args.paper:
         print("tinyres lab degradation: --download goes with --paper (the full CIFAR-10); "
               "without it the lab trains on --data as given", file=sys.stderr)

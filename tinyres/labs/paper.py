@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import numpy
 
 from tinyres.labs import degradation
-from tinyres.labs.runs import LabError, RunSpec, load_run, train_runs
+from tinyres.labs.runs import LabError, RunSpec
 from tinyres.train.metrics import read_metrics
 
 # The paper's Table 6 (CIFAR-10, option A shortcuts): test error (%).
@@ -205,23 +205,24 @@ def run(options, out):
     design = design_for(options)
     data = find_data(options, design)
     wanted = specs(design, data)
-    todo = [(spec, *still_to_do(spec, out / spec.name)) for spec in wanted]
-    estimate(design, data, [row for row in todo if row[2] > 0], options.jobs, options.threads)
-    runs = train_runs(wanted, out, options.jobs, options.threads,
-                      show_progress=not options.quiet)
-    results = {(spec.model, spec.seed): load_run(directory) for spec, directory in runs.items()}
-    validation = {(spec.model, spec.seed): validation_error(directory, data, design)
-                  for spec, directory in runs.items()}
+    if not options.report_only:
+        todo = [(spec, *still_to_do(spec, out / spec.name)) for spec in wanted]
+        estimate(design, data, [row for row in todo if row[2] > 0], options.jobs,
+                 options.threads)
+    results = degradation.gather(wanted, out, options)
+    validation = {key: validation_error(out / f"{key[0]}-seed{key[1]}", data, design)
+                  for key in results}
     degradation.write_curves(results, out / "curves.csv")
     name = degradation.data_name(results[next(iter(results))]["config"])
     panels = [("plain nets (the paper's Fig. 6, left)",
-               [("plain", d, degradation.DEPTH_COLOURS.get(d, "tab:brown")) for d in design.plain]),
+               [("plain", d, degradation.DEPTH_COLOURS.get(d, "tab:brown")) for d in design.plain
+                if degradation.seeds_of(results, f"plain{d}", design.seeds)]),
               ("ResNets (the paper's Fig. 6, middle)",
-               [("resnet", d, degradation.DEPTH_COLOURS.get(d, "tab:brown"))
-                for d in design.resnet])]
-    degradation.draw(results, panels, design.seeds, out / "degradation.png",
-                     f"The paper's recipe: {design.epochs * design.steps_per_epoch:,} "
-                     f"iterations on {name}", columns=2)
+               [("resnet", d, degradation.DEPTH_COLOURS.get(d, "tab:brown")) for d in design.resnet
+                if degradation.seeds_of(results, f"resnet{d}", design.seeds)])]
+    degradation.draw(results, [panel for panel in panels if panel[1]], design.seeds,
+                     out / "degradation.png", f"The paper's recipe: "
+                     f"{design.epochs * design.steps_per_epoch:,} iterations on {name}", columns=2)
     text = report(results, validation, design, name)
     (out / "report.txt").write_text(text)
     print(text)
@@ -231,6 +232,8 @@ def run(options, out):
 
 
 def report(results, validation, design, name):
+    """Each net's training, validation and test error (means over the seeds it has), beside
+    the paper's Table 6; a net not finished says after which epoch it was read."""
     lines = [f"The paper's recipe (section 4.2): {design.epochs} epochs of "
              f"{design.steps_per_epoch} iterations, lr 0.1 / 10 at 50 % and 75 %, a warm-up "
              f"at lr 0.01 for " + ", ".join(f"{degradation.model_title(model)} ({steps} "
@@ -238,14 +241,21 @@ def report(results, validation, design, name):
              + f", per-pixel mean subtraction; seeds {', '.join(map(str, design.seeds))}.",
              f"Data: {name}; validation: the {design.val_images:,} training images after the "
              f"first {design.train_images:,}.", "",
-             f"{'net':<11}{'train err':>11}{'val err':>10}{'test err':>10}{'paper test err':>16}"]
+             f"{'net':<11}{'train err':>11}{'val err':>10}{'test err':>10}{'paper test err':>16}"
+             f"   epochs"]
     for model in sorted(design.models, key=degradation.split_model):
-        train = numpy.mean([degradation.final(results, model, s) for s in design.seeds])
-        test = numpy.mean([degradation.final(results, model, s, "test_error")
-                           for s in design.seeds])
-        val = numpy.mean([validation[(model, s)] for s in design.seeds])
+        seeds = degradation.seeds_of(results, model, design.seeds)
         paper = PAPER_TEST_ERROR.get(model)
+        paper = f"{paper:.2f} %" if paper else "-"
+        if not seeds:
+            lines.append(f"{degradation.model_title(model):<11}{'not begun':>11}{'':>36}"
+                         f"{paper:>16}")
+            continue
+        train = numpy.mean([degradation.final(results, model, s) for s in seeds])
+        test = numpy.mean([degradation.final(results, model, s, "test_error") for s in seeds])
+        val = numpy.mean([validation[(model, s)] for s in seeds])
+        epochs = "/".join(str(len(results[(model, s)]["epochs"])) for s in seeds)
         lines.append(f"{degradation.model_title(model):<11}{100 * train:>10.2f}%"
-                     f"{100 * val:>9.2f}%{100 * test:>9.2f}%"
-                     f"{f'{paper:.2f} %' if paper else '-':>16}")
+                     f"{100 * val:>9.2f}%{100 * test:>9.2f}%{paper:>16}   {epochs} of "
+                     f"{design.epochs}")
     return "\n".join(lines) + "\n"
