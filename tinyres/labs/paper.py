@@ -85,7 +85,7 @@ def specs(design, data):
             for seed in design.seeds for model in design.models]
 
 
-def find_data(options, design):
+def find_data(options):
     """The CIFAR-10 folder the recipe trains on (downloaded first with --download), checked to
     hold the whole training set; under --smoke, the bundled sample (or --data)."""
     from tinyres.data import CIFAR10, DatasetError, default_data_root
@@ -203,7 +203,7 @@ def validation_error(directory, data, design):
 
 def run(options, out):
     design = design_for(options)
-    data = find_data(options, design)
+    data = find_data(options)
     wanted = specs(design, data)
     if not options.report_only:
         todo = [(spec, *still_to_do(spec, out / spec.name)) for spec in wanted]
