@@ -102,15 +102,15 @@ def plot(stds, design, path, image_count):
                         marker="o", markersize=2.5, linewidth=1.2, label=f"{title}-{depth}")
     axes[0].set_xlabel("layer index (3x3 conv layers, input to output)")
     axes[1].set_xlabel("layer index, sorted by magnitude")
-    seeds = len(design.seeds)
+    seeds = sorted({seed for _, seed in stds})          # (--report-only: those begun)
     for ax in axes:
         ax.set_ylabel("std of the response")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=2)
     fig.suptitle(f"Layer responses (the paper's Fig. 7): std after BN, before ReLU/addition\n"
-                 f"{image_count} test images, mean of {seeds} seed{'s' if seeds > 1 else ''} "
-                 f"({', '.join(map(str, design.seeds))}); dashed: plain, solid: ResNet",
-                 fontsize=10)
+                 f"{image_count} test images, mean of {len(seeds)} "
+                 f"seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); dashed: "
+                 f"plain, solid: ResNet", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
