@@ -24,8 +24,8 @@ def add_arguments(lab):
     lab.add_argument("--threads", type=positive_int, metavar="N", default=1,
                      help="threads per training run (default 1: with --jobs 2, one core each)")
     lab.add_argument("--report-only", action="store_true",
-                     help="train nothing: draw and report from the runs as far as they have got "
-                          "(each net's epochs are stated)")
+                     help="degradation and responses: train nothing, draw and report from the "
+                          "runs as far as they have got (each net's epochs are stated)")
     lab.add_argument("--paper", action="store_true",
                      help="degradation only: the paper's own recipe (section 4.2: 64k "
                           "iterations, 45k/5k split, plain-20..56 and ResNet-20..110) on the "
