@@ -6,24 +6,27 @@ from tinyres.environment import set_engine
 from tinyres.labs import get_lab
 from tinyres.labs.runs import LabError
 
-REPORTS_ONLY = ("degradation", "responses")     # the labs that can report without training
+# Options that only some labs take: on any other lab they are refused, never ignored.
+ONLY = {"--paper": ("degradation",), "--download": ("degradation",),
+        "--report-only": ("degradation", "responses"), "--depths": ("degradation", "responses")}
 
 
 def run(args):
     """tinyres lab NAME: one of the paper's findings, reproduced (tinyres.labs)."""
     set_engine(args)
-    for flag, asked in (("--paper", args.paper), ("--download", args.download)):
-        if asked and args.name != "degradation":
-            print(f"tinyres lab {args.name}: {flag} is an option of the degradation lab only "
-                  f"(`tinyres lab degradation --paper`); leave it out", file=sys.stderr)
+    for flag, labs in ONLY.items():
+        if getattr(args, flag[2:].replace("-", "_")) and args.name not in labs:
+            print(f"tinyres lab {args.name}: {flag} is an option of the "
+                  f"{' and '.join(labs)} lab{'s' if len(labs) > 1 else ''} only; leave it out",
+                  file=sys.stderr)
             return 2
-    if args.report_only and args.name not in REPORTS_ONLY:
-        print(f"tinyres lab {args.name}: --report-only is an option of the "
-              f"{' and '.join(REPORTS_ONLY)} labs only; leave it out", file=sys.stderr)
-        return 2
     if args.download and not args.paper:
         print("tinyres lab degradation: --download goes with --paper (the full CIFAR-10); "
               "without it the lab trains on --data as given", file=sys.stderr)
+        return 2
+    if args.paper and args.depths:
+        print("tinyres lab degradation: --depths does not go with --paper (the paper's depths, "
+              "20 to 110, are its recipe); leave one out", file=sys.stderr)
         return 2
     out = Path(args.out or f"runs/lab-{args.name}" + ("-paper" if args.paper else "")
                + ("-smoke" if args.smoke else ""))

@@ -23,6 +23,9 @@ def add_arguments(lab):
                      help="training runs side by side, one process each (default 2)")
     lab.add_argument("--threads", type=positive_int, metavar="N", default=1,
                      help="threads per training run (default 1: with --jobs 2, one core each)")
+    lab.add_argument("--depths", type=positive_int, nargs="+", metavar="N",
+                     help="degradation and responses: the depths of both families (default 20 "
+                          "56; `--depths 8 20 --epochs 20` is the lab of 2026-12-05)")
     lab.add_argument("--report-only", action="store_true",
                      help="degradation and responses: train nothing, draw and report from the "
                           "runs as far as they have got (each net's epochs are stated)")

@@ -8,8 +8,8 @@ addition of the shortcut. Its two observations:
   2. "the deeper ResNet has smaller magnitudes of responses" (ResNet-20, 56 and 110): with more
      layers, each layer of a ResNet modifies the signal less.
 
-Here: the degradation lab's checkpoints (plain and ResNet, 8, 20 and 56 layers; trained by it
-first if they are missing), the first 500 test images, batch norm in evaluation mode (its running
+Here: the degradation lab's checkpoints (plain and ResNet, 20 and 56 layers, or its --depths;
+trained by it first if they are missing), the first 500 test images, batch norm in evaluation mode (its running
 statistics). A layer's std is that of each output channel over the images and positions, averaged
 over the channels (the spread of a channel's values, not the offsets between channels). Every
 batch norm of these nets follows a 3x3 conv, so every batch norm's output is one point. Each
@@ -188,7 +188,7 @@ def report(stds, design, image_count, branch_ends, epochs):
 
     lines += ["", "Observation 2, \"the deeper ResNet has smaller magnitudes of responses\" "
               "(holds in a seed where the deeper ResNet's mean std is the smaller):"]
-    for shallow, deep in ((design.middle, design.deep), (design.shallow, design.middle)):
+    for shallow, deep in design.pairs:
         paired = _seeds_with(stds, seeds, f"resnet{deep}", f"resnet{shallow}")
         means = [(s, numpy.mean(stds[(f"resnet{deep}", s)]),
                   numpy.mean(stds[(f"resnet{shallow}", s)])) for s in paired]
