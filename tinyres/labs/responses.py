@@ -12,9 +12,8 @@ Here: the degradation lab's checkpoints (plain and ResNet, 20 and 56 layers, or 
 trained by it first if they are missing), the first 500 test images, batch norm in evaluation
 mode (its running statistics). A layer's std is that of each output channel over the images and
 positions, averaged over the channels (the spread of a channel's values, not the offsets between
-channels). Every
-batch norm of these nets follows a 3x3 conv, so every batch norm's output is one point. Each
-observation is checked seed by seed.
+channels). Every batch norm of these nets follows a 3x3 conv, so every batch norm's output is
+one point. Each observation is checked seed by seed.
 """
 import csv
 
