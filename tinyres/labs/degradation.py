@@ -368,16 +368,17 @@ def report(results, design, data):
             f"{numpy.mean([c[e - 1] for c in curves if len(c) >= e]):.3f}"
             if any(len(c) >= e for c in curves) else "-" for e in marks))
 
-    held = []
+    outcomes = {"checks that hold in every seed": [], "that do not": [], "not checked yet": []}
     for number, (claim, higher, lower) in enumerate(checks(design), start=1):
-        block, holds = check_lines(f"{number}. {claim}", higher, lower,
-                                   compare(results, higher, lower, seeds), design.epochs)
-        if claim.startswith("the deeper ResNet") and not holds:
+        verdicts = compare(results, higher, lower, seeds)
+        block, holds = check_lines(f"{number}. {claim}", higher, lower, verdicts, design.epochs)
+        outcomes["checks that hold in every seed" if holds else "that do not" if verdicts
+                 else "not checked yet"].append(str(number))
+        if claim.startswith("the deeper ResNet") and verdicts and not holds:
             block.append("  (on 5,482 images the shallower ResNet fits the training set first: "
                          "PyTorch on the same images has ResNet-56 behind ResNet-20 for all of "
                          "100 epochs; `--depths 8 20 --epochs 20` shows this half)")
         lines += [""] + block
-        held.append((number, holds))
     deepest = f"plain{max(design.depths)}"
     trained = seeds_of(results, deepest, seeds)
     if trained:
@@ -388,9 +389,8 @@ def report(results, design, data):
                   f"({CHANCE}), in {training} of {len(first)} seeds (first epoch "
                   f"{numpy.mean(first):.3f}, last {numpy.mean(last):.3f}): a higher training "
                   f"error, not overfitting."]
-    lines += ["", "Checks that hold in every seed: "
-              + (", ".join(str(n) for n, h in held if h) or "none") + "; that do not: "
-              + (", ".join(str(n) for n, h in held if not h) or "none")
-              + ("." if complete else " (so far: the runs are not finished, and a check "
-                                      "without both runs of a seed is not counted as held).")]
+    summary = "; ".join(f"{kind}: {', '.join(numbers)}" for kind, numbers in outcomes.items()
+                        if numbers)
+    lines += ["", summary[0].upper() + summary[1:]
+              + ("." if complete else " (so far: the runs are not finished).")]
     return "\n".join(lines) + "\n"
