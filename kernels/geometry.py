@@ -5,8 +5,20 @@ GPU kernels alike (plain Python: no Numba), so every path refuses a bad argument
 message, whichever meets it first:
 
     OH = (H + 2*PH - KH) // SH + 1        OW = (W + 2*PW - KW) // SW + 1
+
+window_geometry returns the four pairs as one small value, a Geometry, which the kernels pass on
+as it is (``geometry.stride``) and the readable code unpacks (``(KH, KW), ... = geometry``).
 """
 import numbers
+from typing import NamedTuple
+
+
+class Geometry(NamedTuple):
+    """A sliding window's (height, width) pairs: what it is checked to be and where it goes."""
+    kernel: tuple                 # (KH, KW)
+    stride: tuple                 # (SH, SW)
+    padding: tuple                # (PH, PW), zeros on each side
+    out_size: tuple               # (OH, OW), at least one position each way
 
 
 def as_pair(value, what, op):
@@ -22,7 +34,8 @@ def as_pair(value, what, op):
 
 
 def window_geometry(op, x_shape, kernel_size, stride, padding):
-    """(KH, KW), (SH, SW), (PH, PW), (OH, OW) for a sliding window over an (N, C, H, W) shape."""
+    """Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW)) of a sliding window over an (N, C, H, W)
+    shape; a ValueError where it has no output position."""
     H, W = x_shape[2], x_shape[3]
     (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", op),
                                     as_pair(stride, "stride", op), as_pair(padding, "padding", op))
@@ -31,4 +44,4 @@ def window_geometry(op, x_shape, kernel_size, stride, padding):
     if SH < 1 or SW < 1 or PH < 0 or PW < 0 or OH < 1 or OW < 1:
         raise ValueError(f"{op}: kernel {KH}x{KW}, stride ({SH}, {SW}), padding ({PH}, {PW}) "
                          f"give no output positions on an input of shape {tuple(x_shape)}")
-    return (KH, KW), (SH, SW), (PH, PW), (OH, OW)
+    return Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW))
