@@ -7,8 +7,8 @@ shortcuts (Fig. 6 middle) the deeper ResNet trains better than the shallower one
 
     1  loads CIFAR-10 (--data DIR, or the real sample bundled with tinyres: 5,482 / 1,017 images)
     2  measures ||dL/dW|| of every layer of plain-56 and ResNet-56 at initialisation (a plot)
-    3  runs `tinyres lab degradation`: plain and residual nets of 8, 20 and 56 layers, 3 seeds
-       each (seed after seed), 20 epochs with the paper's recipe (plus a 100-iteration warm-up);
+    3  runs `tinyres lab degradation`: plain and residual nets of 20 and 56 layers, 3 seeds
+       each (seed after seed), 12 epochs with the paper's recipe (plus a 100-iteration warm-up);
        resumable
     4  reads the lab's report: which of the paper's findings the runs show, with the numbers
 
@@ -16,7 +16,7 @@ shortcuts (Fig. 6 middle) the deeper ResNet trains better than the shallower one
                                                          # Ctrl-C and run again resumes
     python examples/05_plain_vs_residual.py --seeds 1    # one seed: a third of the time
 The lab's results go to runs/lab-degradation/ (shared with `tinyres lab degradation`); the
-committed figures are docs/figures/degradation.png (8/20/56 layers, 2026-12-07) and
+committed figures are docs/figures/degradation.png (20/56 layers, 2026-12-07) and
 degradation-8-20.png (three seeds, 2026-12-05), their numbers in docs/labs.md.
 """
 import subprocess
@@ -114,7 +114,7 @@ lesson.step("what the committed run shows (docs/labs.md, docs/figures/degradatio
 print("On the 5,482-image sample (docs/labs.md, 'What the labs show', has every verdict and")
 print("number): at 8 and 20 layers, 3 seeds, plain-20 ends with a higher training error than")
 print("plain-8 while it is still falling (not stuck at chance), and ResNet-20 ends below ResNet-8")
-print("and below plain-20 - the two halves of the paper's Fig. 6. At 56 layers the committed runs")
-print("had not finished (docs/labs.md says how far they got and what they showed). ResNet-56")
-print("below ResNet-20 is not expected within 840 iterations: on these images ResNet-20 fits the")
+print("and below plain-20 - the two halves of the paper's Fig. 6. At 20/56 layers (2 seeds,")
+print("12 epochs) plain-56 trains worse than plain-20 and worse than ResNet-56; ResNet-56 is NOT")
+print("below ResNet-20 within 504 iterations: on these images ResNet-20 fits the")
 print("training set first (PyTorch, the same recipe: ResNet-56 behind it for all of 100 epochs).")
