@@ -84,8 +84,8 @@ def cmd_info(args):
 
 
 def cmd_gradcheck(args):
-    import tinyres.course.checks  # noqa: F401  (registers every op family's cases)
-    from tinyres.gradcheck import REGISTRY, GradcheckError, gradcheck
+    from tinyres.course.checks import REGISTRY  # (registers every op family's cases)
+    from tinyres.gradcheck import GradcheckError, gradcheck
 
     if args.backend:
         tinyres.set_backend(args.backend)
