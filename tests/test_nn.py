@@ -215,7 +215,7 @@ def test_layer_errors_state_expected_and_actual(layer, x, message):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: nn.Conv2d(3, 4, 0), "Conv2d: expected a positive kernel_size"),
+    (lambda: nn.Conv2d(3, 4, 0), r"Conv2d: kernel_size must be positive, got \(0, 0\)"),
     (lambda: nn.Conv2d(0, 4, 3), "Conv2d: in_channels must be a positive int"),
     (lambda: nn.Linear(3, -1), "Linear: out_features must be a positive int"),
     (lambda: nn.BatchNorm2d(4, momentum=None), "BatchNorm2d: momentum must be"),

@@ -5,7 +5,7 @@ initialised as PyTorch does (see `init.default_layer_init_`), and calls ``F.conv
 im2col + matrix multiply of `tinyres/functional/conv.py`) on every forward.
 """
 import tinyres.functional as F
-from tinyres.functional.conv import as_pair
+from tinyres.kernels.geometry import window_arguments
 from tinyres.nn import init
 from tinyres.nn.module import Module, new_parameter
 
@@ -22,13 +22,9 @@ class Conv2d(Module):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Conv2d: {label} must be a positive int, got {value!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = as_pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = as_pair(stride, "stride", "Conv2d")
-        self.padding = as_pair(padding, "padding", "Conv2d")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"Conv2d: expected a positive kernel_size and stride and a "
-                             f"non-negative padding, got kernel_size={self.kernel_size}, "
-                             f"stride={self.stride}, padding={self.padding}")
+        # the window's arguments as pairs, checked where every path checks them
+        self.kernel_size, self.stride, self.padding = window_arguments("Conv2d", kernel_size,
+                                                                       stride, padding)
         self.weight = new_parameter(out_channels, in_channels, *self.kernel_size)
         if bias:
             self.bias = new_parameter(out_channels)
