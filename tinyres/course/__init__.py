@@ -10,7 +10,10 @@
     feedback.py      comparing arrays, in words: worst element, expected vs got
     grader.py        `tinyres assignment grade`: subprocess, comparisons, table, JSON, CSV
     checks/          the cases `tinyres gradcheck` runs, one file per op family
+    options.py       the options of `tinyres assignment` and `tinyres gradcheck` (for the CLI)
+    command.py       those two commands: make / grade / list, and the gradcheck table
 
 Imports point down: this package uses the engine; nothing in the engine imports it. A student
-copy keeps assignments.py, holes.py, signing.py and checks/ (the grader's side is left out).
+copy keeps assignments.py, holes.py, signing.py, options.py, command.py and checks/ (the
+grader's side is left out).
 """
