@@ -10,6 +10,7 @@ import numpy
 
 def run_gradcheck(args):
     """tinyres gradcheck: the registered cases of every op family, as a table."""
+    import tinyres
     from tinyres.course.checks import REGISTRY  # (registers every op family's cases)
     from tinyres.gradcheck import GradcheckError, gradcheck
 
