@@ -109,8 +109,9 @@ def test_library_code_leaves_the_users_process_alone():
 
 def test_the_process_change_check_sees_each_kind():
     source = ("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
-              "from matplotlib import pyplot\nos.environ['A'] = '1'\nos.environ.setdefault('B', 1)\n"
-              "del os.environ['C']\nenv = dict(os.environ, D='1')\nos.environ.get('E')\n")
+              "from matplotlib import pyplot\nos.environ['A'] = '1'\n"
+              "os.environ.setdefault('B', 1)\ndel os.environ['C']\n"
+              "env = dict(os.environ, D='1')\nos.environ.get('E')\n")
     assert [line for line, _ in process_changes(ast.parse(source))] == [2, 3, 4, 5, 6, 7]
 
 

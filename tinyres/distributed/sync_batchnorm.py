@@ -146,8 +146,6 @@ def convert_sync_batchnorm(model, comm):
             sync.weight, sync.bias = child.weight, child.bias
             sync.running_mean, sync.running_var = child.running_mean, child.running_var
             sync.train(child.training)
-            # In place in the parent's registry, so the layer keeps its place (and its name) in
-            # parameters() and state_dict(); setattr would move it to the end.
-            module._modules[name] = sync
-            sync._set_path(child.path)
+            module.add_module(name, sync)    # in the child's place (and with its name) in
+                                             # parameters() and state_dict()
     return model
