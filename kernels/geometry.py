@@ -6,8 +6,20 @@ Numba), so every path refuses a bad argument with the same message, whichever me
 and names the layer or op it is given (`op`, e.g. "Conv2d layer1.0.conv1"):
 
     OH = (H + 2*PH - KH) // SH + 1        OW = (W + 2*PW - KW) // SW + 1
+
+window_geometry returns the four pairs as one small value, a Geometry, which the kernels pass on
+as it is (``geometry.stride``) and the readable code unpacks (``(KH, KW), ... = geometry``).
 """
 import numbers
+from typing import NamedTuple
+
+
+class Geometry(NamedTuple):
+    """A sliding window's (height, width) pairs: what it is checked to be and where it goes."""
+    kernel: tuple                 # (KH, KW)
+    stride: tuple                 # (SH, SW)
+    padding: tuple                # (PH, PW), zeros on each side
+    out_size: tuple               # (OH, OW), at least one position each way
 
 
 def as_pair(value, what, op):
@@ -37,8 +49,8 @@ def window_arguments(op, kernel_size, stride, padding):
 
 
 def window_geometry(op, x_shape, kernel_size, stride, padding):
-    """(KH, KW), (SH, SW), (PH, PW), (OH, OW) for a sliding window over an (N, C, H, W) shape:
-    the window's arguments checked, and at least one window fits in the padded input."""
+    """Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW)) of a sliding window over an (N, C, H, W)
+    shape: the window's arguments checked, and at least one window fits in the padded input."""
     H, W = x_shape[2], x_shape[3]
     (KH, KW), (SH, SW), (PH, PW) = window_arguments(op, kernel_size, stride, padding)
     if KH > H + 2 * PH or KW > W + 2 * PW:
@@ -46,4 +58,4 @@ def window_geometry(op, x_shape, kernel_size, stride, padding):
                          f"{H + 2 * PH}x{W + 2 * PW} (input shape {tuple(x_shape)}, padding "
                          f"{(PH, PW)})")
     OH, OW = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
-    return (KH, KW), (SH, SW), (PH, PW), (OH, OW)
+    return Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW))

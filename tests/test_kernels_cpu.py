@@ -16,6 +16,7 @@ from tinyres import Tensor, dispatch, gradcheck
 from tinyres.functional import activation, batchnorm as bn
 from tinyres.functional import conv, pooling
 from tinyres.functional import winograd as readable_winograd
+from tinyres.kernels.geometry import window_geometry
 
 cpu = pytest.importorskip("tinyres.kernels.cpu", reason="the CPU kernels need Numba")
 from tinyres.kernels.cpu import conv_gemm, conv_winograd  # noqa: E402
@@ -174,7 +175,7 @@ def test_winograd_chunks_are_a_power_of_two_images():
     a batch smaller than the chunk is one chunk."""
     for shape in [(128, 32, 32, 16), (128, 16, 16, 32), (128, 8, 8, 64), (16, 12, 12, 3),
                   (5, 12, 12, 3)]:
-        chunks = conv_winograd.chunks_of(*shape, 4)
+        chunks = conv_winograd.tile_chunks(shape[0], shape[1:3], shape[3], 4)
         B = chunks[0][1]
         assert (B & (B - 1) == 0 or B == shape[0]) and all(b == B for _, b in chunks[:-1])
         assert [n0 for n0, _ in chunks] == list(range(0, shape[0], B))
@@ -199,6 +200,8 @@ def test_winograd_conv_equals_the_reference(monkeypatch, cfg, seed, input_grad):
     assert y.dtype == dtype and y.shape == expected.shape and has_channels_last_memory(y)
     numpy.testing.assert_allclose(y, expected, **conv_tolerance(dtype, expected))
     m = tile_size_of(y.shape[2:])                   # the route: F(4x4), F(2x2) or im2col
+    if dtype == numpy.float64:
+        m = None                                    # float64 keeps im2col's exactness
     assert set(positions) == (set() if m is None else {(m + 2) ** 2})
     gy = made(rng, y.shape, dtype, cfg["noncontiguous"], cfg["channels_last"])
     gx, gw = cpu.conv2d_backward(gy, x, w, *args, input_grad)
@@ -221,19 +224,18 @@ def test_the_winograd_route_equals_its_readable_twin(cfg, seed):
     x = made(rng, (cfg["n"], cfg["c"], cfg["h"], cfg["w"]), dtype, cfg["noncontiguous"],
              cfg["channels_last"])
     w = made(rng, (cfg["oc"], cfg["c"], 3, 3), dtype, cfg["noncontiguous"])
-    out_size = (cfg["h"] + 2 * padding[0] - 2, cfg["w"] + 2 * padding[1] - 2)
-    m = tile_size_of(out_size)
+    geometry = window_geometry("conv2d", x.shape, (3, 3), 1, padding)
+    m = tile_size_of(geometry.out_size)
     if m is None:
-        assert not conv_winograd.applies(w.shape, (1, 1), out_size)
+        assert not conv_winograd.applies(geometry)
         return
-    assert conv_winograd.tile_size(out_size, max(cfg["c"], cfg["oc"])) == m
-    y = conv_winograd.forward(kernel_array(x), w, (1, 1), padding, out_size)
+    assert conv_winograd.tile_size(geometry.out_size, max(cfg["c"], cfg["oc"])) == m
+    y = conv_winograd.forward(kernel_array(x), w, geometry)
     expected = readable_winograd.winograd_conv2d_forward(x, w, padding, m)
     assert y.dtype == dtype
     numpy.testing.assert_allclose(y, expected, **conv_tolerance(dtype, expected))
     gy = made(rng, y.shape, dtype, cfg["noncontiguous"], cfg["channels_last"])
-    gx, gw = conv_winograd.backward(kernel_array(gy), kernel_array(x), w, (1, 1), padding,
-                                    out_size, True)
+    gx, gw = conv_winograd.backward(kernel_array(gy), kernel_array(x), w, geometry, True)
     gx_twin, gw_twin = readable_winograd.winograd_conv2d_backward(gy, x, w, padding, m)
     numpy.testing.assert_allclose(gx, gx_twin, **conv_tolerance(dtype, gx_twin))
     numpy.testing.assert_allclose(gw, gw_twin, **conv_tolerance(dtype, gw_twin))
@@ -352,16 +354,53 @@ def test_padded_chunks_with_columns_split_by_phase(seed, m, n, c, h, w, padding,
     assert not out[:n0].any() and not out[n0 + B:].any()
 
 
+@pytest.mark.parametrize("dtype, routes", [(numpy.float32, {"winograd"}),
+                                           (numpy.float64, {"gemm"})])
+def test_float64_convolutions_take_im2col_and_float32_ones_winograd(monkeypatch, dtype, routes):
+    """A 3x3 conv at stride 1 with 8x8 outputs (Winograd's F(4x4) shape), forward and backward:
+    float32 by Winograd, float64 (the gradient checks' type) by im2col + GEMM, exact to the
+    reference's rounding."""
+    taken = set()
+    for name, module in (("winograd", conv_winograd), ("gemm", conv_gemm)):
+        for step in ("forward", "backward"):
+            original = getattr(module, step)
+            monkeypatch.setattr(module, step, lambda *args, name=name, original=original:
+                                taken.add(name) or original(*args))
+    rng = numpy.random.default_rng(0)
+    x, gy = (rng.standard_normal((2, 16, 8, 8)).astype(dtype) for _ in range(2))
+    w = (rng.standard_normal((16, 16, 3, 3)) / 12).astype(dtype)
+    y = cpu.conv2d_forward(x, w, 1, 1)
+    gx, gw = cpu.conv2d_backward(gy, x, w, 1, 1)
+    assert taken == routes
+    if dtype == numpy.float64:
+        for got, want in zip((y, gx, gw), (conv.conv2d_forward.reference(x, w, 1, 1),)
+                             + conv.conv2d_backward.reference(gy, x, w, 1, 1)):
+            # im2col's sums in another order: a few units of the last place, where F(4x4)'s
+            # transforms are some ten times further off
+            assert numpy.abs(got - want).max() <= 2e-15 * numpy.abs(want).max()
+
+
 @pytest.mark.parametrize("choice", ["fast", "reference"])
-@pytest.mark.parametrize("size, padding", [((4, 8), 1), ((6, 4), 1), ((8, 6), 0)])
-def test_conv2d_gradcheck_on_the_winograd_routes(kernels, choice, size, padding):
-    """The op's gradients, float64, where the fast path takes F(4x4) (4x8 outputs), F(2x2)
-    (6x4 outputs: 6 rows are not 4x4 tiles) and F(2x2) with no padding (6x4 from 8x6)."""
+@pytest.mark.parametrize("size, padding", [((8, 8), 1), ((6, 4), 1), ((8, 6), 0), ((7, 7), 1)])
+def test_float64_numeric_gradient_through_conv_relu_pool_agrees_to_1e_8(kernels, choice, size,
+                                                                          padding):
+    """What teaching material tells a learner to expect of a float64 gradient check, on both
+    paths: central differences with a step of 1e-5 through conv + ReLU + 2x2 max-pool agree
+    with the backward to 1e-8 of the gradient's size, at every element. The convs are the
+    shapes of Winograd's F(4x4) (8x8 outputs), F(2x2) (6x4, and 6x4 unpadded from 8x6) and
+    im2col's (7x7)."""
     dispatch.set_kernels(choice)
     rng = numpy.random.default_rng(sum(size) + padding)
     x = Tensor(rng.standard_normal((2, 3) + size), requires_grad=True)
-    w = Tensor(rng.standard_normal((2, 3, 3, 3)), requires_grad=True)
-    gradcheck(lambda x, w: tinyres.functional.conv2d(x, w, padding=padding), [x, w])
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)) / 3, requires_grad=True)
+
+    def conv_relu_pool(x, w):
+        return tinyres.functional.max_pool2d(
+            tinyres.functional.relu(tinyres.functional.conv2d(x, w, padding=padding)), 2)
+    direction = Tensor(rng.standard_normal(conv_relu_pool(x, w).shape))
+    (conv_relu_pool(x, w) * direction).sum().backward()
+    size_of_gradient = max(float(numpy.abs(x.grad).max()), float(numpy.abs(w.grad).max()))
+    gradcheck(conv_relu_pool, [x, w], eps=1e-5, rtol=1e-8, atol=1e-8 * size_of_gradient)
 
 
 def test_the_readable_conv_is_one_call_on_the_whole_batch_on_this_thread(monkeypatch, kernels):

@@ -8,13 +8,16 @@ or tinyres.set_kernels("reference") turns them off).
     conv.py         im2col, col2im                        the faithful twins, reference layout
                     conv2d_forward, conv2d_backward       the whole conv, by one of two routes:
       conv_gemm.py      im2col + GEMM                     chunks of images whose patches stay in
-                                                          the cache, BLAS GEMMs
-      conv_winograd.py  Winograd's F(4x4, 3x3) or         3x3 convs at stride 1: 1/4 or 4/9
-                        F(2x2, 3x3)                       of the multiplications
+                                                          the cache, BLAS GEMMs; every float64
+                                                          conv (exact for gradient checks)
+      conv_winograd.py  Winograd's F(4x4, 3x3) or         float32 3x3 convs at stride 1: 1/4 or
+                        F(2x2, 3x3)                       4/9 of the multiplications
     winograd.py     F(4x4) and F(2x2)'s tile transforms   what conv_winograd.py runs
-    layout.py       NCHW <-> channels-last chunk copies   shared by both routes
-    batchnorm.py    batch_norm_train_forward, _backward   channel by channel, float64 sums
-                    batch_norm_eval_forward               the running statistics, one pass
+    layout.py       NCHW <-> channels-last chunk copies   shared by both routes, and run_chunks,
+                                                          their loop over chunks and threads
+    batchnorm.py    batch_norm_train_forward, _backward   blocks of rows (channels last) or of
+                    batch_norm_eval_forward               channels, float64 sums; eval is the
+                                                          normalise pass, weight 1
     elementwise.py  relu_forward, relu_backward           one pass, shared among the threads
     pooling.py      max_pool2d_forward, _backward         image by image
     threads.py      how a job is shared among the cores (Python threads, single-threaded BLAS)

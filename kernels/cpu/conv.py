@@ -14,14 +14,20 @@ The training path calls the twins of the whole convolution, `conv2d_forward` and
 `conv2d_backward`, which check the arguments as the reference does and take one of two routes
 to the same numbers:
 
-    3x3 filters, stride 1, even output sizes    conv_winograd.py   Winograd's F(4x4, 3x3), or
-                                                                   F(2x2, 3x3) where the output
+    float32, 3x3 filters, stride 1,             conv_winograd.py   Winograd's F(4x4, 3x3), or
+    even output sizes                                              F(2x2, 3x3) where the output
                                                                    is not in 4x4 tiles or the
                                                                    layer is wider than 128
-    every other convolution                     conv_gemm.py       im2col + GEMM by chunks
+    every other convolution, and every          conv_gemm.py       im2col + GEMM by chunks
+    float64 one
 
-Both run in chunks of images whose working set stays in a core's caches, the chunks shared among
-the threads (threads.py), with layout copies from layout.py. Matrix products stay in BLAS
+float64 is the type of gradient checks, whose finite differences divide the forward's rounding by
+a step of about 1e-5: Winograd's transforms round some ten times more than im2col's dot
+products, so float64 keeps im2col's exactness (as cuDNN and PyTorch take a direct route for
+double). Both routes take one signature, forward(x, weight, geometry) and
+backward(gy, x, weight, geometry, input_grad), the geometry window_geometry's, and run in chunks
+of images whose working set stays in a core's caches, the chunks shared among the threads
+(layout.run_chunks), with layout copies from layout.py. Matrix products stay in BLAS
 (numpy.matmul). The kernels take float32 and float64 data (DTYPES): tinyres.dispatch sends any
 other type to the reference, and a direct call with another is refused. This module never
 imports tinyres.
@@ -116,22 +122,26 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0):
 # ----------------------------------------------------------------------------------------------
 # The conv twins: check as the reference does, then one of the two routes
 # ----------------------------------------------------------------------------------------------
+def route(geometry, dtype):
+    """The module that convolves data of `dtype` with this geometry: conv_winograd for the
+    float32 convolutions it covers, conv_gemm for every other (float64 among them)."""
+    if dtype == numpy.float32 and conv_winograd.applies(geometry):
+        return conv_winograd
+    return conv_gemm
+
+
 def conv2d_forward(x, weight, stride, padding):
     """y = conv(x, weight): x (N, C, H, W), weight (OC, C, KH, KW) -> y (N, OC, OH, OW) with
     channels-last memory (layout.py), no bias (the Function adds it)."""
-    _, stride, padding, out_size = window_geometry("conv2d", x.shape, weight.shape[2:], stride,
-                                                   padding)
+    geometry = window_geometry("conv2d", x.shape, weight.shape[2:], stride, padding)
     x = kernel_array(_float_array("conv2d", x))
-    route = conv_winograd if conv_winograd.applies(weight.shape, stride, out_size) else conv_gemm
-    return route.forward(x, weight, stride, padding, out_size)
+    return route(geometry, x.dtype).forward(x, weight, geometry)
 
 
 def conv2d_backward(gy, x, weight, stride, padding, input_grad=True):
     """gy (N, OC, OH, OW), x and weight as in the forward, each of either memory layout ->
     (gx (channels-last memory) or None, gweight)."""
-    _, stride, padding, out_size = window_geometry("conv2d", x.shape, weight.shape[2:], stride,
-                                                   padding)
+    geometry = window_geometry("conv2d", x.shape, weight.shape[2:], stride, padding)
     gy = kernel_array(_float_array("conv2d", gy))
     x = kernel_array(x.astype(gy.dtype, copy=False))
-    route = conv_winograd if conv_winograd.applies(weight.shape, stride, out_size) else conv_gemm
-    return route.backward(gy, x, weight, stride, padding, out_size, input_grad)
+    return route(geometry, gy.dtype).backward(gy, x, weight, geometry, input_grad)

@@ -1,5 +1,6 @@
 """Layout copies the CPU convolutions share: a chunk of images copied channels-last with a zero
-border (and back), and each thread's scratch buffers.
+border (and back), each thread's scratch buffers, and the loop that runs a convolution's chunks
+on the threads (run_chunks).
 
 Channels last, a pixel's C channels are neighbours in memory, so the KW*C numbers a window needs
 from one input row are one contiguous run (conv_gemm.py copies patches as runs; conv_winograd.py
@@ -17,6 +18,8 @@ import threading
 
 import numpy
 from numba import njit
+
+from .threads import share
 
 
 def channels_last(a):
@@ -44,8 +47,9 @@ def kernel_array(a):
 def to_padded(x, n0, PH, PW, padded):
     """padded[b, PH + h, PW + w, c] = x[n0 + b, c, h, w]: x (N, C, H, W), channels-last memory or
     NCHW -> padded (B, H+2PH, W+2PW, C). The border is left as it is (zero: the buffer was made
-    with zeros, and `scratch` gives it to no convolution with another padding). padded may also have its columns split by phase, (B, H+2PH, m, Wp/m, C) with
-    padded column w at [w % m, w // m] (Winograd's tiles: kernels/cpu/winograd.py)."""
+    with zeros, and `scratch` gives it to no convolution with another padding). padded may also
+    have its columns split by phase, (B, H+2PH, m, Wp/m, C) with padded column w at
+    [w % m, w // m] (Winograd's tiles: kernels/cpu/winograd.py)."""
     split = padded if padded.ndim == 5 else padded[:, :, None]      # unsplit: m = 1
     x_cl = channels_last(x)
     if x_cl is not None:
@@ -66,13 +70,12 @@ def from_padded(padded, n0, PH, PW, out):
 
 
 # Each copy walks its source and its target row by row, and splits a row's columns by phase
-# within the row: a chunk read phase by phase, every m-th pixel a pass, was 3 times slower when
-# it came from memory rather than from the cache (F(4x4)'s m = 4, 16 channels, 32x32).
+# within the row: a chunk read phase by phase, every m-th pixel a pass, reads each cache line of
+# its source m times, from memory rather than from the cache (docs/performance.md).
 @njit(inline="always")
 def _next_column(phase, place, m):
-    """(phase, place) of the next padded column, counted on: (w % m, w // m) cost two integer
-    divisions a pixel (conv_gemm.py's 16 -> 32 channels at stride 2 on 32x32: forward 2.26 ->
-    2.42 ms with them)."""
+    """(phase, place) of the next padded column, counted on: (w % m, w // m) would cost two
+    integer divisions a pixel."""
     return (phase + 1, place) if phase + 1 < m else (0, place + 1)
 
 
@@ -112,8 +115,8 @@ def _padded_to_pixels(padded, PH, PW, out_cl, n0):
 
 # The copies below that change the layout (NCHW <-> channels last) walk 1-D views (a row's
 # columns of one phase, or a strided column) with indices from 0: Numba then knows no index is
-# negative, and the compiler turns the loops into vector instructions (twice as fast as indexing
-# the 4-D arrays directly).
+# negative, and the compiler turns the loops into vector instructions (it does not when they
+# index the 4-D arrays directly).
 @njit(nogil=True, cache=True)
 def _nchw_to_padded(x, n0, PH, PW, padded):
     """padded[b, PH + h, (PW + w) % m, (PW + w) // m, c] = x[n0 + b, c, h, w]: x (N, C, H, W)
@@ -156,10 +159,10 @@ _kept = threading.local()       # each thread's scratch buffers, kept from one j
 def scratch(dtype):
     """A thread's scratch buffers: buffer(name, shape) is the same array each time this thread
     asks for `name` with that shape (and dtype), in this job or a later one; a new zero-filled
-    one the first time. Made anew for every job, they were some 230 zero-filled arrays of up to
-    1 MB a ResNet-20 step, each written through before its first use. A buffer whose zero border
-    the kernels rely on names its padding in `name`: another convolution could ask for the same
-    shape with another padding and write where this one's border is."""
+    one the first time (kept, so that a training step does not zero-fill its buffers again at
+    every convolution). A buffer whose zero border the kernels rely on names its padding in
+    `name`: another convolution could ask for the same shape with another padding and write
+    where this one's border is."""
     if not hasattr(_kept, "buffers"):
         _kept.buffers = {}
     buffers, kind = _kept.buffers, numpy.dtype(dtype).str
@@ -170,3 +173,15 @@ def scratch(dtype):
             buffers[key] = numpy.zeros(shape, dtype=dtype)
         return buffers[key]
     return buffer
+
+
+def run_chunks(chunks, dtype, work):
+    """work(buffer, i, n0, B) for each chunk i = (n0, B) of `chunks` (B images from image n0),
+    the chunks shared among the threads (threads.share), `buffer` the scratch buffers (of
+    `dtype`) of the thread that runs it. The skeleton of both convolution routes: a chunk's
+    work must not depend on another's, and what it adds up across chunks it writes to its own
+    slot i, so that the sum, taken afterwards in chunk order, does not depend on the threads."""
+    def make_worker():
+        buffer = scratch(dtype)
+        return lambda i: work(buffer, i, *chunks[i])
+    share(len(chunks), make_worker)

@@ -2,10 +2,10 @@
 
 Numba can spread a loop over threads itself (``@njit(parallel=True)`` with ``prange``), and
 OpenBLAS spreads each matrix product over its own threads. A convolution alternates the two
-(unfold, GEMM, copy, unfold, GEMM, ...), and on a 2-core machine that was a disaster: each
-pool's threads keep spinning for a while after their part is done, waiting for more, on the very
-cores the other pool needs next, and every hand-over waits for the slowest thread (see
-docs/performance.md for the measurements).
+(unfold, GEMM, copy, unfold, GEMM, ...), and two pools of threads fight: each pool's threads
+keep spinning for a while after their part is done, waiting for more, on the very cores the
+other pool needs next, and every hand-over waits for the slowest thread (docs/performance.md
+has the measurements).
 
 So the kernels are plain single-threaded Numba functions that release the GIL
 (``@njit(nogil=True, cache=True)``), BLAS is asked for one thread while they run, and a job is
@@ -16,14 +16,14 @@ over once, at its end, instead of once per kernel.
 
 When a job may use every CPU of the process, its threads are pinned one to a CPU (`_placement`:
 the helpers stay so, this thread is given its CPUs back when the job is done): left to itself,
-Linux sometimes runs two of them on one CPU after the process has rested, for long enough to
-cost a training step 10-20 %.
+Linux sometimes runs two of them on one CPU after the process has rested, while another idles.
 
 This is tinyres's one thread pool, and its count is the one thread count: Numba's
 (``numba.set_num_threads``, which ``tinyres.set_num_threads`` calls along with BLAS's, or the
-NUMBA_NUM_THREADS environment variable; all cores by default). The readable path has no threads. Where no OpenBLAS can be told to use one thread (NumPy built on
-MKL or Accelerate), the job runs on this thread alone and BLAS keeps its own threads; with one
-thread, BLAS gets one too (its threads would only wait for each other on these small products).
+NUMBA_NUM_THREADS environment variable; all cores by default). The readable path has no
+threads. Where no OpenBLAS can be told to use one thread (NumPy built on MKL or Accelerate), the
+job runs on this thread alone and BLAS keeps its own threads; with one thread, BLAS gets one too
+(its threads would only wait for each other on these small products).
 This module never imports tinyres.
 """
 import contextlib
@@ -66,12 +66,11 @@ def _placement(threads):
 
     Pinned, one CPU each, when the job may use every CPU this process may run on. Why pin at
     all: after a pause (a training loop's data loading, a benchmark's rest), Linux often wakes
-    this thread and a helper on the same CPU and takes some 20 ms to move one away, while the
-    other CPU idles: a 2-thread ResNet-20 step after a 0.25 s pause took 185-215 ms instead of
-    155-170 (docs/performance.md). Pinned, it takes the same either way. Only when the job uses
-    every CPU: pinning 2 threads of a 64-CPU machine to its first 2 CPUs would pile every tinyres
-    process there onto the same two; then the helpers may run on any of them, and this thread
-    stays where it is."""
+    this thread and a helper on the same CPU and is slow to move one away, while the other CPU
+    idles (docs/performance.md). Pinned, a step takes as long after a pause as back to back.
+    Only when the job uses every CPU: pinning 2 threads of a 64-CPU machine to its first 2 CPUs
+    would pile every tinyres process there onto the same two; then the helpers may run on any of
+    them, and this thread stays where it is."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     allowed = sorted(os.sched_getaffinity(0))

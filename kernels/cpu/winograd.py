@@ -39,8 +39,8 @@ step:
 So the whole algorithm is four tile kernels, two transforms and their exact adjoints, each built
 from the 1-D transforms below; the filter transforms are two small matrix products in NumPy.
 F(2x2)'s matrices hold 0, +-1 and 0.5, exact in binary, so its float32 results differ from
-im2col + GEMM's by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the transformed
-numbers and with them the rounding, 6 to 22 times F(2x2)'s (figures in
+im2col + GEMM's by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the
+transformed numbers and with them the rounding, 6 to 22 times F(2x2)'s (figures in
 tinyres/functional/winograd.py's docstring). tests/test_kernels_cpu.py holds both equal to the
 readable conv.
 
@@ -203,9 +203,9 @@ def _at_into(m, source, target, length):
         m0, m1, m2, m3, m4, m5 = _runs4(source, length)
         y0, y1, y2, y3 = _runs4(target, length)[:4]
         two, four, eight = y0.dtype.type(2), y0.dtype.type(4), y0.dtype.type(8)
-        # one loop for the four outputs, each input read once: 27 -> 20 us for a chunk of four
-        # 16-channel 32x32 images (the other transforms measured slower so, and keep a loop per
-        # output)
+        # one loop for the four outputs, each input read once (the other transforms keep a
+        # loop per output: with targets that may overlap their sources, one loop is no longer
+        # made vector instructions; docs/performance.md)
         for e in range(length):
             a, b, c, d = m1[e] + m2[e], m1[e] - m2[e], m3[e] + m4[e], m3[e] - m4[e]
             y0[e] = m0[e] + a + c
@@ -233,9 +233,9 @@ def _a_into(m, source, target, length):
         y0, y1, y2, y3 = _runs4(source, length)[:4]
         m0, m1, m2, m3, m4, m5 = _runs4(target, length)
         two, four, eight = y0.dtype.type(2), y0.dtype.type(4), y0.dtype.type(8)
-        # the copies m0 and m5 share a loop with another target: alone, each became a call to
-        # memmove, which on runs of OC numbers cost more than all the rest (16 channels, 32x32:
-        # output_transform_adjoint 25 -> 8 us an image; F(2x2)'s one copy measured no slower)
+        # the copies m0 and m5 share a loop with another target: alone, each becomes a call
+        # to memmove, which on runs of OC numbers costs more than all the rest (F(2x2)'s one
+        # copy does not; docs/performance.md)
         for e in range(length):
             m0[e] = y0[e]
             m1[e] = y0[e] + y1[e] + y2[e] + y3[e]
@@ -351,9 +351,9 @@ def filter_transform(weight, m):
     weight (OC, C, 3, 3) -> U (k*k, OC, C), k = m + 2, in weight's dtype."""
     OC, C, k = weight.shape[0], weight.shape[1], m + 2
     G_ = G[m].astype(weight.dtype)
-    # Two matrix products, each over every filter at once (through BLAS): an einsum of the three
-    # matrices took 2-3 times as long (46 against 14 us for a 16-channel layer), most of it
-    # spent choosing the order of its products, again at every call.
+    # Two matrix products, each over every filter at once (through BLAS), in a fixed order: an
+    # einsum of the three matrices chooses its order of products again at every call, which
+    # costs more than the products for narrow layers (docs/performance.md).
     rows = (weight.reshape(OC * C * 3, 3) @ G_.T).reshape(OC, C, 3, k)     # g G^T
     U = numpy.tensordot(G_, rows, axes=([1], [2]))                          # (k, OC, C, k)
     return numpy.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(k * k, OC, C)

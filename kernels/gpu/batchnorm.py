@@ -55,8 +55,6 @@ One block per channel is the simplest correct layout, and a learner can follow i
 with 16 channels then keeps only 16 of a GPU's ~80 multiprocessors busy. Production libraries
 split each channel across many blocks and combine their partial sums in a second step.
 """
-import math
-
 from numba import cuda, float32, float64
 
 from .launch import (DTYPES, REDUCE_THREADS, array_module, check_float,  # noqa: F401 (DTYPES:

@@ -132,13 +132,13 @@ def conv_products(x_shape, w_shape, stride, padding, input_grad):
     passes transposed). Winograd's (m+2)^2 batched products for 3x3 filters at stride 1 (m the
     tile size conv_winograd.tile_size picks), im2col's otherwise; the backward (input_grad not
     None) multiplies for the weight gradient and, if input_grad, for the input gradient."""
-    from tinyres.kernels.cpu import conv_gemm, conv_winograd
+    from tinyres.kernels.cpu import conv, conv_gemm, conv_winograd
     N, C = x_shape[:2]
-    (KH, KW), stride, _, (OH, OW) = window_geometry("conv2d", x_shape, w_shape[2:], stride,
-                                                    padding)
+    geometry = window_geometry("conv2d", x_shape, w_shape[2:], stride, padding)
+    (KH, KW), (OH, OW) = geometry.kernel, geometry.out_size
     OC, forward = w_shape[0], input_grad is None
-    if conv_winograd.applies(w_shape, stride, (OH, OW)):
-        chunks = conv_winograd.chunks_of(N, OH, OW, max(C, OC), 4)     # float32
+    if conv.route(geometry, numpy.float32) is conv_winograd:
+        chunks = conv_winograd.tile_chunks(N, (OH, OW), max(C, OC), 4)  # float32
         m = conv_winograd.tile_size((OH, OW), max(C, OC))
         k2 = (m + 2) ** 2                                               # positions of a tile
 
@@ -149,7 +149,7 @@ def conv_products(x_shape, w_shape, stride, padding, input_grad):
             return ([((k2, OC, T), (k2, T, C), "left")]                   # dM^T @ V
                     + [((k2, T, OC), (k2, OC, C), "")] * bool(input_grad))   # dM @ U
     else:
-        chunks, K, P = conv_gemm.chunks_of(N, OH * OW), C * KH * KW, OH * OW
+        chunks, K, P = conv_gemm.row_chunks(N, OH * OW), C * KH * KW, OH * OW
 
         def products(B):
             if forward:
