@@ -17,6 +17,7 @@ from tinyres.autograd import no_grad
 from tinyres.backend import get_array_module, to_device
 from tinyres.tensor import Tensor
 
+
 class GradcheckError(AssertionError):
     """The analytic gradient disagrees with finite differences."""
 
