@@ -109,12 +109,12 @@ def available_paths():
     """The paths this machine can run, each with a note where it cannot."""
     found, notes = [], {}
     found.append("reference")
-    if dispatch._kernel_module("cpu") is not None:
+    if dispatch.fast_kernels_available():
         found.append("fast")
     else:
         notes["fast"] = "Numba is not installed (pip install 'tinyres[fast]')"
     try:
-        backend._require_cupy()
+        backend.require_cupy()
         found.append("cupy")
     except backend.BackendError as err:
         notes["cupy"] = f"no GPU ({str(err).split(';')[0].split('.')[0]})"

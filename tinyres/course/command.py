@@ -10,8 +10,9 @@ import numpy
 
 def run_gradcheck(args):
     """tinyres gradcheck: the registered cases of every op family, as a table."""
-    import tinyres.course.checks  # noqa: F401  (registers every op family's cases)
-    from tinyres.gradcheck import REGISTRY, GradcheckError, gradcheck
+    import tinyres
+    from tinyres.course.checks import REGISTRY  # (registers every op family's cases)
+    from tinyres.gradcheck import GradcheckError, gradcheck
 
     if args.backend:
         tinyres.set_backend(args.backend)

@@ -105,11 +105,10 @@ def mean_over_seeds(results, model, seeds):
 
 
 def plot(results, design, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig = off_screen_figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
     window = 20
     for ax, (family, title) in zip(axes, FAMILIES):
         for depth, colour in zip(design.depths, COLOURS):
@@ -123,7 +122,6 @@ def plot(results, design, path):
                  fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _data_name(config):

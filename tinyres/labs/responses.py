@@ -73,11 +73,10 @@ def mean_over_seeds(stds, model, seeds):
 
 
 def plot(stds, design, path, image_count):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
-    fig, axes = plt.subplots(2, 1, figsize=(7, 6.4))
+    fig = off_screen_figure(figsize=(7, 6.4))
+    axes = fig.subplots(2, 1)
     styles = {"plain": "--", "resnet": "-"}
     for family, title in degradation.FAMILIES:
         for depth, colour in zip(design.depths, degradation.COLOURS):
@@ -97,7 +96,6 @@ def plot(stds, design, path, image_count):
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def report(stds, design, image_count, branch_ends):
