@@ -26,7 +26,7 @@ CHANNELS_SHOWN = 8
 
 def run(options, out):
     design = degradation.design_for(options)
-    model_name = f"resnet{design.depths[-1]}"
+    model_name = f"resnet{min(design.depths)}"         # ResNet-20 (smoke: ResNet-8)
     spec = next(s for s in degradation.specs(design, options.data)
                 if s.model == model_name and s.seed == design.seeds[0])
     trained = train_runs([spec], out.parent / out.name.replace("features", "degradation"),
