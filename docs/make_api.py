@@ -37,7 +37,8 @@ SECTIONS = [
      "Floor 2: the one door from a readable op to its fast twin in `kernels/`, and the fast "
      "path's knobs (`tinyres.set_num_threads` / `tinyres.get_num_threads` are these)."),
     ("tinyres.creation", ["zeros", "ones", "full", "arange", "randn", "rand", "randint",
-                          "zeros_like", "ones_like", "full_like", "randn_like", "rand_like", "from_numpy"],
+                          "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
+                          "from_numpy"],
      "Floor 3: making tensors with PyTorch's names (importable from `tinyres`)."),
     ("tinyres.autograd", ["Function", "no_grad", "is_grad_enabled", "layer_scope",
                           "current_layer"],

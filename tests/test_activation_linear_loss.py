@@ -10,12 +10,11 @@ from tinyres.functional.linear import linear
 from tinyres.ops import flatten
 from tinyres.functional.loss import cross_entropy, log_softmax
 
-from helpers import host, leaf, on_device
+from helpers import host, leaf
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple)
-
 
 
 # ----------------------------------------------------------------------------------------------

@@ -365,7 +365,7 @@ def test_an_installed_copy_runs_the_students_code(copies, tmp_path):
     info = subprocess.run([str(venv / "bin" / "tinyres"), "info"], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=300)
     assert info.returncode == 0, info.stderr
-    assert f"A2 copy: conv2d_loops, im2col, col2im, conv2d_forward, conv2d_backward are yours" \
+    assert "A2 copy: conv2d_loops, im2col, col2im, conv2d_forward, conv2d_backward are yours" \
            in info.stdout and str(copy) in info.stdout
     assert info.stderr.count("fast kernels off for them") == 1           # announced once
     imported = subprocess.run([str(python), "-c", "import tinyres, tinyres.kernels.geometry as g;"

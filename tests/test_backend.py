@@ -62,7 +62,8 @@ def test_an_op_that_leaks_to_the_host_fails_loudly():
 
     tinyres.set_backend("leakproof")
     try:
-        with pytest.raises(TypeError, match="returned a ndarray on 'cpu' for inputs on 'leakproof'"):
+        with pytest.raises(TypeError,
+                           match="returned a ndarray on 'cpu' for inputs on 'leakproof'"):
             Leaky()(tinyres.tensor([1.0]))
     finally:
         tinyres.set_backend("numpy")

@@ -4,18 +4,16 @@ import numpy
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-import tinyres
 from tinyres import Tensor, gradcheck
 from tinyres.backend import to_device
 from tinyres.functional.batchnorm import (batch_norm, batch_norm_train_backward,
                                           batch_norm_train_forward)
 from tinyres.functional.batchnorm_graph import batch_norm_graph
 
-from helpers import host, leaf, on_device
+from helpers import host, leaf
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-
 
 
 @st.composite

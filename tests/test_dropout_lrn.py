@@ -8,11 +8,10 @@ from tinyres import Tensor, gradcheck
 from tinyres.functional.dropout import dropout
 from tinyres.functional.lrn import local_response_norm
 
-from helpers import host, leaf, on_device
+from helpers import host, leaf
 
 SETTINGS = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
-
 
 
 # ----------------------------------------------------------------------------------------------

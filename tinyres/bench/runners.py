@@ -13,6 +13,7 @@ from tinyres.kernels.memory import keep_freed_memory
 from tinyres.models import get_model
 from tinyres.optim import SGD
 
+
 # ----------------------------------------------------------------------------------------------
 # Threads: BLAS, Numba and PyTorch each have their own pool
 # ----------------------------------------------------------------------------------------------
@@ -65,7 +66,6 @@ class TinyresRunner:
         if self.device == "cuda":
             import cupy
             cupy.cuda.get_current_stream().synchronize()
-
 
 
 class TorchRunner:

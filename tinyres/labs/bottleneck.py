@@ -154,7 +154,8 @@ def report(rows, repeats):
               f"{identity['step_ms'] / basic['step_ms']:.2f}x as long here: multiply-adds are "
               f"not time on a CPU, and its 1x1 convs, batch norms and ReLUs work on 256-channel "
               f"maps, four times the values of the basic block's 64-channel ones.",
-              f"A projection shortcut on its 256-d ends: {projection['params'] / identity['params']:.2f}x "
+              f"A projection shortcut on its 256-d ends: "
+              f"{projection['params'] / identity['params']:.2f}x "
               f"the parameters, {projection['macs'] / identity['macs']:.2f}x the multiply-adds, "
               f"{projection['step_ms'] / identity['step_ms']:.2f}x the step time (the paper: "
               f"'doubled').",

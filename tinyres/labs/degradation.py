@@ -28,7 +28,7 @@ import dataclasses
 import numpy
 
 from tinyres.labs.runs import LabError, RunSpec, load_run, started_runs, train_runs
-from tinyres.models.cifar_resnet import PLAIN_DEPTHS
+from tinyres.models.cifar_resnet import MODELS
 from tinyres.train.curves import draw_curves, finish_axis, mark_lr_changes
 
 
@@ -71,7 +71,8 @@ def design_for(options):
 
 def checked_depths(depths):
     """--depths: two or more of the depths that have a plain net and a ResNet for CIFAR."""
-    depths, known = tuple(sorted(set(depths))), sorted(PLAIN_DEPTHS)
+    known = sorted(int(name[len("plain"):]) for name in MODELS if name.startswith("plain"))
+    depths = tuple(sorted(set(depths)))
     if len(depths) < 2 or not set(depths) <= set(known):
         raise LabError(f"--depths {' '.join(map(str, depths))}: give two depths or more (they "
                        f"are compared), each one of {', '.join(map(str, known))}")
