@@ -78,7 +78,7 @@ SECTIONS = [
     ("tinyres.serialization", ["save", "load"], "Checkpoints and weight files."),
     ("tinyres.course.copier", ["make", "find_leaks"],
      "The course: student copies (`tinyres assignment make`)."),
-    ("tinyres.course.grader", ["grade", "format_report", "gradescope_results", "write_csv"],
+    ("tinyres.course.grader", ["grade", "format_report", "gradescope_results", "GradeSheet"],
      "The course: the autograder (`tinyres assignment grade`)."),
     ("tinyres.course.checks.registry", ["REGISTRY", "register"],
      "The course: the cases of `tinyres gradcheck` (importing `tinyres.course.checks` "
