@@ -57,5 +57,6 @@ def window_geometry(op, x_shape, kernel_size, stride, padding):
         raise ValueError(f"{op}: kernel {KH}x{KW} is larger than the padded input "
                          f"{H + 2 * PH}x{W + 2 * PW} (input shape {tuple(x_shape)}, padding "
                          f"{(PH, PW)})")
-    OH, OW = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+    OH = (H + 2 * PH - KH) // SH + 1               # the positions of the window, down ...
+    OW = (W + 2 * PW - KW) // SW + 1               # ... and across
     return Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW))

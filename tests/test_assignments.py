@@ -962,6 +962,26 @@ def test_the_gradescope_package_grades_as_the_grader_in_a_simulated_root(copies,
     assert "pip install" not in (root / "source" / "run_autograder").read_text()
 
 
+@pytest.mark.slow
+def test_the_packages_own_setup_installs_a_grader_that_grades(copies, tmp_path, monkeypatch):
+    """setup.sh as Gradescope runs it (from source/, once), then run_autograder with the venv it
+    made: the course's tinyres is installed, not read from the source folder beside it."""
+    package = tmp_path / "autograder.zip"
+    assert main(["assignment", "gradescope", "A1", "--out", str(package)]) == 0
+    monkeypatch.delenv("TINYRES_COURSE_KEY")                # Gradescope's image holds no key
+    root = _gradescope_root(tmp_path, package, "image")
+    env = {"PATH": os.environ["PATH"], "HOME": str(root), "TINYRES_AUTOGRADER_ROOT": str(root)}
+    setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env,
+                           capture_output=True, text=True, timeout=900)
+    if setup.returncode != 0 and re.search(r"No matching distribution|Could not fetch|"
+                                           r"connection", setup.stdout + setup.stderr, re.I):
+        pytest.skip(f"no package index to install numpy from: {setup.stderr[-300:]}")
+    assert setup.returncode == 0, (setup.stdout + setup.stderr)[-2000:]
+    shutil.copytree(copies["A1-solution"], root / "submission" / "a1")
+    results = _run_autograder(root, python=root / "tinyres-venv" / "bin" / "python")
+    assert results["score"] == results["max_score"] == 30, results
+
+
 # -- slow tier: the notebooks --------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ORDER)

@@ -51,10 +51,12 @@ cd "$(dirname "$0")"
 if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; then
     apt-get update && apt-get install -y python3 python3-venv python3-pip
 fi
-python3 -m venv /autograder/tinyres-venv
-/autograder/tinyres-venv/bin/python -m pip install --upgrade pip
-/autograder/tinyres-venv/bin/python -m pip install numpy .      # the course's tinyres
-/autograder/tinyres-venv/bin/python -c "import tinyres.course.grader"
+venv="${TINYRES_AUTOGRADER_ROOT:-/autograder}/tinyres-venv"
+python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --upgrade pip
+"$venv/bin/python" -m pip install numpy .      # the course's tinyres
+# checked from /: here `import tinyres` would find this source folder, not what was installed
+(cd / && "$venv/bin/python" -c "import tinyres.course.grader")
 """
 
 RUN = """\
@@ -62,10 +64,12 @@ RUN = """\
 # Gradescope runs this for each submission. Written by `tinyres assignment gradescope`.
 # It always leaves a valid results.json: if the grader itself fails or runs past the total time
 # ({total:g} s in the settings), this script writes a score of 0 with the reason.
-root="${{TINYRES_AUTOGRADER_ROOT:-/autograder}}"
-python="${{TINYRES_AUTOGRADER_PYTHON:-/autograder/tinyres-venv/bin/python}}"
+root="$(cd "${{TINYRES_AUTOGRADER_ROOT:-/autograder}}" && pwd)"
+python="${{TINYRES_AUTOGRADER_PYTHON:-$root/tinyres-venv/bin/python}}"
 results="$root/results/results.json"
 mkdir -p "$root/results"
+# `python -m` puts the working folder first on sys.path: the root holds no tinyres of its own
+cd "$root"
 rm -f "$results"
 timeout --kill-after=5 {limit} "$python" -m tinyres.course.gradescope run --root "$root" \\
     --assignment {assignment} --settings "$root/source/settings.json"

@@ -191,14 +191,14 @@ def validation_error(directory, data, design):
     """The finished run's error on the held-out images (the `val_images` after its training
     images), with the run's own normalisation (the mean image of its training images)."""
     from tinyres.data import DataLoader
-    from tinyres.train import Trainer, evaluate, load_cifar
+    from tinyres.train import Evaluation, evaluate, load_cifar
 
-    trainer = Trainer.for_evaluation(directory / "checkpoint.npz")
+    run = Evaluation.of_checkpoint(directory / "checkpoint.npz")
     full = load_cifar(data, True)
     first, last = design.train_images, design.train_images + design.val_images
     held_out = SimpleNamespace(images=full.images[first:last], labels=full.labels[first:last])
-    loader = DataLoader(held_out, 500, transform=trainer.test_loader.transform)
-    return 1 - evaluate(trainer.model, loader, trainer.device)["test_accuracy"]
+    loader = DataLoader(held_out, 500, transform=run.test_transform)
+    return 1 - evaluate(run.model, loader, run.device)["test_accuracy"]
 
 
 def run(options, out):
