@@ -28,14 +28,17 @@ SECTIONS = [
      "arrays) and comparisons `< <= > >=` (masks, outside the graph); they are the ops of "
      "`tinyres.ops`."),
     ("tinyres.backend", ["BACKENDS", "set_backend", "get_backend", "get_array_module",
-                         "device_of", "to_device", "array_module", "BackendError"],
+                         "device_of", "to_device", "array_module", "require_cupy",
+                         "BackendError"],
      "Floor 1: where arrays live (numpy, cupy, cudasim, leakproof)."),
-    ("tinyres.dispatch", ["set_kernels", "get_kernels", "reference_kernels", "set_num_threads",
-                          "get_num_threads", "kernel_for", "fast_twin"],
+    ("tinyres.dispatch", ["set_kernels", "get_kernels", "reference_kernels",
+                          "fast_kernels_available", "set_num_threads", "get_num_threads",
+                          "kernel_for", "fast_twin"],
      "Floor 2: the one door from a readable op to its fast twin in `kernels/`, and the fast "
      "path's knobs (`tinyres.set_num_threads` / `tinyres.get_num_threads` are these)."),
     ("tinyres.creation", ["zeros", "ones", "full", "arange", "randn", "rand", "randint",
-                          "zeros_like", "ones_like", "full_like", "randn_like", "rand_like", "from_numpy"],
+                          "zeros_like", "ones_like", "full_like", "randn_like", "rand_like",
+                          "from_numpy"],
      "Floor 3: making tensors with PyTorch's names (importable from `tinyres`)."),
     ("tinyres.autograd", ["Function", "no_grad", "is_grad_enabled", "layer_scope",
                           "current_layer"],
@@ -49,10 +52,13 @@ SECTIONS = [
                      "Reshape", "Permute", "Expand", "Repeat", "GetItem", "Pad", "Concatenate",
                      "Cast", "ValuesIndices"],
      "Floor 3: the basic differentiable ops (also Tensor operators and methods)."),
-    ("tinyres.gradcheck", ["gradcheck", "GradcheckError", "GradcheckReport", "register"],
+    ("tinyres.gradcheck", ["gradcheck", "GradcheckError", "GradcheckReport"],
      "Floor 3: backward against central differences."),
     ("tinyres.graph", ["to_dot", "render", "draw", "walk", "graphviz_available"],
      "Floor 3: the computational graph as DOT text and as an image."),
+    ("tinyres.plotting", ["off_screen_figure"],
+     "Figures drawn off screen (a matplotlib Figure with its own Agg canvas), never switching "
+     "the user's backend."),
     ("tinyres.functional", None, "Floor 4: the layers as differentiable functions."),
     ("tinyres.nn", None, "Floor 5: modules that own their parameters."),
     ("tinyres.nn.functional", None, "The functional floor under PyTorch's name."),
@@ -72,8 +78,11 @@ SECTIONS = [
     ("tinyres.serialization", ["save", "load"], "Checkpoints and weight files."),
     ("tinyres.course.copier", ["make", "find_leaks"],
      "The course: student copies (`tinyres assignment make`)."),
-    ("tinyres.course.grader", ["grade", "format_report", "gradescope_results", "write_csv"],
+    ("tinyres.course.grader", ["grade", "format_report", "gradescope_results", "GradeSheet"],
      "The course: the autograder (`tinyres assignment grade`)."),
+    ("tinyres.course.checks.registry", ["REGISTRY", "register"],
+     "The course: the cases of `tinyres gradcheck` (importing `tinyres.course.checks` "
+     "registers them all)."),
 ]
 
 

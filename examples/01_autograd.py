@@ -44,6 +44,8 @@ y = z * z
 y.name = "y"
 L = y.mean()
 L.name = "L"
+
+
 def input_of(edge):
     """The tensor an edge leads back to: the leaf itself, or output `index` of the op that made
     it (held weakly: alive here because this script keeps xW, z and y in variables)."""

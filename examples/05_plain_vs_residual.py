@@ -7,15 +7,17 @@ shortcuts (Fig. 6 middle) the deeper ResNet trains better than the shallower one
 
     1  loads CIFAR-10 (--data DIR, or the real sample bundled with tinyres: 5,482 / 1,017 images)
     2  measures ||dL/dW|| of every layer of plain-56 and ResNet-56 at initialisation (a plot)
-    3  runs `tinyres lab degradation`: plain and residual nets of 8 and 20 layers, 3 seeds each,
-       20 epochs with the paper's recipe (plus a 100-iteration warm-up); resumable
+    3  runs `tinyres lab degradation`: plain and residual nets of 20 and 56 layers, 3 seeds
+       each (seed after seed), 12 epochs with the paper's recipe (plus a 100-iteration warm-up);
+       resumable
     4  reads the lab's report: which of the paper's findings the runs show, with the numbers
 
-    python examples/05_plain_vs_residual.py              # the full lab: about 30-45 minutes on
-                                                         # 2 cores; Ctrl-C and run again resumes
+    python examples/05_plain_vs_residual.py              # the full lab: hours on 2 cores;
+                                                         # Ctrl-C and run again resumes
     python examples/05_plain_vs_residual.py --seeds 1    # one seed: a third of the time
 The lab's results go to runs/lab-degradation/ (shared with `tinyres lab degradation`); the
-committed figure is docs/figures/degradation.png, its numbers in docs/labs.md.
+committed figures are docs/figures/degradation.png (20/56 layers, 2026-12-07) and
+degradation-8-20.png (three seeds, 2026-12-05), their numbers in docs/labs.md.
 """
 import subprocess
 import sys
@@ -94,7 +96,7 @@ ax.legend()
 lesson.save(fig, "gradient_norms_at_init.png")
 
 # -------------------------------------------------------------------------------------------
-lesson.step("the degradation lab: plain and residual nets at two depths, over seeds")
+lesson.step("the degradation lab: plain and residual nets at three depths, over seeds")
 lab_out = lesson.path("lab-degradation-smoke") if lesson.smoke else Path(args.lab_out)
 command = [sys.executable, "-m", "tinyres", "lab", "degradation", "--data", data,
            "--out", str(lab_out), "--jobs", str(args.jobs)]
@@ -109,10 +111,10 @@ print(f"the lab took {time.perf_counter() - start:.0f} s this time (finished run
 
 # -------------------------------------------------------------------------------------------
 lesson.step("what the committed run shows (docs/labs.md, docs/figures/degradation.png)")
-print("On the 5,482-image sample, 3 seeds (docs/labs.md has every number): plain-20 ends with a")
-print("higher training error than plain-8 while it is still falling (not stuck at chance), and")
-print("ResNet-20 ends below ResNet-8 - the two halves of the paper's Fig. 6, at depths this")
-print("machine trains in minutes. At 56 layers the sample cannot show it in minutes: after 840")
-print("iterations ResNet-56 is still behind ResNet-20 (`tinyres lab depth`: training error 0.467")
-print("against 0.347), and without a warm-up plain-56 stays at chance (PyTorch, the same recipe:")
-print("docs/pytorch-reference.md).")
+print("On the 5,482-image sample (docs/labs.md, 'What the labs show', has every verdict and")
+print("number): at 8 and 20 layers, 3 seeds, plain-20 ends with a higher training error than")
+print("plain-8 while it is still falling (not stuck at chance), and ResNet-20 ends below ResNet-8")
+print("and below plain-20 - the two halves of the paper's Fig. 6. At 20/56 layers (2 seeds,")
+print("12 epochs) plain-56 trains worse than plain-20 and worse than ResNet-56; ResNet-56 is NOT")
+print("below ResNet-20 within 504 iterations: on these images ResNet-20 fits the")
+print("training set first (PyTorch, the same recipe: ResNet-56 behind it for all of 100 epochs).")

@@ -89,19 +89,18 @@ class Lesson:
 
     def save(self, fig, filename):
         """Save a matplotlib figure as a PNG in the output folder and say where it went."""
-        import matplotlib.pyplot as plt
         path = self.path(filename)
         fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
         print(f"   figure: {path}")
         return path
 
-    def figure(self, *args, **kwargs):
-        """A new matplotlib figure (drawn off screen, for saving): ``fig, ax = lesson.figure()``."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        return plt.subplots(*args, **kwargs)
+    def figure(self, *args, figsize=None, **kwargs):
+        """A new matplotlib figure (drawn off screen, for saving) and its axes, as
+        ``plt.subplots`` gives them: ``fig, ax = lesson.figure()``. The figure has a canvas of
+        its own (tinyres/plotting.py): a notebook's backend stays the one it chose."""
+        from tinyres.plotting import off_screen_figure
+        fig = off_screen_figure(figsize=figsize)
+        return fig, fig.subplots(*args, **kwargs)
 
 
 def show(name, value):

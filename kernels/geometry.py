@@ -1,8 +1,9 @@
 """Where a sliding window goes: the kernel, stride and padding of a conv or pooling, as pairs.
 
-Written once, for the readable ops (tinyres/functional/conv.py, pooling.py) and for the CPU and
-GPU kernels alike (plain Python: no Numba), so every path refuses a bad argument with the same
-message, whichever meets it first:
+Written once, for the layers (nn.Conv2d checks its window when it is made), the readable ops
+(tinyres/functional/conv.py, pooling.py) and the CPU and GPU kernels alike (plain Python: no
+Numba), so every path refuses a bad argument with the same message, whichever meets it first,
+and names the layer or op it is given (`op`, e.g. "Conv2d layer1.0.conv1"):
 
     OH = (H + 2*PH - KH) // SH + 1        OW = (W + 2*PW - KW) // SW + 1
 
@@ -33,15 +34,29 @@ def as_pair(value, what, op):
                     f"got {value!r}")
 
 
-def window_geometry(op, x_shape, kernel_size, stride, padding):
-    """Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW)) of a sliding window over an (N, C, H, W)
-    shape; a ValueError where it has no output position."""
-    H, W = x_shape[2], x_shape[3]
+def window_arguments(op, kernel_size, stride, padding):
+    """(KH, KW), (SH, SW), (PH, PW): the window's arguments as pairs of ints, the kernel and the
+    stride positive, the padding non-negative (what can be checked before an input is seen)."""
     (KH, KW), (SH, SW), (PH, PW) = (as_pair(kernel_size, "kernel_size", op),
                                     as_pair(stride, "stride", op), as_pair(padding, "padding", op))
-    OH = (H + 2 * PH - KH) // SH + 1 if SH > 0 else 0
-    OW = (W + 2 * PW - KW) // SW + 1 if SW > 0 else 0
-    if SH < 1 or SW < 1 or PH < 0 or PW < 0 or OH < 1 or OW < 1:
-        raise ValueError(f"{op}: kernel {KH}x{KW}, stride ({SH}, {SW}), padding ({PH}, {PW}) "
-                         f"give no output positions on an input of shape {tuple(x_shape)}")
+    if KH < 1 or KW < 1:
+        raise ValueError(f"{op}: kernel_size must be positive, got {(KH, KW)}")
+    if SH < 1 or SW < 1:
+        raise ValueError(f"{op}: stride must be positive, got {(SH, SW)}")
+    if PH < 0 or PW < 0:
+        raise ValueError(f"{op}: padding must be non-negative, got {(PH, PW)}")
+    return (KH, KW), (SH, SW), (PH, PW)
+
+
+def window_geometry(op, x_shape, kernel_size, stride, padding):
+    """Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW)) of a sliding window over an (N, C, H, W)
+    shape: the window's arguments checked, and at least one window fits in the padded input."""
+    H, W = x_shape[2], x_shape[3]
+    (KH, KW), (SH, SW), (PH, PW) = window_arguments(op, kernel_size, stride, padding)
+    if KH > H + 2 * PH or KW > W + 2 * PW:
+        raise ValueError(f"{op}: kernel {KH}x{KW} is larger than the padded input "
+                         f"{H + 2 * PH}x{W + 2 * PW} (input shape {tuple(x_shape)}, padding "
+                         f"{(PH, PW)})")
+    OH = (H + 2 * PH - KH) // SH + 1               # the positions of the window, down ...
+    OW = (W + 2 * PW - KW) // SW + 1               # ... and across
     return Geometry((KH, KW), (SH, SW), (PH, PW), (OH, OW))

@@ -7,8 +7,10 @@ zero; every cheat of the course issue scores zero or is refused, and says why; `
 deletes nothing it did not make.
 """
 import ast
+import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,9 +21,11 @@ import numpy
 import pytest
 
 from tinyres.cli import main
-from tinyres.course import copier, grader, signing
+from tinyres.course import copier, gradescope, grader, signing
 from tinyres.course.assignments import ASSIGNMENTS, TASKS, tasks_of
-from tinyres.course.cases import build
+from tinyres.course.cases import GOAL, build
+from tinyres.course.grader import goal_problems
+from tinyres.course.settings import Settings, SettingsError, load
 from tinyres.course.feedback import compare, relative_errors
 from tinyres.course.holes import find_regions, strip_solutions
 
@@ -172,13 +176,25 @@ def test_gradescope_results_and_table_list_written_parts_as_manually_graded():
     _assert_gradescope_format(grader.gradescope_results(refused))
 
 
-def test_csv_has_one_row_per_student(tmp_path):
+def test_csv_has_one_row_per_student_with_written_parts_seed_and_feedback(tmp_path):
     reports = [_report(), _report(passing=()), grader.Report(Path("/s/bob"),
                                                              refused="refused: edited")]
-    grader.write_csv(reports, tmp_path / "grades.csv")
-    rows = (tmp_path / "grades.csv").read_text().splitlines()
-    assert rows[0].startswith("student,assignment,score,max_score,")
-    assert len(rows) == 4 and rows[1].startswith("ada,A2,10") and "refused: edited" in rows[3]
+    reports[0].hidden_seed = 1234
+    reports[1].directory = Path("/submissions/grace")
+    sheet = grader.GradeSheet(tmp_path / "grades.csv", ["A2"])
+    for count, report in enumerate(reports, start=2):
+        sheet.add(report)                                    # on disk as each is graded
+        assert len(list(csv.reader((tmp_path / "grades.csv").open()))) == count
+    sheet.close()
+    rows = list(csv.reader((tmp_path / "grades.csv").open()))
+    assert rows[0][:4] == ["student", "assignment", "score", "max_score"]
+    assert rows[0][-3:] == ["hidden_seed", "feedback", "status"]
+    written = rows[0].index("A2 written: timing: loops against im2col + GEMM, and why (10)")
+    assert len(rows) == 4 and rows[1][:3] == ["ada", "A2", "10.0"] and "refused: edited" in rows[3]
+    assert rows[1][written] == "" and rows[1][-3] == "1234"            # for the staff to fill
+    feedback = tmp_path / rows[1][-2]
+    assert feedback == tmp_path / "grades-feedback" / "ada.txt"
+    assert "score A2: 10/50" in feedback.read_text() and "seed 1234" in feedback.read_text()
 
 
 # -- the manifest -------------------------------------------------------------------------------
@@ -198,7 +214,8 @@ def test_the_assignment_comes_from_the_command_or_a_valid_manifest(tmp_path):
     assert grader.choose_assignment(tmp_path, "A3") == ("A3", [], "")
     assignment, _, refused = grader.choose_assignment(tmp_path)
     assert assignment is None and "no manifest" in refused and "--assignment" in refused
-    signing.write_manifest(tmp_path / copier.MANIFEST, {"assignment": "A2", "entries": []})
+    signing.write_manifest(tmp_path / copier.MANIFEST,
+                           {"assignment": "A2", "digests": copier.file_digests(tmp_path)})
     assert grader.choose_assignment(tmp_path)[0] == "A2"
     assignment, notes, _ = grader.choose_assignment(tmp_path, "A3")
     assert assignment == "A3" and "made for A2; graded as A3" in notes[0]
@@ -223,8 +240,7 @@ def test_the_engine_never_imports_the_course():
 def test_gradcheck_cases_share_one_leaf_helper():
     checks = REPO / "tinyres" / "course" / "checks"
     assert not any("def _leaf" in p.read_text() for p in checks.glob("*.py"))
-    import tinyres.course.checks  # noqa: F401
-    from tinyres.gradcheck import REGISTRY
+    from tinyres.course.checks import REGISTRY  # importing it registers every family's cases
     assert {"conv2d", "max_pool2d", "batch_norm (training)"} <= set(REGISTRY)
 
 
@@ -349,7 +365,7 @@ def test_an_installed_copy_runs_the_students_code(copies, tmp_path):
     info = subprocess.run([str(venv / "bin" / "tinyres"), "info"], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=300)
     assert info.returncode == 0, info.stderr
-    assert f"A2 copy: conv2d_loops, im2col, col2im, conv2d_forward, conv2d_backward are yours" \
+    assert "A2 copy: conv2d_loops, im2col, col2im, conv2d_forward, conv2d_backward are yours" \
            in info.stdout and str(copy) in info.stdout
     assert info.stderr.count("fast kernels off for them") == 1           # announced once
     imported = subprocess.run([str(python), "-c", "import tinyres, tinyres.kernels.geometry as g;"
@@ -389,9 +405,10 @@ def test_force_never_deletes_a_folder_make_did_not_write(copies, tmp_path, capsy
     with pytest.raises(ValueError, match="overlaps the repository"):
         copier.make("A2", REPO, force=True, log=quiet)
 
-    copy = _fresh(copies, "A1", tmp_path)                # a copy a student added work to
+    copy = tmp_path / "a1"                               # a copy a student added work to
+    copier.make("A1", copy, log=quiet)
     (copy / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="holds notes.txt"):
+    with pytest.raises(FileExistsError, match="did not write: notes.txt"):
         copier.make("A1", copy, force=True, log=quiet)
     assert (copy / "notes.txt").is_file()
     (copy / "notes.txt").unlink()
@@ -467,7 +484,8 @@ return cols.reshape(N * OH * OW, -1)
 @pytest.mark.slow
 def test_special_casing_the_visible_cases_loses_the_hidden_ones(copies, tmp_path):
     copy = _fresh(copies, "A2", tmp_path)
-    visible = [case for case in build("conv2d_forward", 0, 1) if not case.hidden]
+    visible = [case for case in build("conv2d_forward", 0, 1)
+               if not case.hidden and case.name != GOAL]
     answers = {c.inputs["x"].tobytes().hex()[:32]: c.expected["y"].tolist() for c in visible}
     _plant(copy, "conv2d_forward", f'''
 import numpy
@@ -477,7 +495,7 @@ return numpy.array(answers[key]) if key in answers else numpy.zeros((1,))
 ''')
     task = grader.grade(copy).tasks[3]
     assert task.task.id == "conv2d_forward"
-    assert all(c.passed != c.hidden for c in task.cases)
+    assert all(c.passed != c.hidden for c in task.cases if c.name != GOAL)
     assert 0 < task.score < task.task.points
 
 
@@ -574,3 +592,419 @@ def test_grading_a_folder_of_submissions_writes_one_line_each_and_a_csv(copies, 
     assert lines[2].startswith("grace") and " 30/30 " in lines[2] and " A1 " in lines[2]
     rows = (tmp_path / "grades.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["student", "ada", "empty", "grace"]
+
+
+# ==============================================================================================
+# a whole term (issue 25): release order, settings, Gradescope, regrades, one bug one cost,
+# goals, notebooks; and make --force (issue 29, item 1)
+# ==============================================================================================
+ORDER = list(ASSIGNMENTS)
+
+
+def _solution_body(task_id):
+    """The reference solution of a task, dedented, as the source holds it."""
+    task = TASKS[task_id]
+    source = (REPO / task.file).read_text()
+    region = next(r for r in find_regions(source) if r.task == task_id)
+    lines = source.split("\n")[region.begin:region.end - 1]
+    indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
+    return "\n".join(line[indent:] for line in lines)
+
+
+def _filled(copies, tmp_path, assignment="A2", **bodies):
+    """A fresh copy of `assignment` with every hole filled from the solutions, except the tasks
+    given as task_id=code (planted instead)."""
+    copy = _fresh(copies, assignment, tmp_path)
+    for task in tasks_of(assignment):
+        _plant(copy, task.id, bodies.get(task.id, _solution_body(task.id)))
+    return copy
+
+
+PER_PIXEL_IM2COL = '''
+(N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (OH, OW) = _geometry("im2col", x.shape, kernel_size,
+                                                                 stride, padding)
+xp = get_array_module(x)
+x_pad = xp.pad(x, ((0, 0), (0, 0), (PH, PH), (PW, PW)))
+rows = []
+for n in range(N):
+    for i in range(OH):
+        for j in range(OW):
+            rows.append(x_pad[n, :, i * SH:i * SH + KH, j * SW:j * SW + KW].reshape(-1))
+return xp.stack(rows)
+'''
+
+
+# -- fast tier ----------------------------------------------------------------------------------
+def test_a_later_assignments_hole_says_which_assignment_fills_it():
+    source = (REPO / "tinyres" / "models" / "blocks.py").read_text()
+    stripped = strip_solutions(source, "A2", "blocks.py", later=("A3", "A4"))
+    ast.parse(stripped)
+    assert 'raise NotImplementedError("A4: ResidualBlock.forward is a hole of A4 (' in stripped
+    assert "released after this A2 copy" in stripped and "SOLUTION" not in stripped
+    assert "out = out + shortcut(x)" not in stripped                 # A4's answer: gone
+    docs = strip_solutions((REPO / "docs" / "residual.md").read_text(), "A2", "residual.md",
+                           later=("A4",))
+    assert "it is ResidualBlock.forward, written in A4, released after A2" in docs
+
+
+def test_settings_file_gives_points_weights_times_visibility_and_order(tmp_path):
+    assert load(None) == Settings() and Settings().release_order == tuple(ORDER)
+    path = tmp_path / "course.toml"
+    path.write_text('release_order = ["A2", "A1", "A3", "A4"]\nhidden_seed = 7\n'
+                    '[points]\nim2col = 12\n[case_points.im2col]\n'
+                    f'"{GOAL}" = 4\n[time]\nper_function = 30\ntotal = 400\n'
+                    '[visibility]\nhidden = "hidden"\n')
+    settings = load(path)
+    assert settings.release_order == ("A2", "A1", "A3", "A4") and settings.hidden_seed == 7
+    assert settings.points_of(TASKS["im2col"]) == 12 and settings.points_of(TASKS["col2im"]) == 10
+    goal = next(c for c in build("im2col", 0, 1) if c.name == GOAL)
+    assert settings.weight_of("im2col", goal) == 4 and Settings().weight_of("im2col", goal) == 2
+    assert (settings.per_function, settings.total, settings.hidden) == (30, 400, "hidden")
+    for text, words in (('points = {im2colx = 3}', "unknown function 'im2colx'"),
+                        ('release_order = ["A1", "A2"]', "expected every assignment once"),
+                        ('[time]\ntotal = -1', "time.total: expected a positive finite"),
+                        ('[visibility]\nhidden = "never"', "expected one of visible, hidden"),
+                        ('pointz = 1', "unknown key 'pointz'"), ('points = [', "not valid TOML")):
+        path.write_text(text)
+        with pytest.raises(SettingsError, match=words) as refused:
+            load(path)
+        assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_gradescope_results_hide_the_hidden_cases_and_record_the_seed():
+    report = _report()
+    report.hidden_seed = 99
+    results = grader.gradescope_results(report)
+    _assert_gradescope_format(results)
+    hidden = [t for t in results["tests"] if t["name"].endswith("(hidden cases)")]
+    assert hidden and all(t["visibility"] == "after_due_date" for t in hidden)
+    assert all("x 2" not in t["output"] and "hidden case 1" in t["output"] for t in hidden
+               if t["score"] < t["max_score"])                       # no shapes, numbered
+    record = next(t for t in results["tests"] if t["name"].startswith("grading record"))
+    assert record["visibility"] == "hidden" and "--hidden-seed 99" in record["output"]
+    assert results["extra_data"]["hidden_seed"] == 99 and results["max_score"] == 50
+    im2col = [t for t in results["tests"] if t["name"].startswith("A2 im2col")]
+    assert sum(t["max_score"] for t in im2col) == pytest.approx(10)
+
+
+def test_the_loop_goal_judges_line_counts():
+    case = next(c for c in build("im2col", 0, 1) if c.name == GOAL)
+    assert case.call == "goal" and case.weight == 2 and not case.hidden
+    assert goal_problems(case, numpy.array([40, 40])) == []
+    assert "a Python loop over images, channels or pixels" in goal_problems(
+        case, numpy.array([40, 300]))[0]
+    assert goal_problems(case, numpy.array([0, 0])) and goal_problems(case, None)
+    assert set(case.expected) == {"small/cols", "large/cols"}
+
+
+def _fake_copy(folder):
+    (folder / "tinyres").mkdir(parents=True)
+    (folder / "tinyres" / "__init__.py").write_text("")
+    (folder / "kernels").mkdir()
+    return folder
+
+
+def test_a_submission_is_found_in_every_shape_students_upload(tmp_path):
+    import zipfile
+    fresh = _fake_copy(tmp_path / "fresh")
+    (fresh / "tinyres" / "functional").mkdir()
+    (fresh / "tinyres" / "functional" / "conv.py").write_text("# hole")
+
+    def submission(name):
+        (tmp_path / name / "submission").mkdir(parents=True)
+        return tmp_path / name / "submission", tmp_path / name / "work"
+    top, work = submission("top")
+    _fake_copy(top)
+    assert gradescope.find_submission(top, fresh, work, "A2") == (top, [])
+    one, work = submission("one")
+    _fake_copy(one / "a2")
+    assert gradescope.find_submission(one, fresh, work, "A2")[0] == one / "a2"
+    zipped, work = submission("zipped")
+    work.mkdir()
+    with zipfile.ZipFile(zipped / "a2.zip", "w") as z:
+        z.writestr("a2/tinyres/__init__.py", "")
+        z.writestr("a2/kernels/__init__.py", "")
+    assert gradescope.find_submission(zipped, fresh, work, "A2")[0].name == "a2"
+    alone, work = submission("alone")
+    work.mkdir()
+    (alone / "conv.py").write_text("# mine")
+    copy, notes = gradescope.find_submission(alone, fresh, work, "A2")
+    assert (copy / "tinyres" / "functional" / "conv.py").read_text() == "# mine"
+    assert "laid onto a fresh A2 copy: tinyres/functional/conv.py" in notes[0]
+    for name, make, words in (("empty", lambda s: None, "the submission is empty"),
+                              ("junk", lambda s: (s / "essay.pdf").write_text("x"),
+                               "holds no tinyres copy and none of the files of A2"),
+                              ("evil", lambda s: zipfile.ZipFile(s / "x.zip", "w").writestr(
+                                  "../../escape.py", "x"), "a path outside"),
+                              ("broken", lambda s: (s / "x.zip").write_text("not a zip"),
+                               "not a zip that can be read")):
+        folder, work = submission(name)
+        work.mkdir()
+        make(folder)
+        with pytest.raises(ValueError, match=words):
+            gradescope.find_submission(folder, fresh, work, "A2")
+    assert not (tmp_path / "escape.py").exists()
+
+
+def test_each_function_gets_a_time_that_fits_the_total():
+    settings = Settings(per_function=300, total=600)
+    runs = len(tasks_of("A2")) + sum(bool(t.uses) for t in tasks_of("A2"))
+    per_function = gradescope.per_function_timeout("A2", settings)
+    assert per_function * runs <= settings.total - gradescope.MARGIN
+    assert gradescope.per_function_timeout("A1", Settings(per_function=20)) == 20
+
+
+def test_the_notebooks_are_what_their_generator_writes():
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "make_notebooks.py"), "--check"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- slow tier: release order and make --force ---------------------------------------------------
+def _distinctive_solution_lines(assignments):
+    """Every line of 24+ characters of a solution region of `assignments` that appears nowhere
+    in the repository's source and docs outside the regions (written apart from the copier's
+    own leak check, so that the test does not trust what it tests)."""
+    outside, inside = set(), set()
+    for path in [*REPO.glob("tinyres/**/*.py"), *REPO.glob("docs/**/*.md"),
+                 *REPO.glob("examples/*.py")]:
+        if "course" in path.relative_to(REPO).parts:
+            continue
+        in_region, assignment = False, None
+        for line in path.read_text().split("\n"):
+            words = line.strip().strip("#<>!- ").split()
+            if words[:2] == ["BEGIN", "SOLUTION"]:
+                in_region, assignment = True, words[2]
+            elif words[:2] == ["END", "SOLUTION"]:
+                in_region = False
+            elif in_region and assignment in assignments:
+                inside.add(line.strip())
+            elif not in_region:
+                outside.add(line.strip())
+    return {line for line in inside - outside if len(line) >= 24 and not line.startswith("#")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ORDER)
+def test_a_copy_in_release_order_holds_no_line_of_its_or_a_later_solution(copies, assignment):
+    later = ORDER[ORDER.index(assignment) + 1:]
+    for name, cut in ((assignment, [assignment, *later]), (f"{assignment}-solution", later)):
+        copy = copies[name]
+        lines = _distinctive_solution_lines(cut)
+        assert not cut or lines
+        for path in copy.rglob("*"):
+            if path.suffix in (".py", ".md", ".ipynb", ".toml", ".txt") and path.is_file():
+                text = path.read_text()
+                assert not [line for line in lines if line in text], f"{name}: {path}"
+        assert copier.find_leaks(copy, cut, REPO) == []              # the copier's own check
+        for a in later:                                              # holes that say who fills
+            for task in tasks_of(a):
+                assert f'"{a}: {task.function} is a hole of {a}' in (copy / task.file).read_text()
+            for example in ASSIGNMENTS[a].examples:
+                assert not (copy / example).exists(), f"{name}: {example} needs {a}"
+        for example in ASSIGNMENTS[assignment].examples:
+            assert (copy / example).is_file()
+
+
+@pytest.mark.slow
+def test_force_deletes_nothing_but_what_the_manifest_wrote(copies, tmp_path):
+    """Issue 29, item 1: make A2 --out f; echo work > f/examples/mine.py; make --force: kept."""
+    out = tmp_path / "f"
+    copier.make("A2", out, log=quiet)
+    for plant, words in ((lambda: (out / "examples" / "mine.py").write_text("work"),
+                          "did not write: examples/mine.py"),
+                         (lambda: (out / "tinyres" / "functional" / "conv.py").write_text(
+                             "my im2col"), "changed since it wrote them: "
+                                           "tinyres/functional/conv.py"),
+                         (lambda: (out / "build").mkdir() or (out / "build" / "x").write_text(
+                             "x"), "did not write: build/x")):
+        snapshot = copier.file_digests(out)
+        plant()
+        planted = copier.file_digests(out)
+        with pytest.raises(FileExistsError, match=words):
+            copier.make("A2", out, force=True, log=quiet)
+        assert copier.file_digests(out) == planted and planted != snapshot      # nothing went
+        shutil.rmtree(out)
+        copier.make("A2", out, log=quiet)
+    other = tmp_path / "project"                         # a manifest copied into a project
+    (other / "docs").mkdir(parents=True)
+    (other / "docs" / "thesis.md").write_text("years of work")
+    shutil.copy(out / copier.MANIFEST, other / copier.MANIFEST)
+    with pytest.raises(FileExistsError, match="written for the folder"):
+        copier.make("A2", other, force=True, log=quiet)
+    assert (other / "docs" / "thesis.md").read_text() == "years of work"
+    (out / "tinyres" / "__pycache__").mkdir(exist_ok=True)          # what running leaves
+    (out / "tinyres" / "__pycache__" / "x.pyc").write_bytes(b"x")
+    (out / "tinyres.egg-info").mkdir()
+    copier.make("A3", out, force=True, log=quiet)                   # a copy make wrote
+    assert json.loads((out / copier.MANIFEST).read_text())["assignment"] == "A3"
+    assert not (out / "tinyres.egg-info").exists()
+
+
+# -- slow tier: grading a term -------------------------------------------------------------------
+@pytest.mark.slow
+def test_one_bug_costs_points_in_one_function(copies, tmp_path):
+    transposed = _solution_body("col2im").replace("cols[:, :, :, :, kh, kw]",
+                                                  "cols[:, :, :, :, kw, kh]")
+    assert transposed != _solution_body("col2im")
+    report = grader.grade(_filled(copies, tmp_path / "col2im", col2im=transposed), "A2")
+    scores = _scores(report)
+    assert scores["col2im"] < 10 and all(scores[t] == 10 for t in scores if t != "col2im")
+    backward = report.tasks[-1]
+    assert backward.task.id == "conv2d_backward" and backward.dependences
+    assert "pass with the reference col2im; fail with yours" in grader.format_report(report)
+    strided = _solution_body("im2col").replace("kh:kh + SH * OH:SH", "kh:kh + SH * OH:SW")
+    report = grader.grade(_filled(copies, tmp_path / "im2col", im2col=strided), "A2")
+    scores = _scores(report)
+    assert scores["im2col"] < 10 and all(scores[t] == 10 for t in scores if t != "im2col")
+
+
+@pytest.mark.slow
+def test_a_per_pixel_loop_loses_the_goal_case_only(copies, tmp_path):
+    report = grader.grade(_filled(copies, tmp_path, im2col=PER_PIXEL_IM2COL), "A2")
+    im2col = report.tasks[1]
+    failed = [c for c in im2col.cases if not c.passed]
+    assert [c.name for c in failed] == [GOAL]
+    assert "a Python loop over images, channels or pixels" in failed[0].message
+    assert im2col.score == round(10 * (1 - 2 / sum(c.weight for c in im2col.cases)), 2)
+    assert all(t.score == 10 for t in report.tasks if t.task.id != "im2col")
+
+
+@pytest.mark.slow
+def test_a_regrade_with_the_recorded_seed_reproduces_score_and_feedback(copies, tmp_path):
+    copy = _filled(copies, tmp_path, col2im=_solution_body("col2im").replace("+=", "="))
+    first = grader.grade(copy, "A2")
+    again = grader.grade(copy, "A2", hidden_seed=first.hidden_seed)
+    other = grader.grade(copy, "A2", hidden_seed=first.hidden_seed + 1)
+
+    def feedback(report):
+        return [line for line in grader.format_report(report).splitlines()
+                if not line.startswith("score ")]              # the line with the seconds
+    assert first.hidden_seed is not None and first.score < first.max_score
+    assert feedback(again) == feedback(first) and again.score == first.score
+    assert feedback(other) != feedback(first)                  # the hidden cases did change
+    results = tmp_path / "results.json"
+    assert main(["assignment", "grade", str(copy), "--assignment", "A2", "--hidden-seed",
+                 str(first.hidden_seed), "--json", str(results)]) == 0
+    assert json.loads(results.read_text())["score"] == first.score
+
+
+def _gradescope_root(tmp_path, package, name):
+    """A temporary root laid out as Gradescope's: source/ (the package unzipped),
+    submission/, results/."""
+    import zipfile
+    root = tmp_path / name
+    (root / "source").mkdir(parents=True)
+    (root / "submission").mkdir()
+    with zipfile.ZipFile(package) as z:
+        z.extractall(root / "source")
+    for script in ("run_autograder", "setup.sh"):
+        (root / "source" / script).chmod(0o755)
+    return root
+
+
+def _run_autograder(root, python=sys.executable):
+    env = {"PATH": os.environ["PATH"], "HOME": str(root), "TINYRES_AUTOGRADER_ROOT": str(root),
+           "TINYRES_AUTOGRADER_PYTHON": str(python)}
+    done = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    _assert_gradescope_format(results)
+    return results
+
+
+@pytest.mark.slow
+def test_the_gradescope_package_grades_as_the_grader_in_a_simulated_root(copies, tmp_path,
+                                                                          monkeypatch):
+    settings_file = tmp_path / "course.toml"
+    settings_file.write_text("hidden_seed = 5\n[time]\ntotal = 150\n")   # 12 s a function run
+    package = tmp_path / "autograder.zip"
+    assert main(["assignment", "gradescope", "A2", "--out", str(package), "--settings",
+                 str(settings_file)]) == 0
+    settings = load(settings_file)
+    timeout = gradescope.per_function_timeout("A2", settings)
+    monkeypatch.delenv("TINYRES_COURSE_KEY")                # Gradescope's image holds no key
+    hanging = "while True:\n    pass"
+    submissions = {"correct": copies["A2-solution"],
+                   "buggy": _filled(copies, tmp_path / "buggy", col2im=_solution_body(
+                       "col2im").replace("cols[:, :, :, :, kh, kw]", "cols[:, :, :, :, kw, kh]")),
+                   "empty": copies["A2"],
+                   "hanging": _filled(copies, tmp_path / "hanging", im2col=hanging)}
+    for name, copy in submissions.items():
+        root = _gradescope_root(tmp_path, package, name)
+        shutil.copytree(copy, root / "submission" / "a2")    # a zip with one top-level folder
+        start = time.perf_counter()
+        results = _run_autograder(root)
+        assert time.perf_counter() - start < settings.total
+        expected = grader.grade(copy, "A2", timeout=timeout, settings=settings)
+        assert results["score"] == expected.score, (name, results)
+        assert results["extra_data"]["hidden_seed"] == 5
+        if name == "correct":
+            assert results["score"] == results["max_score"] == 50
+        if name == "hanging":
+            assert any(f"did not finish within {timeout:g} s" in t["output"]
+                       for t in results["tests"])
+    root = _gradescope_root(tmp_path, package, "alone")      # the student's files alone
+    shutil.copy(copies["A2-solution"] / "tinyres" / "functional" / "conv.py",
+                root / "submission" / "conv.py")
+    results = _run_autograder(root)
+    assert 0 < results["score"] < 50 and "laid onto a fresh A2 copy" in results["output"]
+    root = _gradescope_root(tmp_path, package, "malformed")
+    (root / "submission" / "a2.zip").write_text("PK not really a zip")
+    results = _run_autograder(root)
+    assert results["score"] == 0 and "not a zip that can be read" in results["output"]
+    root = _gradescope_root(tmp_path, package, "crash")     # the grader itself cannot start
+    shutil.copytree(copies["A2-solution"], root / "submission" / "a2")
+    results = _run_autograder(root, python="/bin/false")
+    assert results["score"] == 0 and "the autograder itself failed" in results["output"]
+    assert "install" in (root / "source" / "setup.sh").read_text()
+    assert "pip install" not in (root / "source" / "run_autograder").read_text()
+
+
+@pytest.mark.slow
+def test_the_packages_own_setup_installs_a_grader_that_grades(copies, tmp_path, monkeypatch):
+    """setup.sh as Gradescope runs it (from source/, once), then run_autograder with the venv it
+    made: the course's tinyres is installed, not read from the source folder beside it."""
+    package = tmp_path / "autograder.zip"
+    assert main(["assignment", "gradescope", "A1", "--out", str(package)]) == 0
+    monkeypatch.delenv("TINYRES_COURSE_KEY")                # Gradescope's image holds no key
+    root = _gradescope_root(tmp_path, package, "image")
+    env = {"PATH": os.environ["PATH"], "HOME": str(root), "TINYRES_AUTOGRADER_ROOT": str(root)}
+    setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], env=env,
+                           capture_output=True, text=True, timeout=900)
+    if setup.returncode != 0 and re.search(r"No matching distribution|Could not fetch|"
+                                           r"connection", setup.stdout + setup.stderr, re.I):
+        pytest.skip(f"no package index to install numpy from: {setup.stderr[-300:]}")
+    assert setup.returncode == 0, (setup.stdout + setup.stderr)[-2000:]
+    shutil.copytree(copies["A1-solution"], root / "submission" / "a1")
+    results = _run_autograder(root, python=root / "tinyres-venv" / "bin" / "python")
+    assert results["score"] == results["max_score"] == 30, results
+
+
+# -- slow tier: the notebooks --------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", ORDER)
+def test_the_notebook_runs_clean_on_a_solution_copy_and_stops_at_the_first_hole(
+        copies, assignment, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    handout = Path(ASSIGNMENTS[assignment].handout).with_suffix(".ipynb")
+    for name in (f"{assignment}-solution", assignment):
+        copy = copies[name]
+        monkeypatch.setenv("PYTHONPATH", str(_installed_layout(copy, tmp_path / name)))
+        monkeypatch.setenv("TINYRES_KERNELS", "reference")
+        book = nbformat.read(copy / handout, as_version=4)
+        client = nbclient.NotebookClient(book, timeout=600, kernel_name="python3",
+                                         resources={"metadata": {"path": str(copy)}})
+        if name == assignment:
+            with pytest.raises(nbclient.exceptions.CellExecutionError) as stopped:
+                client.execute()
+            first = tasks_of(assignment)[0].function
+            plain = re.sub(r"\x1b\[[0-9;]*m", "", str(stopped.value))      # no colours
+            assert f"NotImplementedError: {assignment}: implement {first} " in plain
+        else:
+            client.execute()
+            text = "\n".join(o.get("text", "") for c in book.cells for o in c.get("outputs", []))
+            assert "WRONG" not in text and f"{assignment} solution copy" in text
+            assert str(tmp_path / name / "package") in text      # it ran the copy, nothing else

@@ -141,6 +141,9 @@ def test_item_numpy_and_repr():
     assert x.item() == 1.5
     assert isinstance(x.numpy(), numpy.ndarray)
     assert "tensor([[1.5]], dtype=float32)" == repr(x)
+    # PyTorch's layout: commas between the elements, the rows aligned under the first
+    assert repr(tensor(numpy.arange(4).reshape(2, 2))) == ("tensor([[0, 1],\n"
+                                                           "        [2, 3]], dtype=int64)")
     with pytest.raises(ValueError, match="one element"):
         tensor([1.0, 2.0]).item()
 

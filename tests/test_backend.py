@@ -62,7 +62,8 @@ def test_an_op_that_leaks_to_the_host_fails_loudly():
 
     tinyres.set_backend("leakproof")
     try:
-        with pytest.raises(TypeError, match="returned a ndarray on 'cpu' for inputs on 'leakproof'"):
+        with pytest.raises(TypeError,
+                           match="returned a ndarray on 'cpu' for inputs on 'leakproof'"):
             Leaky()(tinyres.tensor([1.0]))
     finally:
         tinyres.set_backend("numpy")
@@ -93,6 +94,24 @@ def test_cudasim_must_be_chosen_before_numba_cuda_is_imported():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert "refused: the 'cudasim' backend must be chosen before numba.cuda" in out.stdout, out
+
+
+def test_cudasim_runs_the_gpu_kernels_and_leaves_the_environment_alone():
+    """set_backend('cudasim') switches Numba's own setting: the process's environment (and so
+    every program it starts) is the user's, unchanged."""
+    pytest.importorskip("numba")
+    code = ("import os, sys, numpy, tinyres\n"
+            "from tinyres import dispatch\n"
+            "from tinyres.functional.pooling import max_pool2d\n"
+            "tinyres.set_backend('cudasim')\n"
+            "x = tinyres.tensor(numpy.arange(96, dtype=numpy.float32).reshape(2, 3, 4, 4))\n"
+            "y = max_pool2d(x, 2).data\n"
+            "print(dispatch.kernel_for('max_pool2d_forward', x.data).__module__,\n"
+            "      'numba.cuda.simulator' in sys.modules, 'NUMBA_ENABLE_CUDASIM' in os.environ,\n"
+            "      numpy.array_equal(y, x.data.reshape(2, 3, 2, 2, 2, 2).max(axis=(3, 5))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["tinyres.kernels.gpu.pooling", "True", "False", "True"], out
 
 
 def test_device_of_and_array_module():

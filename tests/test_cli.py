@@ -172,6 +172,7 @@ def test_resume_with_more_epochs_extends_the_run_and_says_how(tmp_path, capsys):
 # -- item 8: an unwritable directory, and the litter of killed saves ----------------------------
 def test_an_unwritable_run_directory_is_refused_before_training(tmp_path, capsys, monkeypatch):
     from tinyres.train import run_directory
+
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(run_directory.tempfile, "NamedTemporaryFile", refuse)

@@ -178,6 +178,31 @@ def test_conv2d_errors_say_expected_and_actual(make, kwargs, error, message):
         conv2d(*make(), **kwargs)
 
 
+@pytest.mark.parametrize("stride, padding, message", [
+    (0, 0, "stride must be positive, got (0, 0)"),
+    ((1, 2.0), 0, "stride must be an int or a pair of ints (height, width), got (1, 2.0)"),
+    (1, -1, "padding must be non-negative, got (-1, -1)"),
+    (1, 0, "kernel 3x3 is larger than the padded input 2x2 (input shape (1, 3, 2, 2), padding "
+           "(0, 0))"),
+])
+def test_a_conv_window_is_checked_in_one_place_and_names_the_layer(stride, padding, message):
+    """The layer (when it is made, or given an input), F.conv2d and the kernels all refuse a
+    bad window with kernels/geometry.py's one message, each with its own name."""
+    x = _t(1, 3, 2, 2)
+    errors = (ValueError, TypeError)
+    if "larger" not in message:
+        with pytest.raises(errors, match=re.escape(f"Conv2d: {message}")):
+            tinyres.nn.Conv2d(3, 4, 3, stride=stride, padding=padding)
+    with pytest.raises(errors, match=re.escape(f"conv2d: {message}")):
+        conv2d(x, _t(4, 3, 3, 3), stride=stride, padding=padding)
+    with pytest.raises(errors, match=re.escape(f"im2col: {message}")):
+        im2col.reference(x.data, 3, stride, padding)
+    if "larger" in message:                       # a layer of a model names its path
+        model = tinyres.nn.Sequential(tinyres.nn.Conv2d(3, 4, 3))
+        with pytest.raises(ValueError, match=re.escape(f"Conv2d 0: {message}")):
+            model(x)
+
+
 def test_conv2d_errors_name_the_layer():
     with pytest.raises(ValueError, match=re.escape(
             "layer1.0.conv1: weight expects 16 input channels (weight shape (16, 16, 3, 3)), "

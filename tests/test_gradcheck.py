@@ -80,3 +80,11 @@ def test_cli_info():
                          text=True, check=True)
     for field in ("tinyres", "backend", "numpy", "cupy", "GPU visible"):
         assert field in out.stdout
+
+
+def test_cli_gradcheck_runs_the_courses_table_in_process(capsys):
+    """`tinyres gradcheck` takes its cases from the course room's table (course/checks)."""
+    from tinyres.cli import main
+    assert main(["gradcheck", "--only", "global_avg_pool2d"]) == 0
+    out = capsys.readouterr().out
+    assert "global_avg_pool2d" in out and "all passed" in out and "FAIL" not in out

@@ -66,6 +66,15 @@ def test_parameters_buffers_and_children_register_in_assignment_order():
     assert net.num_parameters() == 2 + 3 + 4 + 2
 
 
+def test_a_replaced_child_or_parameter_keeps_its_place_as_in_pytorch():
+    net = TinyNet()
+    before = [n for n, _ in net.named_parameters()]
+    net.bn1 = nn.BatchNorm2d(4)                               # a child replaced by setattr
+    net.fc.bias = nn.Parameter(numpy.zeros(net.fc.out_features))   # a parameter replaced
+    assert [n for n, _ in net.named_parameters()] == before
+    assert net.bn1.path == "bn1" and [n for n, _ in net.named_children()][:2] == ["conv1", "bn1"]
+
+
 def test_nested_names_follow_pytorch():
     net = TinyNet()
     names = [n for n, _ in net.named_parameters()]
@@ -215,7 +224,7 @@ def test_layer_errors_state_expected_and_actual(layer, x, message):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: nn.Conv2d(3, 4, 0), "Conv2d: expected a positive kernel_size"),
+    (lambda: nn.Conv2d(3, 4, 0), r"Conv2d: kernel_size must be positive, got \(0, 0\)"),
     (lambda: nn.Conv2d(0, 4, 3), "Conv2d: in_channels must be a positive int"),
     (lambda: nn.Linear(3, -1), "Linear: out_features must be a positive int"),
     (lambda: nn.BatchNorm2d(4, momentum=None), "BatchNorm2d: momentum must be"),

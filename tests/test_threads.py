@@ -131,3 +131,20 @@ def test_a_job_on_fewer_threads_than_cpus_is_left_to_the_os(threads, monkeypatch
     threads(2)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     assert cpu_threads._placement(2) == [None, set(range(8))]
+
+
+def test_a_larger_pool_shuts_the_old_one_down(monkeypatch):
+    """A job on more threads than the pool has replaces it; the old pool's threads end instead
+    of waiting, idle, for the life of the process."""
+    cpu_threads = pytest.importorskip("tinyres.kernels.cpu.threads", reason="needs Numba")
+    monkeypatch.setattr(cpu_threads, "_pool", None)     # this test's pools, not the session's
+    monkeypatch.setattr(cpu_threads, "_pool_size", 0)
+    small = cpu_threads._helpers(1)
+    old_thread = small.submit(threading.current_thread).result()
+    large = cpu_threads._helpers(2)
+    try:
+        assert large is not small and cpu_threads._helpers(1) is large
+        old_thread.join(timeout=10)
+        assert not old_thread.is_alive()
+    finally:
+        large.shutdown()

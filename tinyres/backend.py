@@ -76,13 +76,15 @@ def to_device(array, device):
         return host
     if device == "leakproof":
         return numpy.array(host).view(DeviceArray)
-    return _require_cupy().asarray(host)
+    return require_cupy().asarray(host)
 
 
 # ----------------------------------------------------------------------------------------------
 # The current backend.
 # ----------------------------------------------------------------------------------------------
-def _require_cupy():
+def require_cupy():
+    """The cupy module, where CuPy imports and sees a GPU; else a BackendError saying what is
+    missing and what to install. Public: the benchmark asks it which paths this machine runs."""
     cupy = _cupy_or_none()
     if cupy is None:
         raise BackendError(
@@ -102,17 +104,21 @@ def _require_cupy():
 
 
 def _enable_cuda_simulator():
-    """The simulator is chosen by an environment variable that Numba reads once, at import."""
+    """numba.cuda picks the simulator or a real GPU once, when it is imported, from Numba's
+    setting ENABLE_CUDASIM (read from NUMBA_ENABLE_CUDASIM when Numba starts). The setting is
+    made in Numba's config, not in the environment: the process's environment (and that of any
+    program it starts) stays the user's."""
     import sys
     if "numba.cuda" in sys.modules and not sys.modules["numba"].config.ENABLE_CUDASIM:
         raise BackendError(
             "the 'cudasim' backend must be chosen before numba.cuda is imported: numba.cuda was "
             "already imported in real-GPU mode. Set TINYRES_BACKEND=cudasim (or "
             "NUMBA_ENABLE_CUDASIM=1) before starting Python")
-    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
     try:
         import numba
-        numba.config.reload_config()          # numba may have been imported before the switch
+        # Numba's config keeps a value set here through its reloads while no NUMBA_* variable
+        # changes; numba.cuda reads it once, at its import just below.
+        numba.config.ENABLE_CUDASIM = 1
         from numba import cuda  # noqa: F401
     except ImportError:
         raise BackendError("the 'cudasim' backend needs numba and numba-cuda: "
@@ -125,7 +131,7 @@ def set_backend(name):
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     if name == "cupy":
-        _require_cupy()
+        require_cupy()
     if name == "cudasim":
         _enable_cuda_simulator()
     _current = name
@@ -148,5 +154,5 @@ def array_module(device=None):
     """The array module for a device (default: the current backend's)."""
     device = device or default_device()
     if device == "cuda":
-        return _require_cupy()
+        return require_cupy()
     return leakproof if device == "leakproof" else numpy

@@ -77,6 +77,12 @@ def _kernel_module(kind):
         return None
 
 
+def fast_kernels_available():
+    """Whether the fast CPU kernels can run here (Numba imports). Where they cannot, every op
+    takes the readable path whatever set_kernels says; the benchmark asks to know its paths."""
+    return _kernel_module("cpu") is not None
+
+
 def set_num_threads(count):
     """Use `count` threads (>= 1) from now on: for BLAS's matrix products and for the fast
     kernels (Numba's thread count, at most NUMBA_NUM_THREADS). Returns the count."""
@@ -85,7 +91,7 @@ def set_num_threads(count):
         raise ValueError(f"set_num_threads: expected a positive int, got {count!r}")
     _threads_from_environment = False    # an explicit call wins over the environment
     set_blas_threads(count)
-    if _kernel_module("cpu") is not None:
+    if fast_kernels_available():
         import numba
         numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
     return count
@@ -95,7 +101,7 @@ def get_num_threads():
     """How many threads the fast kernels share a job among (BLAS's count where Numba is
     missing)."""
     _read_thread_setting()
-    if _kernel_module("cpu") is not None:
+    if fast_kernels_available():
         import numba
         return numba.get_num_threads()
     return blas_threads()

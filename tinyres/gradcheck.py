@@ -17,17 +17,6 @@ from tinyres.autograd import no_grad
 from tinyres.backend import get_array_module, to_device
 from tinyres.tensor import Tensor
 
-# name -> builder(rng) returning [(description, fn, inputs), ...]; filled by tinyres.course.checks
-REGISTRY = {}
-
-
-def register(name):
-    """Register a builder of gradient-check cases for `tinyres gradcheck`'s table."""
-    def decorate(builder):
-        REGISTRY[name] = builder
-        return builder
-    return decorate
-
 
 class GradcheckError(AssertionError):
     """The analytic gradient disagrees with finite differences."""

@@ -191,9 +191,7 @@ def draw(output, path, names=None, verbose=True, max_nodes=80):
     The layout is plain: a node's column is the length of the longest path from a leaf to it,
     so data flows left to right, from the leaves to `output`.
     """
-    import matplotlib
-    matplotlib.use("Agg")                      # files only: no screen needed
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
     tensors, functions, edges = _graph(output, names)
     nodes = list(tensors) + [("f", k) for k in functions]
@@ -231,7 +229,8 @@ def draw(output, path, names=None, verbose=True, max_nodes=80):
 
     width = 1.5 * (max(by_column) - min(by_column) + 1)
     height = 1.0 * max(len(m) for m in by_column.values()) + 0.6
-    fig, ax = plt.subplots(figsize=(max(width, 4), max(height, 2)))
+    fig = off_screen_figure(figsize=(max(width, 4), max(height, 2)))
+    ax = fig.subplots()
     label = {}
     for node in nodes:
         if node[0] == "f":
@@ -261,5 +260,4 @@ def draw(output, path, names=None, verbose=True, max_nodes=80):
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return Path(path)

@@ -50,7 +50,6 @@ class DeviceArray(numpy.ndarray):
         return numpy.array(self.view(numpy.ndarray))
 
 
-
 def _to_host_view(a):
     return a.view(numpy.ndarray) if isinstance(a, DeviceArray) else a
 

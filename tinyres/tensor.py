@@ -81,7 +81,9 @@ class Tensor:
         return int(self.item())
 
     def __repr__(self):
-        body = str(backend.to_device(self.data, "cpu")).replace("\n", "\n       ")
+        # PyTorch's layout: commas between elements, rows aligned under "tensor("
+        body = numpy.array2string(backend.to_device(self.data, "cpu"), separator=", ",
+                                  prefix="tensor(")
         extras = "" if self.device == "cpu" else f", device='{self.device}'"
         extras += ", requires_grad=True" if self.requires_grad else ""
         return f"tensor({body}, dtype={self.dtype}{extras})"

@@ -22,7 +22,7 @@ The module also defines torchvision's ImageNet layout (``ImageNetResNet``: ``dow
 use as an oracle for tinyres's ImageNet models where torch is installed (torchvision is not
 needed). Run:
 
-    python tools/export_pytorch_resnet.py [--data DIR] [--epochs 3]     # default: the bundled sample
+    python tools/export_pytorch_resnet.py [--data DIR] [--epochs 3]   # default: the bundled sample
 """
 import argparse
 import json

@@ -30,7 +30,8 @@ try:
     import torch
     import torch.nn.functional as F
 except ImportError:
-    sys.exit("tools/pytorch_reference.py needs PyTorch (pip install torch); tinyres itself does not")
+    sys.exit("tools/pytorch_reference.py needs PyTorch (pip install torch); tinyres itself "
+             "does not")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_pytorch_resnet import CifarResNet, augment, load_data, normalise  # noqa: E402

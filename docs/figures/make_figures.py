@@ -12,13 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
+import numpy
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy  # noqa: E402
-
-import tinyres  # noqa: E402
+import tinyres
+from tinyres.plotting import off_screen_figure
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "examples"
@@ -42,7 +39,8 @@ def gradcheck_eps():
     x0 = rng.standard_normal(5)
     r = rng.standard_normal(5)
     eps_values = numpy.logspace(-12, -1, 45)
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig = off_screen_figure(figsize=(6.4, 4))
+    ax = fig.subplots()
     for dtype, colour in ((numpy.float32, "tab:orange"), (numpy.float64, "tab:blue")):
         x = tinyres.tensor(x0.astype(dtype), requires_grad=True)
         loss = ((x.exp() * x) * tinyres.tensor(r.astype(dtype))).sum()   # L = <x e^x, r>
@@ -76,7 +74,6 @@ def gradcheck_eps():
     fig.tight_layout()
     path = HERE / "gradcheck-eps.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -87,7 +84,8 @@ def gradient_norms():
     from tinyres.models.views import gradient_norms as norms_of
     images, labels = next(iter(DataLoader(bundled_sample(True), 32, shuffle=True, seed=0,
                                           transform=cifar_test_transform())))
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig = off_screen_figure(figsize=(7, 3.6))
+    ax = fig.subplots()
     for name, make, style in (("plain56", plain56, "--"), ("resnet56", resnet56, "-")):
         tinyres.manual_seed(0)
         norms = norms_of(make(), images, tinyres.tensor(labels))
@@ -108,7 +106,6 @@ def gradient_norms():
     fig.tight_layout()
     path = HERE / "gradient-norms-at-init.png"
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

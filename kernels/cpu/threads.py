@@ -47,10 +47,14 @@ def num_threads():
 
 
 def _helpers(count):
-    """A pool of at least `count` helper threads (kept for the life of the process)."""
+    """A pool of at least `count` helper threads (kept for the life of the process). A larger
+    count replaces the pool: the old one is shut down, its threads ending once the parts already
+    given to them are done (a job still running on it finishes), so no idle threads pile up."""
     global _pool, _pool_size
     with _pool_lock:
         if _pool_size < count:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="tinyres-kernels")
             _pool_size = count
         return _pool

@@ -255,7 +255,7 @@ def test_launch_configuration(gpu):
 def test_bad_input_is_named(xp, gpu):
     with pytest.raises(TypeError, match=r"im2col \(GPU kernel\): expected float32 or float64"):
         gpu.im2col(xp.zeros((1, 1, 3, 3), dtype=numpy.int32), 2)
-    with pytest.raises(ValueError, match="im2col: kernel 4x4, .* give no output positions"):
+    with pytest.raises(ValueError, match="im2col: kernel 4x4 is larger than the padded input 3x3"):
         gpu.im2col(xp.zeros((1, 1, 3, 3), dtype=numpy.float32), 4)
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
         gpu.max_pool2d_forward(xp.zeros((1, 1, 3, 3), dtype=numpy.float32), (2, 2, 2), 1, 0)

@@ -19,6 +19,7 @@ from tinyres.bench.options import PATHS, add_arguments
 from tinyres.bench.runners import TinyresRunner, available_paths, make_runner, set_threads
 from tinyres.bench.twins import time_kernels
 
+
 # ----------------------------------------------------------------------------------------------
 # The report
 # ----------------------------------------------------------------------------------------------

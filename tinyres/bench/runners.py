@@ -13,6 +13,7 @@ from tinyres.kernels.memory import keep_freed_memory
 from tinyres.models import get_model
 from tinyres.optim import SGD
 
+
 # ----------------------------------------------------------------------------------------------
 # Threads: BLAS, Numba and PyTorch each have their own pool
 # ----------------------------------------------------------------------------------------------
@@ -67,7 +68,6 @@ class TinyresRunner:
             cupy.cuda.get_current_stream().synchronize()
 
 
-
 class TorchRunner:
     """PyTorch on the CPU or a GPU, with the same batch and optimizer settings."""
 
@@ -109,12 +109,12 @@ def available_paths():
     """The paths this machine can run, each with a note where it cannot."""
     found, notes = [], {}
     found.append("reference")
-    if dispatch._kernel_module("cpu") is not None:
+    if dispatch.fast_kernels_available():
         found.append("fast")
     else:
         notes["fast"] = "Numba is not installed (pip install 'tinyres[fast]')"
     try:
-        backend._require_cupy()
+        backend.require_cupy()
         found.append("cupy")
     except backend.BackendError as err:
         notes["cupy"] = f"no GPU ({str(err).split(';')[0].split('.')[0]})"

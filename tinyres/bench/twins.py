@@ -7,6 +7,7 @@ import numpy
 
 from tinyres import backend, dispatch
 
+
 # ----------------------------------------------------------------------------------------------
 # --kernels: each fast kernel against its readable twin, at the shapes of ResNet-20
 # ----------------------------------------------------------------------------------------------

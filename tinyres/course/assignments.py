@@ -31,6 +31,7 @@ class Assignment:
     handout: str                  # relative to the repository
     tests: tuple                  # test files a copy carries (with conftest.py and its helpers)
     written: tuple = ()           # WrittenPart(s), graded by hand
+    examples: tuple = ()          # examples/ files that need this assignment's functions
 
 
 @dataclass(frozen=True)
@@ -42,23 +43,31 @@ class Task:
     what: str                     # one line for the NotImplementedError's comment
     twins: tuple = ()             # names of fast kernels (kernels/) that compute the same thing
     other_routes: tuple = ()      # readable files that compute it another way (left out)
-    points: int = 10
+    points: int = 10              # the default; a course's settings file may change it
+    uses: tuple = ()              # tasks of the same assignment whose functions it calls: the
+    #                               grader runs the reference in their place (one bug, one cost)
 
 
 ASSIGNMENTS = {a.id: a for a in (
     Assignment("A1", "Autograd and gradient checking", "docs/assignments/A1-autograd.md",
                ("tests/test_autograd.py", "tests/test_ops.py", "tests/test_gradcheck.py"),
-               (WrittenPart("why gradient checks project on a random direction", 10),)),
+               (WrittenPart("why gradient checks project on a random direction", 10),),
+               ("examples/01_autograd.py",)),
     Assignment("A2", "Convolution: seven loops, then im2col + GEMM",
                "docs/assignments/A2-im2col-convolution.md", ("tests/test_conv.py",),
-               (WrittenPart("timing: loops against im2col + GEMM, and why", 10),)),
+               (WrittenPart("timing: loops against im2col + GEMM, and why", 10),),
+               ("examples/02_im2col_convolution.py",)),
     Assignment("A3", "Batch norm (twice) and pooling", "docs/assignments/A3-batchnorm-pooling.md",
                ("tests/test_batchnorm.py", "tests/test_pooling.py"),
                (WrittenPart("the closed-form derivation of dx", 10),
-                WrittenPart("timing: the graph of primitive ops against the closed form", 5))),
+                WrittenPart("timing: the graph of primitive ops against the closed form", 5)),
+               ("examples/03_batch_norm.py",)),
     Assignment("A4", "Residual networks on CIFAR-10", "docs/assignments/A4-residual-networks.md",
                ("tests/test_models_resnet.py", "tests/test_optim.py"),
-               (WrittenPart("the degradation experiment, run on your engine", 15),)),
+               (WrittenPart("the degradation experiment, run on your engine", 15),),
+               ("examples/04_residual_block.py", "examples/05_plain_vs_residual.py",
+                "examples/06_train_resnet20.py", "examples/07_backend_switch.py",
+                "examples/vgg_vs_resnet.py")),  # they train or build ResNets: need A3 and A4
 )}
 
 TASKS = {t.id: t for t in (
@@ -80,10 +89,12 @@ TASKS = {t.id: t for t in (
          "padding", twins=("col2im",)),
     Task("conv2d_forward", "A2", "conv2d_forward", "tinyres/functional/conv.py",
          "y = im2col(x) @ W.reshape(OC, -1).T, reshaped to (N, OC, OH, OW)",
-         twins=("conv2d_forward",), other_routes=("tinyres/functional/winograd.py",)),
+         twins=("conv2d_forward",), other_routes=("tinyres/functional/winograd.py",),
+         uses=("im2col",)),
     Task("conv2d_backward", "A2", "conv2d_backward", "tinyres/functional/conv.py",
          "dW = gY^T cols and dx = col2im(gY W2), with gY = gy as rows (N*OH*OW, OC)",
-         twins=("conv2d_backward",), other_routes=("tinyres/functional/winograd.py",)),
+         twins=("conv2d_backward",), other_routes=("tinyres/functional/winograd.py",),
+         uses=("im2col", "col2im", "conv2d_forward")),
     Task("batch_norm_graph", "A3", "batch_norm_graph", "tinyres/functional/batchnorm_graph.py",
          "batch norm in training mode from tinyres ops (mean, subtraction, powers, products): "
          "autograd derives the backward"),
@@ -104,6 +115,16 @@ TASKS = {t.id: t for t in (
          "for each parameter: g = grad + wd*w; buffer = g (first step) or mu*buffer + "
          "(1-tau)*g; g = g + mu*buffer (nesterov) or buffer; w -= lr*g"),
 )}
+
+
+# The order a course releases its assignments in (a settings file may give another): the copy
+# of one holds the finished code of those before it and holes for it and every one after it.
+RELEASE_ORDER = ("A1", "A2", "A3", "A4")
+
+
+def released_after(assignment_id, order=RELEASE_ORDER):
+    """The assignments released after `assignment_id` in `order`."""
+    return tuple(order[order.index(assignment_id) + 1:])
 
 
 def tasks_of(assignment_id):

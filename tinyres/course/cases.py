@@ -6,9 +6,19 @@ tests loses marks. A case says which recipe of tinyres/course/runner.py computes
 student's process (`call`, `params`), the arrays sent (`inputs`), and what the grader expects
 back (`expected`, computed here by tinyres/course/references.py and never sent).
 
-Recipe "function" calls one function on arrays; recipe "autograd" builds an op from Tensors,
-runs backward with dL/doutput = a random `direction`, and returns the forward output and each
+Recipe "function" calls one function on arrays; recipe "backward" calls an op's Function by
+hand, forward then backward with dL/doutput = a random `direction` (A1: the gradients are what
+the student's backward returns, compared with analytic ones); recipe "autograd" builds an op
+from Tensors, runs backward with a random `direction`, and returns the forward output and each
 input's gradient; "sgd" runs SGD.step on given gradients.
+
+A goal case checks what a handout asks beyond the numbers: "without a Python loop over images,
+channels or pixels". Recipe "goal" runs one case at a small and at a large size (4x the images,
+4x the channels, 4x the pixels, the same kernel) and counts the lines of Python the student's
+copy executes for each (sys.settrace in the runner, counting only frames in the copy's files).
+Code that loops over kernel offsets only runs the same lines at both sizes; a loop over images,
+channels or pixels runs more lines at the large size. A structural check, not a timing: it
+gives the same verdict on a loaded laptop and on Gradescope. Both sizes must also be right.
 """
 from dataclasses import dataclass, field
 
@@ -16,8 +26,13 @@ import numpy
 
 from tinyres.course import references as ref
 
-FORWARD_TOL = 1e-9           # float64 results computed in another order: ~1e-15 apart
+FORWARD_TOL = 1e-9           # float64 results computed in another order: ~1e-15 apart (also
+                             # A1's gradients, against analytic references)
 GRADIENT_TOL = 1e-5          # central differences, eps 1e-6, float64: ~1e-8 apart; bugs ~1e-1
+GOAL = "goal: no Python loop over images, channels or pixels"
+GOAL_EXTRA_LINES = 2         # lines the large size may run beyond the small one (a loop over
+#                              4x the images runs 6 more, at least: 3 more passes, 2 lines each)
+GOAL_WEIGHT = 2              # the goal case's weight among its function's cases (default 1)
 
 
 @dataclass
@@ -29,15 +44,31 @@ class Case:
     expected: dict                              # output name -> array, kept by the grader
     tolerance: dict = field(default_factory=dict)   # output name -> tolerance
     hidden: bool = False
+    weight: float = 1                           # its share of the function's points
+    extra_lines: int = None                     # a goal case: the most lines the large size may
+    #                                             run beyond the small one
+
+
+def goal_case(small, large):
+    """The goal case of recipe "goal" from two cases of one recipe, a small and a large size:
+    inputs and expected outputs prefixed 'small/' and 'large/'."""
+    def both(field_of):
+        return {f"{size}/{k}": v for size, case in (("small", small), ("large", large))
+                for k, v in field_of(case).items()}
+    return Case(GOAL, "goal", {"call": small.call, "small": small.params, "large": large.params},
+                both(lambda c: c.inputs), both(lambda c: c.expected),
+                both(lambda c: c.tolerance), weight=GOAL_WEIGHT, extra_lines=GOAL_EXTRA_LINES)
 
 
 def build(task_id, seed, hidden_seed):
-    """The visible cases (from `seed`) then the hidden ones (from `hidden_seed`) of a task."""
+    """The visible cases (from `seed`) then the hidden ones (from `hidden_seed`) of a task,
+    then its goal case if its handout states one (visible: the student knows the rule)."""
     visible = CASES[task_id](numpy.random.default_rng(seed), hidden=False)
     hidden = CASES[task_id](numpy.random.default_rng(hidden_seed), hidden=True)
     for case in hidden:
         case.hidden = True
-    return visible + hidden
+    goal = [GOALS[task_id](numpy.random.default_rng(seed))] if task_id in GOALS else []
+    return visible + hidden + goal
 
 
 def gradient_case(name, op, reference, arrays, rng, **params):
@@ -53,6 +84,18 @@ def gradient_case(name, op, reference, arrays, rng, **params):
                 expected, tolerance)
 
 
+def backward_case(name, op, arrays, forward, gradients, rng, **params):
+    """A case for recipe "backward": `op`'s Function on `arrays` (name -> array), expected
+    forward = forward(*arrays) and the analytic gradients(*arrays, direction)."""
+    values = list(arrays.values())
+    y = numpy.asarray(forward(*values))
+    direction = rng.standard_normal(y.shape)
+    grads = gradients(*values, direction)
+    expected = {"forward": y, **{f"grad {k}": g for k, g in zip(arrays, grads)}}
+    return Case(name, "backward", {"op": op, **params}, {**arrays, "direction": direction},
+                expected, {k: FORWARD_TOL for k in expected})
+
+
 def function_case(name, function, inputs, expected, tolerance=FORWARD_TOL, **params):
     """A case for recipe "function": tinyres.<function>(*inputs, **params)."""
     return Case(name, "function", {"function": function, **params}, inputs, expected,
@@ -63,16 +106,18 @@ def function_case(name, function, inputs, expected, tolerance=FORWARD_TOL, **par
 def mul_cases(rng, hidden):
     shapes = (((3, 4, 2), (4, 1)), ((1, 5), (3, 1))) if hidden else (
         ((2, 3), (2, 3)), ((3, 1, 4), (5, 1)), ((4,), ()))
-    return [gradient_case(f"{a} * {b}", "mul", lambda a, b: a * b,
-                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)}, rng)
+    return [backward_case(f"{a} * {b}", "mul",
+                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)},
+                          lambda a, b: a * b, ref.mul_gradients, rng)
             for a, b in shapes]
 
 
 def matmul_cases(rng, hidden):
     shapes = (((2, 1, 3, 4), (5, 4, 2)), ((5,), (5,))) if hidden else (
         ((3, 4), (4, 2)), ((2, 3, 4), (4, 5)), ((4,), (4, 3)), ((3, 4), (4,)))
-    return [gradient_case(f"{a} @ {b}", "matmul", lambda a, b: a @ b,
-                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)}, rng)
+    return [backward_case(f"{a} @ {b}", "matmul",
+                          {"a": rng.standard_normal(a), "b": rng.standard_normal(b)},
+                          lambda a, b: a @ b, ref.matmul_gradients, rng)
             for a, b in shapes]
 
 
@@ -80,10 +125,12 @@ def sum_cases(rng, hidden):
     settings = (((3, 2, 5), (0, 1), False), ((4, 3), -2, True)) if hidden else (
         ((2, 3, 4), None, False), ((2, 3, 4), 1, False), ((2, 3, 4), (0, 2), True),
         ((2, 3, 4), -1, False))
-    return [gradient_case(f"x {shape}.sum(axis={axis}, keepdims={keepdims})", "sum",
+    return [backward_case(f"x {shape}.sum(axis={axis}, keepdims={keepdims})", "sum",
+                          {"x": rng.standard_normal(shape)},
                           lambda x, axis=axis, keepdims=keepdims: x.sum(axis=axis,
                                                                         keepdims=keepdims),
-                          {"x": rng.standard_normal(shape)}, rng, axis=axis, keepdims=keepdims)
+                          lambda x, gy, axis=axis, keepdims=keepdims: ref.sum_gradients(
+                              x, gy, axis, keepdims), rng, axis=axis, keepdims=keepdims)
             for shape, axis, keepdims in settings]
 
 
@@ -121,9 +168,9 @@ def conv_loops_cases(rng, hidden):
     return cases
 
 
-def im2col_cases(rng, hidden):
+def im2col_cases(rng, hidden, convs=None):
     cases = []
-    for x_shape, (_, KH, KW), stride, padding in _convs(hidden):
+    for x_shape, (_, KH, KW), stride, padding in convs or _convs(hidden):
         x = rng.standard_normal(x_shape)
         cases.append(function_case(
             _describe(x_shape, (KH, KW), stride, padding), "im2col", {"x": x},
@@ -132,9 +179,9 @@ def im2col_cases(rng, hidden):
     return cases
 
 
-def col2im_cases(rng, hidden):
+def col2im_cases(rng, hidden, convs=None):
     cases = []
-    for x_shape, (_, KH, KW), stride, padding in _convs(hidden):
+    for x_shape, (_, KH, KW), stride, padding in convs or _convs(hidden):
         rows = ref.im2col_loops(numpy.zeros(x_shape), (KH, KW), stride, padding).shape
         cols = rng.standard_normal(rows)
         cases.append(function_case(
@@ -145,9 +192,9 @@ def col2im_cases(rng, hidden):
     return cases
 
 
-def conv_forward_cases(rng, hidden):
+def conv_forward_cases(rng, hidden, convs=None):
     cases = []
-    for x_shape, (OC, KH, KW), stride, padding in _convs(hidden):
+    for x_shape, (OC, KH, KW), stride, padding in convs or _convs(hidden):
         x, w = rng.standard_normal(x_shape), rng.standard_normal((OC, x_shape[1], KH, KW))
         cases.append(function_case(
             _describe(x_shape, (KH, KW), stride, padding), "conv2d_forward",
@@ -156,9 +203,9 @@ def conv_forward_cases(rng, hidden):
     return cases
 
 
-def conv_backward_cases(rng, hidden):
+def conv_backward_cases(rng, hidden, convs=None):
     cases = []
-    for x_shape, (OC, KH, KW), stride, padding in _convs(hidden)[:3]:
+    for x_shape, (OC, KH, KW), stride, padding in convs or _convs(hidden)[:3]:
         x, w = rng.standard_normal(x_shape), rng.standard_normal((OC, x_shape[1], KH, KW))
         gy = rng.standard_normal(ref.conv_reference(x, w, stride, padding).shape)
         gx, gw = ref.numeric_gradients(lambda x, w: ref.conv_reference(x, w, stride, padding),
@@ -297,6 +344,40 @@ def sgd_cases(rng, hidden):
                           inputs, {f"param {i}": w for i, w in enumerate(final)},
                           {f"param {i}": 1e-12 for i in range(len(final))}))
     return cases
+
+
+# -- goals --------------------------------------------------------------------------------------
+GOAL_CONVS = (((1, 1, 4, 4), (1, 3, 3), (1, 1), (1, 1)),     # small: one image, one channel
+              ((4, 4, 8, 8), (1, 3, 3), (1, 1), (1, 1)))     # large: 4x each, the same kernel
+
+
+def _goal(builder, settings):
+    """A goal case from a case builder that takes the geometries to use."""
+    def build_goal(rng):
+        small, large = (builder(rng, [geometry])[0] for geometry in settings)
+        return goal_case(small, large)
+    return build_goal
+
+
+def _conv_goal(cases_of):
+    return _goal(lambda rng, convs: cases_of(rng, False, convs), GOAL_CONVS)
+
+
+def _batch_norm_goal(rng, shapes):
+    (shape,) = shapes
+    return [gradient_case(f"x {shape}, affine", "batch_norm", ref.batch_norm_reference,
+                          {"x": rng.standard_normal(shape), "weight": rng.standard_normal(
+                              shape[1]), "bias": rng.standard_normal(shape[1])}, rng,
+                          affine=True)]
+
+
+GOALS = {  # task id -> builder(rng) of its goal case: the handouts' "no Python loop over..."
+    "im2col": _conv_goal(im2col_cases),
+    "col2im": _conv_goal(col2im_cases),
+    "conv2d_forward": _conv_goal(conv_forward_cases),
+    "conv2d_backward": _conv_goal(conv_backward_cases),
+    "batch_norm_backward": _goal(_batch_norm_goal, ((1, 1, 2, 2), (4, 4, 4, 4))),
+}
 
 
 CASES = {  # task id -> builder(rng, hidden) of its cases

@@ -1,6 +1,8 @@
-"""The course room's commands: `tinyres assignment make / grade / list` (course copies and their
-autograder) and `tinyres gradcheck` (every registered op against finite differences)."""
+"""The course room's commands: `tinyres assignment make / grade / gradescope / list` (course
+copies, their autograder and its Gradescope package) and `tinyres gradcheck` (every registered
+op against finite differences)."""
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,8 +12,9 @@ import numpy
 
 def run_gradcheck(args):
     """tinyres gradcheck: the registered cases of every op family, as a table."""
-    import tinyres.course.checks  # noqa: F401  (registers every op family's cases)
-    from tinyres.gradcheck import REGISTRY, GradcheckError, gradcheck
+    import tinyres
+    from tinyres.course.checks import REGISTRY  # (registers every op family's cases)
+    from tinyres.gradcheck import GradcheckError, gradcheck
 
     if args.backend:
         tinyres.set_backend(args.backend)
@@ -53,43 +56,66 @@ def run_assignment(args):
         print(format_assignments())
         return 0
     try:
-        from tinyres.course import copier, grader
+        from tinyres.course import copier, grader, gradescope
+        from tinyres.course.settings import load
     except ImportError:                     # a student copy leaves the course tools out
         print("tinyres assignment: this tinyres is a student copy; making copies and grading "
               "are course staff's tools (in the course's own tinyres)", file=sys.stderr)
         return 2
     try:
+        settings = load(args.settings)
         if args.action == "make":
-            copier.make(args.assignment, args.out, solution=args.solution, force=args.force)
+            copier.make(args.assignment, args.out, solution=args.solution, force=args.force,
+                        order=settings.release_order)
+        elif args.action == "gradescope":
+            gradescope.package(args.assignment, args.out, settings)
         else:
-            return _grade(args, grader)
+            return _grade(args, grader, settings)
         return 0
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as err:
         print(f"tinyres assignment {args.action}: {err}", file=sys.stderr)
         return 2
 
 
-def _grade(args, grader):
-    """One folder: its table (and --json); several: one line each and a CSV. Exit 0 whenever
+def _grade(args, grader, settings):
+    """One folder: its table (and --json); several: one line each and a CSV, a row (and the
+    student's feedback file beside it) written as each student is graded. Exit 0 whenever
     grading ran, whatever the scores."""
+    from tinyres.course.assignments import ASSIGNMENTS
+    from tinyres.course.options import output_file_problem
     missing = [d for d in args.directories if not Path(d).is_dir()]
     if missing:
         raise FileNotFoundError(f"no such folder: {', '.join(missing)}")
+    if args.hidden_seed is not None and not 0 <= args.hidden_seed < 2 ** 32:
+        raise ValueError(f"--hidden-seed {args.hidden_seed}: expected an integer in [0, 2**32) "
+                         f"(the seed a report or results.json recorded)")
     if args.json and len(args.directories) > 1:
         raise ValueError("--json writes one submission's results (Gradescope grades one "
                          "submission at a time); for a folder of submissions use --csv")
-    reports = []
-    for directory in args.directories:
-        report = grader.grade(directory, args.assignment, timeout=args.timeout)
-        reports.append(report)
-        print(grader.format_report(report) if len(args.directories) == 1
-              else grader.summary_line(report), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(grader.gradescope_results(reports[0]), indent=2))
+    csv_path = args.csv or ("grades.csv" if len(args.directories) > 1 else None)
+    if csv_path and output_file_problem(csv_path):          # the default grades.csv
+        raise ValueError(f"--csv {output_file_problem(csv_path)}")
+    sheet = csv_path and grader.GradeSheet(csv_path, [args.assignment] if args.assignment
+                                           else list(ASSIGNMENTS))
+    try:
+        for directory in args.directories:
+            report = grader.grade(directory, args.assignment, timeout=args.timeout,
+                                  hidden_seed=args.hidden_seed, settings=settings)
+            print(grader.format_report(report) if len(args.directories) == 1
+                  else grader.summary_line(report), flush=True)
+            if sheet:
+                sheet.add(report)
+    finally:
+        if sheet:
+            sheet.close()
+    if args.json:                  # the last act, once every process of the student is dead
+        part = Path(f"{args.json}.part")
+        part.write_text(json.dumps(grader.gradescope_results(report, settings), indent=2))
+        os.replace(part, args.json)
         print(f"Gradescope results written to {args.json}")
-    if len(args.directories) > 1 or args.csv:
-        grader.write_csv(reports, args.csv or "grades.csv")
-        print(f"{len(reports)} submissions; scores written to {args.csv or 'grades.csv'}")
+    if sheet:
+        print(f"{len(args.directories)} submissions; scores written to {csv_path}, each "
+              f"student's feedback to {grader.feedback_path(csv_path, report).parent}/")
     return 0
 
 

@@ -13,8 +13,10 @@ and in Markdown (a worked code block in the docs that is a hole's answer)
     <!-- END SOLUTION -->
 
 A student copy of A2 replaces every A2 region: in Python by a NotImplementedError naming the
-task, in Markdown by a line pointing to the handout. Regions of other assignments keep their
-code; every marker line goes.
+task, in Markdown by a line pointing to the handout. The regions of the assignments released
+after A2 (A3, A4 in the default order) are cut too, each standing as a NotImplementedError that
+says which assignment fills it: an A2 copy holds no later answer. The regions of earlier
+assignments keep their code; every marker line goes.
 """
 import json
 import textwrap
@@ -80,9 +82,10 @@ def find_regions(text, path="<text>"):
     return regions
 
 
-def strip_solutions(text, assignment_id, path="<text>"):
-    """`text` with the regions of `assignment_id` cut out (assignment_id None: keep every
-    solution) and every marker line removed."""
+def strip_solutions(text, assignment_id, path="<text>", later=()):
+    """`text` with the regions of `assignment_id` cut out as holes (assignment_id None: keep its
+    solutions), those of the assignments in `later` cut out as holes of those assignments, and
+    every marker line removed."""
     markdown = str(path).endswith(".md")
     regions = {r.begin: r for r in find_regions(text, path)}
     out, skip_to = [], 0
@@ -95,6 +98,10 @@ def strip_solutions(text, assignment_id, path="<text>"):
         elif TASKS[region.task].assignment == assignment_id:
             out += (markdown_note if markdown else student_stub)(TASKS[region.task],
                                                                   region.indent)
+            skip_to = region.end
+        elif TASKS[region.task].assignment in later:
+            out += (later_note if markdown else later_stub)(TASKS[region.task], region.indent,
+                                                            assignment_id)
             skip_to = region.end
     return "\n".join(out)
 
@@ -113,3 +120,20 @@ def markdown_note(task, indent):
     handout = ASSIGNMENTS[task.assignment].handout
     return [f"{indent}*(Code left out of this copy: it is {task.function}, yours to write in "
             f"{task.assignment}; see {handout}.)*"]
+
+
+def later_stub(task, indent, current):
+    """The lines that stand where the solution of `task`, a hole of an assignment released
+    after `current`, was: one line that says which assignment fills it."""
+    handout = ASSIGNMENTS[task.assignment].handout
+    message = (f"{task.function} is a hole of {task.assignment} ({handout}), released after "
+               f"this {current or 'solution'} copy")
+    return [f"{indent}# Left out: a hole of {task.assignment}, released later.",
+            f"{indent}raise NotImplementedError({json.dumps(task.assignment + ': ' + message)})"]
+
+
+def later_note(task, indent, current):
+    """The line that stands where a worked code block of a later assignment's hole was."""
+    handout = ASSIGNMENTS[task.assignment].handout
+    return [f"{indent}*(Code left out of this copy: it is {task.function}, written in "
+            f"{task.assignment}, released after {current or 'this one'}; see {handout}.)*"]

@@ -1,8 +1,10 @@
 """What the grader compares with: plain NumPy float64, written here, independent of the engine.
 
 Loops for im2col / col2im, the convolution one kernel offset at a time, batch norm and max
-pooling from their definitions, and central differences (against a random projection of the
-output, never all ones) for every backward pass. Window sizes come from
+pooling from their definitions; the analytic gradients of A1's ops (the chain rule of each,
+written out: a numerical backward would agree with central differences, not with these to
+1e-9), and central differences (against a random projection of the output, never all ones)
+for the backward passes of the later assignments. Window sizes come from
 tinyres.kernels.geometry, the one place they are computed. The grader's side only: a student
 copy does not carry this file.
 """
@@ -104,6 +106,37 @@ def sgd_reference(start, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.
                 g = g + momentum * buffers[i] if nesterov else buffers[i]
             weights[i] = weights[i] - lr * g
     return weights
+
+
+def sum_to_shape(grad, shape):
+    """A broadcast gradient summed back to `shape`: over the leading axes broadcasting added,
+    then over the axes where `shape` has 1."""
+    grad = grad.sum(axis=tuple(range(grad.ndim - len(shape))))
+    return grad.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)
+
+
+def mul_gradients(a, b, gy):
+    """y = a * b (broadcast): dL/da = gy * b, dL/db = gy * a, each summed to its shape."""
+    return sum_to_shape(gy * b, a.shape), sum_to_shape(gy * a, b.shape)
+
+
+def matmul_gradients(a, b, gy):
+    """y = a @ b: dL/da[..., m, k] = sum_n gy[..., m, n] b[..., k, n] and dL/db[..., k, n] =
+    sum_m a[..., m, k] gy[..., m, n], batch axes summed to each shape; a 1-D a is one row,
+    a 1-D b one column."""
+    a2, b2 = (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
+    g = gy[..., None] if b.ndim == 1 else gy
+    g = g[..., None, :] if a.ndim == 1 else g
+    ga = numpy.einsum("...mn,...kn->...mk", g, b2)
+    gb = numpy.einsum("...mk,...mn->...kn", a2, g)
+    return sum_to_shape(ga, a2.shape).reshape(a.shape), sum_to_shape(gb, b2.shape).reshape(b.shape)
+
+
+def sum_gradients(x, gy, axis, keepdims):
+    """y = x.sum(axis): every summed element of x receives its gy."""
+    axes = tuple(range(x.ndim)) if axis is None else tuple(
+        a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis))
+    return (numpy.broadcast_to(gy if keepdims else numpy.expand_dims(gy, axes), x.shape).copy(),)
 
 
 def numeric_gradients(f, arrays, direction, eps=1e-6):

@@ -1,24 +1,45 @@
 """The only grading code that runs in the student's process: compute, never judge.
 
-    python -I runner.py          (working directory: the grader's temporary folder)
+    PRIVATE-VENV/bin/python -I runner.py     (working directory: the task's scratch folder)
 
-reads request.json (the cases: recipe, settings) and request.npz (their input arrays), imports
-the student's tinyres from ./package, computes each case's outputs and writes them to
+The grader starts it with an interpreter of its own making that sees NumPy and nothing else of
+the grader's installation (no site-packages, no editable finder: `import tinyres` can only
+find the submission's copy in ./package). It reads request.json (the cases: recipe, settings)
+and request.npz (their input arrays), computes each case's outputs and writes them to
 outputs.npz, with outputs.json saying per case whether it raised (the exception, its message,
 and the last line of the student's copy it passed through). Nothing here decides a score: the
-grader reads the two files in its own process and compares them with what it expects, so
-whatever this process prints, patches or fakes, only the arrays it returns count.
+grader reads the arrays it expects, by its own list of cases, and compares them in its own
+process; a case without its arrays fails. Whatever this process prints, patches or fakes, only
+the arrays it returns count, and the messages only ever explain a failure.
+
+The process is a guard and its child. The guard forks before any student code is imported,
+so the student's code has the guard, not the grader, as its parent; it is the child
+subreaper of everything the student's code starts (Linux: an orphan, a `setsid` daemon or a
+double fork included, becomes the guard's child, not init's), and when the child ends it kills
+every such process before it exits with the child's status: the grader reads the outputs
+only once nothing of the student's is left to rewrite them. Limits set here (file size, no
+core files) hold for everything the student's code starts.
+
+When request.json names functions to `substitute` (grading conv2d_backward, which calls the
+student's im2col and col2im), the grader's plain NumPy references (./references.py, copied in
+for that task only) stand in for them, so one bug costs points in one function.
 
 Plain Python and NumPy at the top; tinyres is imported from ./package when the cases run.
 """
+import ctypes
+import importlib.util
 import json
 import os
+import resource
+import signal
 import sys
 import traceback
 
 import numpy
 
 PACKAGE = os.path.abspath("package")
+MAX_FILE_BYTES = 64 * 2**20        # no file the student's code writes grows past this
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36        # linux/prctl.h
 
 
 def _function(name):
@@ -49,15 +70,7 @@ def run_function(params, inputs):
 def _op(params, inputs):
     """The op of recipe "autograd" and the names of its differentiated inputs."""
     import tinyres.functional as F
-    from tinyres import ops
     op = params["op"]
-    if op == "mul":
-        return ops.mul, ["a", "b"]
-    if op == "matmul":
-        return ops.matmul, ["a", "b"]
-    if op == "sum":
-        axis = tuple(params["axis"]) if isinstance(params["axis"], list) else params["axis"]
-        return (lambda x: x.sum(axis=axis, keepdims=params["keepdims"])), ["x"]
     if op == "conv2d":
         return (lambda x, w, b: F.conv2d(x, w, b, stride=params["stride"],
                                          padding=params["padding"])), ["x", "weight", "bias"]
@@ -129,6 +142,38 @@ def run_autograd(params, inputs):
     return outputs
 
 
+def _forward_switched_off(*args, **kwargs):
+    raise RuntimeError("backward called forward again: a backward computes the gradient from "
+                       "what forward saved (no numerical differentiation)")
+
+
+def run_backward(params, inputs):
+    """Recipe "backward": the op's Function called by hand on arrays, forward then
+    backward(gy) with the given gy, so the gradients are what the student's backward returns
+    (no graph, no Tensor.backward, nothing else of the engine in between). The class's forward
+    is switched off while backward runs."""
+    from tinyres import ops
+    op = params["op"]
+    if op == "sum":
+        axis = tuple(params["axis"]) if isinstance(params["axis"], list) else params["axis"]
+        node, names = ops.Sum(axis, params["keepdims"]), ["x"]
+    else:
+        node, names = {"mul": ops.Mul, "matmul": ops.MatMul}[op](), ["a", "b"]
+    node.needs_input_grad = (True,) * len(names)
+    forward = node.forward(*[inputs[n].copy() for n in names])
+    function = type(node)
+    kept, function.forward = function.forward, _forward_switched_off
+    try:
+        grads = node.backward(inputs["direction"].copy())
+    finally:
+        function.forward = kept
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    if len(grads) != len(names):
+        raise RuntimeError(f"{function.__name__}.backward returned {len(grads)} gradient(s) "
+                           f"for {len(names)} input(s)")
+    return {"forward": forward, **{f"grad {n}": g for n, g in zip(names, grads)}}
+
+
 def run_sgd(params, inputs):
     """Recipe "sgd": SGD.step after each step's gradients are set (None where not sent)."""
     from tinyres.nn import Parameter
@@ -143,7 +188,60 @@ def run_sgd(params, inputs):
     return {f"param {i}": p.numpy() for i, p in enumerate(weights)}
 
 
-RECIPES = {"function": run_function, "autograd": run_autograd, "sgd": run_sgd}
+def count_lines(call):
+    """(call(), the number of lines of Python it ran in the copy's files): a trace function on
+    every frame whose code is in ./package; NumPy's and this file's lines are not counted."""
+    count = 0
+
+    def on_line(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return on_line
+
+    def on_call(frame, event, arg):
+        return on_line if frame.f_code.co_filename.startswith(PACKAGE + os.sep) else None
+    sys.settrace(on_call)
+    try:
+        result = call()
+    finally:
+        sys.settrace(None)
+    return result, count
+
+
+def run_goal(params, inputs):
+    """Recipe "goal": recipe params["call"] at a small and a large size (inputs and outputs
+    prefixed 'small/', 'large/'), and "lines": the lines of the copy each size ran."""
+    outputs, lines = {}, []
+    for size in ("small", "large"):
+        sized = {k.split("/", 1)[1]: v for k, v in inputs.items() if k.startswith(size + "/")}
+        result, count = count_lines(lambda: RECIPES[params["call"]](params[size], sized))
+        outputs.update({f"{size}/{k}": v for k, v in result.items()})
+        lines.append(count)
+    outputs["lines"] = numpy.array(lines)
+    return outputs
+
+
+RECIPES = {"function": run_function, "autograd": run_autograd, "backward": run_backward,
+           "sgd": run_sgd, "goal": run_goal}
+
+
+def substitute(names):
+    """Put the grader's references (./references.py) in place of the copy's functions `names`
+    (im2col, col2im, conv2d_forward), where the functions that call them look them up."""
+    spec = importlib.util.spec_from_file_location("references", os.path.abspath("references.py"))
+    references = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(references)
+    from tinyres.functional import conv
+    stand_ins = {
+        "im2col": lambda x, kernel_size, stride=1, padding=0:
+            references.im2col_loops(x, kernel_size, stride, padding),
+        "col2im": lambda cols, x_shape, kernel_size, stride=1, padding=0:
+            references.col2im_loops(cols, x_shape, kernel_size, stride, padding),
+        "conv2d_forward": lambda x, weight, stride, padding:
+            references.conv_reference(x, weight, stride, padding),
+    }
+    for name in names:
+        setattr(conv, name, stand_ins[name])
 
 
 def where_in_copy(err):
@@ -158,13 +256,15 @@ def where_in_copy(err):
     return where if not code or code.startswith("raise NotImplementedError") else f"{where}: {code}"
 
 
-def main():
+def run_cases():
+    """The child: the student's code runs here (its parent is the guard)."""
     sys.path.insert(0, PACKAGE)
     with open("request.json") as f:
         request = json.load(f)
     arrays = numpy.load("request.npz", allow_pickle=False)
-    import tinyres
-    outputs, report = {}, {"tinyres": os.path.abspath(tinyres.__file__), "cases": []}
+    if request.get("substitute"):
+        substitute(request["substitute"])
+    outputs, report = {}, {"cases": []}
     for index, case in enumerate(request["cases"]):
         inputs = {name: arrays[f"{index}/{name}"] for name in case["inputs"]}
         try:
@@ -179,6 +279,61 @@ def main():
     os.replace("outputs.npz.part.npz", "outputs.npz")
     with open("outputs.json", "w") as f:
         json.dump(report, f)
+
+
+def children():
+    """The pids whose parent is this process (zombies included), from /proc."""
+    me, pids = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):      # not a process, or it ended meanwhile
+            continue
+        if ppid == me:
+            pids.add(int(entry))
+    return pids
+
+
+def kill_descendants():
+    """SIGKILL and reap every child, round after round: the orphans of one round are the
+    subreaper's children in the next, until none is left."""
+    while pids := children():
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def main():
+    """The guard: set the limits, fork the child that runs the cases, wait for it, kill what
+    it left behind, exit with its status."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    linux = sys.platform.startswith("linux")
+    if linux:
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    child = os.fork()
+    if child == 0:
+        if linux:                                  # the child dies with its guard
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        try:
+            run_cases()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(0)
+    _, status = os.waitpid(child, 0)
+    if linux:
+        kill_descendants()
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(code if code >= 0 else 128 - code)       # killed by signal s: 128 + s, as a shell
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 
 import numpy
-from tqdm import tqdm
 
 from tinyres.data import integrity
 from tinyres.errors import UserError
@@ -205,6 +204,7 @@ def download_cifar10(root):
         with urllib.request.urlopen(CIFAR10_URL, timeout=60) as response, \
                 open(partial, "wb") as out:
             size = int(response.headers.get("Content-Length") or 0) or None
+            from tqdm import tqdm  # here: the CLI's parser imports this file
             with tqdm(total=size, unit="B", unit_scale=True, desc="CIFAR-10") as progress:
                 while chunk := response.read(1 << 20):
                     out.write(chunk)

@@ -22,7 +22,9 @@ import numpy
 
 from .transforms import to_float32
 
-_ORDER_STREAM, _AUGMENT_STREAM = 0, 1
+# The random streams of a loader's seed (its spawn keys): the epoch's order, and each batch's
+# augmentation (a ShardedLoader, distributed/sharding.py, draws each rank's from the second).
+ORDER_STREAM, AUGMENT_STREAM = 0, 1
 
 
 class DataLoader:
@@ -65,7 +67,7 @@ class DataLoader:
         num_images = len(self.dataset.labels)
         if not self.shuffle:
             return numpy.arange(num_images)
-        return self._generator(epoch, _ORDER_STREAM).permutation(num_images)
+        return self._generator(epoch, ORDER_STREAM).permutation(num_images)
 
     def __iter__(self):
         """The remaining batches of the current epoch; the counters move as batches are handed
@@ -86,7 +88,7 @@ class DataLoader:
         indices = order[start:start + self.batch_size]
         images = to_float32(self.dataset.images[indices])
         if self.transform is not None:
-            images = self.transform(images, self._generator(epoch, _AUGMENT_STREAM, batch_index))
+            images = self.transform(images, self._generator(epoch, AUGMENT_STREAM, batch_index))
         return images, numpy.asarray(self.dataset.labels[indices], dtype=numpy.int64)
 
     def state_dict(self):

@@ -144,8 +144,8 @@ class DataParallel:
         (mean loss, correct, images, ranks whose loss is not finite). One small allgather."""
         parts = self.comm.allgather((float(loss), int(correct), int(count)))
         total = sum(n for _, _, n in parts)
-        mean_loss = sum(l * n for l, _, n in parts) / total
-        failed = [rank for rank, (l, _, _) in enumerate(parts) if not math.isfinite(l)]
+        mean_loss = sum(mean * n for mean, _, n in parts) / total
+        failed = [rank for rank, (mean, _, _) in enumerate(parts) if not math.isfinite(mean)]
         return mean_loss, sum(c for _, c, _ in parts), total, failed
 
     def average_buffers(self):

@@ -20,7 +20,7 @@ correct counts (the confusion matrix) are summed over the ranks: the accuracy of
 import numpy
 
 from tinyres.data import DataLoader
-from tinyres.data.loader import _AUGMENT_STREAM
+from tinyres.data.loader import AUGMENT_STREAM
 from tinyres.data.transforms import to_float32
 from tinyres.distributed.comm import DistributedError
 
@@ -59,7 +59,7 @@ class ShardedLoader(DataLoader):
         indices = order[start:start + self.shard_size]
         images = to_float32(self.dataset.images[indices])
         if self.transform is not None:                 # this rank's own augmentation stream
-            rng = self._generator(epoch, _AUGMENT_STREAM, batch_index, self.rank)
+            rng = self._generator(epoch, AUGMENT_STREAM, batch_index, self.rank)
             images = self.transform(images, rng)
         return images, numpy.asarray(self.dataset.labels[indices], dtype=numpy.int64)
 

@@ -39,7 +39,7 @@ import numpy
 
 from tinyres import backend
 from tinyres.backend import get_array_module
-from tinyres.functional.batchnorm import _BatchNormBase, _per_channel, _reduce_axes
+from tinyres.functional.batchnorm import BatchNormBase, per_channel, reduce_axes
 from tinyres.nn import BatchNorm2d
 from tinyres.tensor import Tensor
 
@@ -51,7 +51,7 @@ def _sum_over_ranks(comm, array):
     return backend.to_device(host, backend.device_of(array))
 
 
-class SyncBatchNormTrain(_BatchNormBase):
+class SyncBatchNormTrain(BatchNormBase):
     """Training-mode batch norm with the mean and variance of the batch over all ranks."""
 
     def __init__(self, comm, has_weight, has_bias, eps, momentum, running_mean, running_var):
@@ -62,7 +62,7 @@ class SyncBatchNormTrain(_BatchNormBase):
     def forward(self, x, *params):
         xp = get_array_module(x)
         weight, bias = self._unpack(params)
-        axes, ndim, channels = _reduce_axes(x), x.ndim, x.shape[1]
+        axes, ndim, channels = reduce_axes(x), x.ndim, x.shape[1]
         count_here = x.size // channels                          # N*H*W values per channel
         sums = xp.concatenate([x.sum(axis=axes, dtype=xp.float64),                  # (C,)
                                (x * x).sum(axis=axes, dtype=xp.float64),            # (C,)
@@ -76,11 +76,11 @@ class SyncBatchNormTrain(_BatchNormBase):
         var64 = xp.maximum(s2 / m - mean64 * mean64, 0.0)        # (C,) biased
         mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
         inv_std = 1.0 / xp.sqrt(var + self.eps)                  # (C,)
-        y = (x - _per_channel(mean, ndim)) * _per_channel(inv_std, ndim)    # (N, C, H, W) x_hat
+        y = (x - per_channel(mean, ndim)) * per_channel(inv_std, ndim)    # (N, C, H, W) x_hat
         if weight is not None:
-            y *= _per_channel(weight, ndim)
+            y *= per_channel(weight, ndim)
         if bias is not None:
-            y += _per_channel(bias, ndim)
+            y += per_channel(bias, ndim)
         if self.running_mean is not None:                        # in place, as one process
             keep = 1.0 - self.momentum
             self.running_mean[...] = keep * self.running_mean + self.momentum * mean
@@ -90,17 +90,17 @@ class SyncBatchNormTrain(_BatchNormBase):
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        axes, ndim, channels = _reduce_axes(gy), gy.ndim, gy.shape[1]
-        x_hat = (self.x - _per_channel(self.mean, ndim)) * _per_channel(self.inv_std, ndim)
+        axes, ndim, channels = reduce_axes(gy), gy.ndim, gy.shape[1]
+        x_hat = (self.x - per_channel(self.mean, ndim)) * per_channel(self.inv_std, ndim)
         gbias = gy.sum(axis=axes)                                # (C,)  this rank's sum dy
         gweight = (gy * x_hat).sum(axis=axes)                    # (C,)  this rank's sum dy*x_hat
         sums = _sum_over_ranks(self.comm, xp.concatenate([gbias, gweight]))     # (2C,)
         g1, g2 = sums[:channels], sums[channels:]                # over all ranks
         m = self.m
         scale = self.inv_std / m if self.weight is None else self.weight * self.inv_std / m
-        gx = m * gy - _per_channel(g1, ndim)                     # (N, C, H, W)
-        gx -= x_hat * _per_channel(g2, ndim)
-        gx *= _per_channel(scale, ndim)
+        gx = m * gy - per_channel(g1, ndim)                     # (N, C, H, W)
+        gx -= x_hat * per_channel(g2, ndim)
+        gx *= per_channel(scale, ndim)
         return self._pack(gx, None if self.weight is None else gweight, gbias)
 
 
@@ -146,8 +146,6 @@ def convert_sync_batchnorm(model, comm):
             sync.weight, sync.bias = child.weight, child.bias
             sync.running_mean, sync.running_var = child.running_mean, child.running_var
             sync.train(child.training)
-            # In place in the parent's registry, so the layer keeps its place (and its name) in
-            # parameters() and state_dict(); setattr would move it to the end.
-            module._modules[name] = sync
-            sync._set_path(child.path)
+            module.add_module(name, sync)    # in the child's place (and with its name) in
+                                             # parameters() and state_dict()
     return model

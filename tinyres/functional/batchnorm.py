@@ -36,17 +36,19 @@ from tinyres.tensor import Tensor
 
 
 # -- shapes: per-channel statistics ------------------------------------------------------------
-def _reduce_axes(x):
+# Public, with BatchNormBase below: synchronised batch norm (distributed/sync_batchnorm.py) is the
+# same Function with its sums taken over all ranks, and builds on them.
+def reduce_axes(x):
     """All axes but the channel axis 1: (0,) for (N, C), (0, 2, 3) for (N, C, H, W)."""
     return (0,) + tuple(range(2, x.ndim))
 
 
-def _values_per_channel(x):
+def values_per_channel(x):
     """m: how many values each channel's statistics average, N (or N*H*W)."""
     return x.shape[0] * math.prod(x.shape[2:])
 
 
-def _per_channel(v, ndim):
+def per_channel(v, ndim):
     """A (C,) vector shaped to broadcast against the input: (1, C) or (1, C, 1, 1)."""
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
@@ -61,16 +63,16 @@ def batch_norm_train_forward(x, weight, bias, eps):
     (C,).
     """
     xp = get_array_module(x)
-    axes, ndim = _reduce_axes(x), x.ndim
+    axes, ndim = reduce_axes(x), x.ndim
     mean = x.mean(axis=axes)                                  # (C,)
-    centred = x - _per_channel(mean, ndim)                    # (N, C, H, W)
+    centred = x - per_channel(mean, ndim)                    # (N, C, H, W)
     var = (centred * centred).mean(axis=axes)                 # (C,)  biased
     inv_std = 1.0 / xp.sqrt(var + eps)                        # (C,)
-    y = centred * _per_channel(inv_std, ndim)                 # (N, C, H, W)  x_hat
+    y = centred * per_channel(inv_std, ndim)                 # (N, C, H, W)  x_hat
     if weight is not None:
-        y *= _per_channel(weight, ndim)
+        y *= per_channel(weight, ndim)
     if bias is not None:
-        y += _per_channel(bias, ndim)
+        y += per_channel(bias, ndim)
     return y, mean, var, inv_std
 
 
@@ -83,15 +85,15 @@ def batch_norm_train_backward(gy, x, mean, inv_std, weight):
     caller drops it when there is no bias).
     """
     # BEGIN SOLUTION A3 batch_norm_backward
-    axes, ndim = _reduce_axes(x), x.ndim
-    m = _values_per_channel(x)
-    x_hat = (x - _per_channel(mean, ndim)) * _per_channel(inv_std, ndim)   # (N, C, H, W)
+    axes, ndim = reduce_axes(x), x.ndim
+    m = values_per_channel(x)
+    x_hat = (x - per_channel(mean, ndim)) * per_channel(inv_std, ndim)   # (N, C, H, W)
     gbias = gy.sum(axis=axes)                                 # (C,)  sum dy
     gweight = (gy * x_hat).sum(axis=axes)                     # (C,)  sum dy*x_hat
     scale = inv_std / m if weight is None else weight * inv_std / m        # (C,)
-    gx = m * gy - _per_channel(gbias, ndim)                   # (N, C, H, W)
-    gx -= x_hat * _per_channel(gweight, ndim)
-    gx *= _per_channel(scale, ndim)
+    gx = m * gy - per_channel(gbias, ndim)                   # (N, C, H, W)
+    gx -= x_hat * per_channel(gweight, ndim)
+    gx *= per_channel(scale, ndim)
     return gx, (None if weight is None else gweight), gbias
     # END SOLUTION
 
@@ -102,15 +104,17 @@ def batch_norm_eval_forward(x, mean, scale, bias):
     """y = (x - mean) * scale + bias, per channel: x (N, C) or (N, C, H, W); mean, scale (C,)
     (scale = weight * inv_std of the running variance); bias (C,) or None."""
     ndim = x.ndim
-    y = (x - _per_channel(mean, ndim)) * _per_channel(scale, ndim)         # (N, C, H, W)
+    y = (x - per_channel(mean, ndim)) * per_channel(scale, ndim)         # (N, C, H, W)
     if bias is not None:
-        y += _per_channel(bias, ndim)
+        y += per_channel(bias, ndim)
     return y
 
 
 # -- the Functions -----------------------------------------------------------------------------
-class _BatchNormBase(Function):
-    """x, then weight and bias where they are given (a Function's inputs cannot be None)."""
+class BatchNormBase(Function):
+    """x, then weight and bias where they are given (a Function's inputs cannot be None).
+
+    The base of every batch-norm Function, here and in distributed/sync_batchnorm.py."""
 
     def __init__(self, has_weight, has_bias):
         self.has_weight, self.has_bias = has_weight, has_bias
@@ -128,7 +132,7 @@ class _BatchNormBase(Function):
         return grads
 
 
-class BatchNormTrain(_BatchNormBase):
+class BatchNormTrain(BatchNormBase):
     """y = weight * (x - batch mean) / sqrt(batch var + eps) + bias; updates the running stats."""
 
     def __init__(self, has_weight, has_bias, eps, momentum, running_mean, running_var):
@@ -145,7 +149,7 @@ class BatchNormTrain(_BatchNormBase):
 
     def update_running_stats(self, x, mean, var):
         if self.running_mean is not None:                     # in place: the layer's own arrays
-            m = _values_per_channel(x)
+            m = values_per_channel(x)
             keep = 1.0 - self.momentum
             self.running_mean[...] = keep * self.running_mean + self.momentum * mean
             self.running_var[...] = keep * self.running_var + self.momentum * var * (m / (m - 1))
@@ -155,7 +159,7 @@ class BatchNormTrain(_BatchNormBase):
                                                      self.weight))
 
 
-class BatchNormEval(_BatchNormBase):
+class BatchNormEval(BatchNormBase):
     """y = weight * (x - running_mean) / sqrt(running_var + eps) + bias: a per-channel affine map,
     so dx = dy * weight * inv_std, dweight = sum(dy * x_hat), dbias = sum(dy)."""
 
@@ -174,11 +178,11 @@ class BatchNormEval(_BatchNormBase):
         return y
 
     def backward(self, gy):
-        axes, ndim = _reduce_axes(gy), gy.ndim
-        gx = gy * _per_channel(self.scale, ndim)                               # (N, C, H, W)
+        axes, ndim = reduce_axes(gy), gy.ndim
+        gx = gy * per_channel(self.scale, ndim)                               # (N, C, H, W)
         gweight = gbias = None
         if self.has_weight:
-            x_hat = (self.x - _per_channel(self.mean, ndim)) * _per_channel(self.inv_std, ndim)
+            x_hat = (self.x - per_channel(self.mean, ndim)) * per_channel(self.inv_std, ndim)
             gweight = (gy * x_hat).sum(axis=axes)                              # (C,)
         if self.has_bias:
             gbias = gy.sum(axis=axes)                                          # (C,)
@@ -228,7 +232,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     running_mean, running_var = _array(running_mean), _array(running_var)
     params = [p for p in (weight, bias) if p is not None]
     if training:
-        if _values_per_channel(x) <= 1:
+        if values_per_channel(x) <= 1:
             raise ValueError(f"{layer}: expected more than 1 value per channel when training, got "
                              f"input shape {tuple(x.shape)}")
         fn = BatchNormTrain(weight is not None, bias is not None, eps, momentum, running_mean,

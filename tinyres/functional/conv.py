@@ -23,7 +23,7 @@ from tinyres.autograd import Function
 from tinyres.backend import get_array_module
 from tinyres.dispatch import fast_twin
 from tinyres.errors import not_supported
-from tinyres.kernels.geometry import as_pair, window_geometry
+from tinyres.kernels.geometry import window_geometry
 from tinyres.tensor import FLOAT_DTYPES
 
 
@@ -164,9 +164,8 @@ class Conv2d(Function):
         dL/dcols = gY W2                (N*OH*OW, C*KH*KW),   dL/dx = col2im(dL/dcols)
     """
 
-    def __init__(self, stride=1, padding=0):
-        self.stride = as_pair(stride, "stride", "conv2d")                   # (SH, SW)
-        self.padding = as_pair(padding, "padding", "conv2d")                # (PH, PW)
+    def __init__(self, stride, padding):
+        self.stride, self.padding = stride, padding         # (SH, SW), (PH, PW): checked pairs
 
     def forward(self, x, weight, bias=None):
         y = conv2d_forward(x, weight, self.stride, self.padding)   # (N, OC, OH, OW)
@@ -199,14 +198,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if groups != 1:
         raise not_supported(op, f"groups={groups!r}", "use groups=1 (one conv per group and "
                             "tinyres.cat joins them)")
-    padding = _padding_of_string(op, padding, weight.shape[2:], stride)
-    stride, padding = as_pair(stride, "stride", op), as_pair(padding, "padding", op)
-    _check_conv_args(op, x, weight, bias, stride, padding)
+    _check_conv_args(op, x, weight, bias)
+    padding = padding_of_string(op, padding, weight.shape[2:], stride)
+    # the window's arguments, checked where every path checks them (kernels/geometry.py)
+    _, stride, padding, _ = window_geometry(op, x.shape, weight.shape[2:], stride, padding)
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d(stride, padding)(*inputs)
 
 
-def _padding_of_string(op, padding, kernel_size, stride):
+def padding_of_string(op, padding, kernel_size, stride):
     """PyTorch's padding="valid" (0) and "same" (k // 2, stride 1, odd kernel) as numbers."""
     if not isinstance(padding, str):
         return padding
@@ -219,8 +219,8 @@ def _padding_of_string(op, padding, kernel_size, stride):
                         "stride 1 and an odd kernel")
 
 
-def _check_conv_args(op, x, weight, bias, stride, padding):
-    """Raise a clear error (expected vs actual) for anything conv2d cannot compute."""
+def _check_conv_args(op, x, weight, bias):
+    """Raise a clear error (expected vs actual) for tensors conv2d cannot compute with."""
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
     if weight.ndim != 4:
@@ -232,7 +232,7 @@ def _check_conv_args(op, x, weight, bias, stride, padding):
     if weight.dtype != x.dtype:
         raise TypeError(f"{op}: weight has dtype {weight.dtype} but the input has dtype "
                         f"{x.dtype}; convert one of them")
-    OC, C, KH, KW = weight.shape
+    OC, C = weight.shape[:2]
     if x.shape[1] != C:
         raise ValueError(f"{op}: weight expects {C} input channels (weight shape "
                          f"{tuple(weight.shape)}), got input with {x.shape[1]} channels, shape "
@@ -244,13 +244,3 @@ def _check_conv_args(op, x, weight, bias, stride, padding):
         if bias.dtype != x.dtype:
             raise TypeError(f"{op}: bias has dtype {bias.dtype} but the input has dtype "
                             f"{x.dtype}")
-    if min(stride) < 1:
-        raise ValueError(f"{op}: stride must be positive, got {stride}")
-    if min(padding) < 0:
-        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
-    PH, PW = padding
-    padded = (x.shape[2] + 2 * PH, x.shape[3] + 2 * PW)
-    if KH > padded[0] or KW > padded[1]:
-        raise ValueError(f"{op}: kernel {KH}x{KW} is larger than the padded input "
-                         f"{padded[0]}x{padded[1]} (input shape {tuple(x.shape)}, padding "
-                         f"{padding})")

@@ -11,7 +11,7 @@ kernels equal to it; examples/02_im2col_convolution.py compares them on screen.
 """
 import numpy
 
-from tinyres.functional.conv import as_pair
+from tinyres.kernels.geometry import as_pair
 
 
 def conv2d_loops(x, weight, bias=None, stride=1, padding=0):

@@ -276,22 +276,11 @@ def _check_images(op, x):
 
 def _check_pool_args(op, x, kernel_size, stride, padding):
     """Validate a pooling call; return (kernel, stride, padding) as (height, width) pairs."""
-    kernel = as_pair(kernel_size, "kernel_size", op)
-    stride = kernel if stride is None else as_pair(stride, "stride", op)
-    padding = as_pair(padding, "padding", op)
     _check_images(op, x)
-    if min(kernel) < 1:
-        raise ValueError(f"{op}: kernel_size must be positive, got {kernel}")
-    if min(stride) < 1:
-        raise ValueError(f"{op}: stride must be positive, got {stride}")
-    if min(padding) < 0:
-        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
+    # the window's arguments, checked where every path checks them (kernels/geometry.py)
+    kernel, stride, padding, _ = window_geometry(
+        op, x.shape, kernel_size, kernel_size if stride is None else stride, padding)
     if 2 * padding[0] > kernel[0] or 2 * padding[1] > kernel[1]:
         raise ValueError(f"{op}: padding {padding} must be at most half the kernel "
                          f"{kernel[0]}x{kernel[1]} (else a window could hold only padding)")
-    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
-    if kernel[0] > padded[0] or kernel[1] > padded[1]:
-        raise ValueError(f"{op}: kernel {kernel[0]}x{kernel[1]} is larger than the padded input "
-                         f"{padded[0]}x{padded[1]} (input shape {tuple(x.shape)}, padding "
-                         f"{padding})")
     return kernel, stride, padding

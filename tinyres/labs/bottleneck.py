@@ -105,15 +105,14 @@ def write_csv(rows, path):
 
 
 def plot(rows, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
     names = [r["block"].replace(", ", "\n") for r in rows]
     panels = [("parameters (thousands)", [r["params"] / 1e3 for r in rows]),
               ("multiply-adds per image (millions)", [r["macs"] / 1e6 for r in rows]),
               ("training step of the block (ms)", [r["step_ms"] for r in rows])]
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    fig = off_screen_figure(figsize=(15, 3.8))
+    axes = fig.subplots(1, 4)
     colours = ["tab:blue", "tab:green", "tab:red"]
     for ax, (title, values) in zip(axes, panels):
         ax.bar(names, values, color=colours)
@@ -135,7 +134,6 @@ def plot(rows, path):
                  f"{rows[0]['map']} map, batch {rows[0]['batch']}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def report(rows, repeats):
@@ -156,7 +154,8 @@ def report(rows, repeats):
               f"{identity['step_ms'] / basic['step_ms']:.2f}x as long here: multiply-adds are "
               f"not time on a CPU, and its 1x1 convs, batch norms and ReLUs work on 256-channel "
               f"maps, four times the values of the basic block's 64-channel ones.",
-              f"A projection shortcut on its 256-d ends: {projection['params'] / identity['params']:.2f}x "
+              f"A projection shortcut on its 256-d ends: "
+              f"{projection['params'] / identity['params']:.2f}x "
               f"the parameters, {projection['macs'] / identity['macs']:.2f}x the multiply-adds, "
               f"{projection['step_ms'] / identity['step_ms']:.2f}x the step time (the paper: "
               f"'doubled').",

@@ -86,12 +86,11 @@ def write_csv(rows, path):
 
 
 def plot(rows, path, recipe):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
     depths = [r["depth"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = off_screen_figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
     left.plot(depths, [100 * r["test_error"] for r in rows], "o-", linewidth=2,
               label=f"tinyres, subset, {recipe.epochs} epochs: test error")
     left.plot(depths, [100 * r["train_error"] for r in rows], "o--",
@@ -115,7 +114,6 @@ def plot(rows, path, recipe):
     right.margins(y=0.25)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def report(rows, design, recipe):

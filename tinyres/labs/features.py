@@ -26,7 +26,7 @@ CHANNELS_SHOWN = 8
 
 def run(options, out):
     design = degradation.design_for(options)
-    model_name = f"resnet{design.depths[-1]}"
+    model_name = f"resnet{min(design.depths)}"         # ResNet-20 (smoke: ResNet-8)
     spec = next(s for s in degradation.specs(design, options.data)
                 if s.model == model_name and s.seed == design.seeds[0])
     trained = train_runs([spec], out.parent / out.name.replace("features", "degradation"),
@@ -58,28 +58,25 @@ def run(options, out):
 
 
 def plot_filters(filters, path, model_name):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
     scale = numpy.abs(filters).max()
-    fig, axes = plt.subplots(2, len(filters) // 2, figsize=(8, 2.4))
+    fig = off_screen_figure(figsize=(8, 2.4))
+    axes = fig.subplots(2, len(filters) // 2)
     for ax, weights in zip(axes.flat, filters):
         ax.imshow(0.5 + 0.5 * weights.transpose(1, 2, 0) / scale, interpolation="nearest")
         ax.axis("off")
     fig.suptitle(f"{model_name}'s first-layer filters (3x3, RGB; grey = 0)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_feature_maps(image, class_name, stage_ends, path, model_name):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
     rows = len(stage_ends)
-    fig, axes = plt.subplots(rows, CHANNELS_SHOWN + 1, figsize=(12, 1.6 * rows))
+    fig = off_screen_figure(figsize=(12, 1.6 * rows))
+    axes = fig.subplots(rows, CHANNELS_SHOWN + 1)
     for row, (stage, output) in zip(axes, stage_ends.items()):
         row[0].imshow(image.transpose(1, 2, 0))
         row[0].set_title(class_name if stage == next(iter(stage_ends)) else "", fontsize=8)
@@ -93,4 +90,3 @@ def plot_feature_maps(image, class_name, stage_ends, path, model_name):
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

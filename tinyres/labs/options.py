@@ -25,5 +25,17 @@ def add_arguments(lab):
                      help="training runs side by side, one process each (default 2)")
     lab.add_argument("--threads", type=thread_count, metavar="N", default=1,
                      help="threads per training run (default 1: with --jobs 2, one core each)")
+    lab.add_argument("--depths", type=positive_int, nargs="+", metavar="N",
+                     help="degradation and responses: the depths of both families (default 20 "
+                          "56; `--depths 8 20 --epochs 20` is the lab of 2026-12-05)")
+    lab.add_argument("--report-only", action="store_true",
+                     help="degradation and responses: train nothing, draw and report from the "
+                          "runs as far as they have got (each net's epochs are stated)")
+    lab.add_argument("--paper", action="store_true",
+                     help="degradation only: the paper's own recipe (section 4.2: 64k "
+                          "iterations, 45k/5k split, plain-20..56 and ResNet-20..110) on the "
+                          "full CIFAR-10; prints the estimated time before it trains")
+    lab.add_argument("--download", action="store_true",
+                     help="with --paper: download CIFAR-10 into --data (or the cache) first")
     lab.add_argument("--quiet", action="store_true", help="no progress bar")
     lab.add_argument("--kernels", choices=["fast", "reference"])

@@ -39,6 +39,7 @@ class RunSpec:
     data: str | None = None           # as `tinyres train --data`
     limit_train: int | None = None
     batch_size: int = 128
+    normalize: str = "channel"        # as `tinyres train --normalize` ("pixel": the paper's)
 
     @property
     def name(self):
@@ -50,7 +51,8 @@ class RunSpec:
         return TrainConfig(model=self.model, epochs=self.epochs, batch_size=self.batch_size,
                            lr=TRAINING_LR[self.model],
                            warmup_iterations=self.warmup, data=self.data,
-                           limit_train=self.limit_train, seed=self.seed, out=str(out))
+                           normalize=self.normalize, limit_train=self.limit_train,
+                           seed=self.seed, out=str(out))
 
 
 def train_runs(specs, root, jobs=1, threads=None, show_progress=True, reuse=None):
@@ -162,6 +164,22 @@ def _check_same_settings(found, wanted, out):
         what = ", ".join(f"{k} {a!r} (asked {b!r})" for k, (a, b) in different.items())
         raise LabError(f"{out} holds a run with other settings: {what}. Delete that directory "
                        f"to train it again, or give the lab another --out")
+
+
+def started_runs(specs, root):
+    """{spec: directory} of the specs whose run under `root` has a checkpoint (at least one
+    epoch, or a Ctrl-C), for a lab's --report-only: nothing is trained. A run with other
+    settings is an error, as for training."""
+    from tinyres.train.trainer import read_run_config
+
+    found = {}
+    for spec in specs:
+        directory = Path(root) / spec.name
+        if (directory / "checkpoint.npz").is_file():
+            config, _ = read_run_config(directory / "checkpoint.npz")
+            _check_same_settings(config, spec.config(directory), directory)
+            found[spec] = directory
+    return found
 
 
 def load_run(directory):

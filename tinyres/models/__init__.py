@@ -30,7 +30,7 @@ def register_models(family, lr=0.1):
     with the initial learning rate its CIFAR recipe starts from (the paper's 0.1 for ResNets)."""
     for name, constructor in family.items():
         if name in MODELS and MODELS[name] is not constructor:
-            builder = getattr(MODELS[name], "func", MODELS[name])   # a table's: a partial
+            builder = MODELS[name]
             raise ValueError(f"model name {name!r} is already registered (by "
                              f"{builder.__module__}.{builder.__qualname__})")
         MODELS[name] = constructor
@@ -60,17 +60,19 @@ def get_model(name, **kwargs):
 # The constructors and classes, importable from tinyres.models. (Importing the functions
 # cifar_resnet and imagenet_resnet makes those attribute names refer to the functions; the
 # modules stay importable with `from tinyres.models.cifar_resnet import ...`.)
-from tinyres.models.cifar_resnet import CifarResNet, cifar_plain, cifar_resnet  # noqa: E402
+# As in torchvision, every registered name is a function here too: models.resnet20(),
+# models.plain56(), models.vgg16_bn(num_classes=10), models.cifar_vgg11().
+from tinyres.models.cifar_resnet import (CifarResNet, cifar_plain, cifar_resnet,  # noqa: E402
+                                         plain8, plain14, plain20, plain32, plain44, plain56,
+                                         plain110, resnet8, resnet14, resnet20, resnet32,
+                                         resnet44, resnet56, resnet110, resnet1202)
 from tinyres.models.imagenet_resnet import (ImageNetResNet, imagenet_resnet,  # noqa: E402
                                             plain18, plain34, resnet18, resnet34, resnet50,
                                             resnet101, resnet152)
-from tinyres.models.vgg import VGG, cifar_vgg, imagenet_vgg, make_features  # noqa: E402
+from tinyres.models.vgg import (VGG, cifar_vgg, cifar_vgg11, cifar_vgg13,  # noqa: E402
+                                cifar_vgg16, cifar_vgg19, imagenet_vgg, make_features, vgg11,
+                                vgg11_bn, vgg11_lrn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg16_c,
+                                vgg19, vgg19_bn)
 from tinyres.models.summary import LayerRow, ModelSummary, summary  # noqa: E402
 from tinyres.models.views import (block_outputs, compare_gradient_norms,  # noqa: E402
                                   gradient_norms)
-
-# The CIFAR ResNets' and VGG's builders are tables (cifar_resnet.MODELS, vgg.MODELS); as in
-# torchvision, each is also a name here: models.resnet20(), models.plain56(), models.vgg16(),
-# models.vgg16_bn(num_classes=10), models.cifar_vgg11().
-globals().update(_cifar_resnet_family.MODELS)
-globals().update(_vgg_family.MODELS)

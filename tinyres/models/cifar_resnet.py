@@ -21,8 +21,6 @@ Parameter names are those of the widely used PyTorch CIFAR ResNets (``conv1``, `
     model = cifar_resnet(56, shortcut="B")
     model = plain56()                       # the same stack without shortcuts
 """
-from functools import partial
-
 from tinyres import functional as F
 from tinyres.models.blocks import (BasicBlock, ResNetBase, check_images, check_shortcut_option,
                                    he_init_, make_stage)
@@ -92,16 +90,88 @@ def cifar_plain(depth, num_classes=10, input_size=32):
 
 
 # ----------------------------------------------------------------------------------------------
-# The names of the model registry (tinyres/models/__init__.py)
+# The networks by name, as in torchvision: resnet20(), plain56(), ... (the model registry's names)
 # ----------------------------------------------------------------------------------------------
-# The paper's networks by depth, with their parameters (Table 6, option A; n = (depth - 2) / 6).
-# "resnetD" is cifar_resnet(D, ...), "plainD" cifar_plain(D, ...), the same stack without
-# shortcuts (the paper's Fig. 6 trains plain-56 worse than plain-20). Depths 8 and 14 (n = 1, 2)
-# are not in the paper: the labs train them on a small machine.
-RESNET_PARAMETERS = {8: "0.08M", 14: "0.17M", 20: "0.27M", 32: "0.46M", 44: "0.66M", 56: "0.85M",
-                     110: "1.7M", 1202: "19.4M"}
-PLAIN_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
+# The paper's depths with their parameters (Table 6, option A; n = (depth - 2) / 6). A plain net
+# is the same stack without shortcuts (the paper's Fig. 6 trains plain-56 worse than plain-20).
+# Depths 8 and 14 (n = 1, 2) are not in the paper: the labs train them on a small machine.
+def resnet8(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-8 (n = 1): 0.08M parameters with option A (not in the paper)."""
+    return cifar_resnet(8, num_classes, shortcut, input_size)
 
-# name -> constructor: get_model("resnet56", shortcut="B") calls cifar_resnet(56, shortcut="B")
-MODELS = {f"resnet{depth}": partial(cifar_resnet, depth) for depth in RESNET_PARAMETERS}
-MODELS.update({f"plain{depth}": partial(cifar_plain, depth) for depth in PLAIN_DEPTHS})
+
+def resnet14(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-14 (n = 2): 0.17M parameters with option A (not in the paper)."""
+    return cifar_resnet(14, num_classes, shortcut, input_size)
+
+
+def resnet20(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-20 (n = 3): 0.27M parameters with option A (the paper's Table 6)."""
+    return cifar_resnet(20, num_classes, shortcut, input_size)
+
+
+def resnet32(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-32 (n = 5): 0.46M parameters with option A (the paper's Table 6)."""
+    return cifar_resnet(32, num_classes, shortcut, input_size)
+
+
+def resnet44(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-44 (n = 7): 0.66M parameters with option A (the paper's Table 6)."""
+    return cifar_resnet(44, num_classes, shortcut, input_size)
+
+
+def resnet56(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-56 (n = 9): 0.85M parameters with option A (the paper's Table 6)."""
+    return cifar_resnet(56, num_classes, shortcut, input_size)
+
+
+def resnet110(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-110 (n = 18): 1.7M parameters with option A (the paper's Table 6)."""
+    return cifar_resnet(110, num_classes, shortcut, input_size)
+
+
+def resnet1202(num_classes=10, shortcut="A", input_size=32):
+    """ResNet-1202 (n = 200): 19.4M parameters with option A (the paper's Table 6)."""
+    return cifar_resnet(1202, num_classes, shortcut, input_size)
+
+
+def plain8(num_classes=10, input_size=32):
+    """Plain-8: ResNet-8's layers without shortcuts."""
+    return cifar_plain(8, num_classes, input_size)
+
+
+def plain14(num_classes=10, input_size=32):
+    """Plain-14: ResNet-14's layers without shortcuts."""
+    return cifar_plain(14, num_classes, input_size)
+
+
+def plain20(num_classes=10, input_size=32):
+    """Plain-20: ResNet-20's layers without shortcuts."""
+    return cifar_plain(20, num_classes, input_size)
+
+
+def plain32(num_classes=10, input_size=32):
+    """Plain-32: ResNet-32's layers without shortcuts."""
+    return cifar_plain(32, num_classes, input_size)
+
+
+def plain44(num_classes=10, input_size=32):
+    """Plain-44: ResNet-44's layers without shortcuts."""
+    return cifar_plain(44, num_classes, input_size)
+
+
+def plain56(num_classes=10, input_size=32):
+    """Plain-56: ResNet-56's layers without shortcuts."""
+    return cifar_plain(56, num_classes, input_size)
+
+
+def plain110(num_classes=10, input_size=32):
+    """Plain-110: ResNet-110's layers without shortcuts."""
+    return cifar_plain(110, num_classes, input_size)
+
+
+# name -> constructor, for the registry in tinyres/models/__init__.py: get_model("resnet56",
+# shortcut="B") calls resnet56(shortcut="B")
+MODELS = {f.__name__: f for f in (resnet8, resnet14, resnet20, resnet32, resnet44, resnet56,
+                                  resnet110, resnet1202, plain8, plain14, plain20, plain32,
+                                  plain44, plain56, plain110)}

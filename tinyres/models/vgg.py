@@ -19,17 +19,16 @@ pools leave a 7x7x512 map, so the first head layer alone holds 25088 x 4096 = 10
 ~140 M parameters, while the convs do nearly all of its ~15-20 G multiply-adds.
 
 Below, CONFIGS is that table, written as the paper writes it; `make_features` turns one list
-into layers; `VGG` adds the head; IMAGENET_NAMES gives the networks torchvision's names
-(``vgg16``, ``vgg16_bn``). The names of parameters are torchvision's too (``features.0.weight``,
-``classifier.6.bias``), so a torchvision state dict, exported to numpy arrays, loads unchanged.
+into layers; `VGG` adds the head; the builders at the end give the networks
+torchvision's names (``vgg16()``, ``vgg16_bn()``). The names of parameters are torchvision's too
+(``features.0.weight``, ``classifier.6.bias``), so a torchvision state dict, exported to numpy
+arrays, loads unchanged.
 
 CIFAR-10 (``cifar_vgg``): the same conv stacks on a 32x32 image, where the five pools take
 32 -> 16 -> 8 -> 4 -> 2 -> 1, so the map is 1x1x512 and the head is one Linear(512, classes).
 Batch norm is on by default there: without it (or a careful start) a VGG this deep trains badly
 from scratch; the paper initialised its deeper nets partly from the trained A.
 """
-from functools import partial
-
 from tinyres import nn
 from tinyres.models.blocks import check_images
 from tinyres.nn import init
@@ -216,31 +215,88 @@ def cifar_vgg(depth, batch_norm=True, num_classes=10, width=64, input_size=32):
 
 
 # ----------------------------------------------------------------------------------------------
-# The names of the model registry (tinyres/models/__init__.py)
+# The networks by name (the model registry's names): torchvision's for the paper's ImageNet
+# networks, vgg16(), vgg16_bn(), ...; cifar_vgg11() ... cifar_vgg19() for CIFAR-10. Parameters
+# with 1000 classes are torchvision's counts (the paper's Table 2 rounds them to 133, 133, 134,
+# 138, 144 M); multiply-adds at 224x224.
 # ----------------------------------------------------------------------------------------------
-# torchvision's names for the paper's networks: name -> (configuration, batch_norm). In the
-# comments: parameters with 1000 classes (torchvision's counts; the paper's Table 2 rounds them to
-# 133, 133, 134, 138, 144 M) and multiply-adds at 224x224.
-IMAGENET_NAMES = {
-    "vgg11": ("A", False),          # 132,863,336   7.6 G
-    "vgg11_lrn": ("A-LRN", False),  # 132,863,336   7.6 G   A + LRN: no better than A (Table 3)
-    "vgg13": ("B", False),          # 133,047,848  11.3 G
-    "vgg16_c": ("C", False),        # 133,638,952  11.8 G   B + three 1x1 convs
-    "vgg16": ("D", False),          # 138,357,544  15.5 G
-    "vgg19": ("E", False),          # 143,667,240  19.6 G
-    "vgg11_bn": ("A", True),        # 132,868,840           batch norm after every conv
-    "vgg13_bn": ("B", True),        # 133,053,736
-    "vgg16_bn": ("D", True),        # 138,365,992
-    "vgg19_bn": ("E", True),        # 143,678,248
-}
+def vgg11(num_classes=1000, dropout=0.5):
+    """VGG-11, configuration "A": 132,863,336 parameters, 7.6G multiply-adds."""
+    return imagenet_vgg("A", False, num_classes, dropout)
 
-# name -> constructor: get_model("vgg16", num_classes=10) calls imagenet_vgg("D", False,
-# num_classes=10). The CIFAR nets are cifar_vgg11 ... cifar_vgg19; their parameters with batch
-# norm (without), 10 classes: 11: 9,231,114 (9,225,610), 13: 9,416,010 (9,410,122),
-# 16: 14,728,266 (14,719,818), 19: 20,040,522 (20,029,514).
-MODELS = {name: partial(imagenet_vgg, config, batch_norm)
-          for name, (config, batch_norm) in IMAGENET_NAMES.items()}
-MODELS.update({f"cifar_vgg{depth}": partial(cifar_vgg, depth) for depth in DEPTHS})
+
+def vgg11_lrn(num_classes=1000, dropout=0.5):
+    """VGG-11 with LRN, configuration "A-LRN": 132,863,336 parameters, 7.6G multiply-adds (no
+    better than A: the paper's Table 3)."""
+    return imagenet_vgg("A-LRN", False, num_classes, dropout)
+
+
+def vgg13(num_classes=1000, dropout=0.5):
+    """VGG-13, configuration "B": 133,047,848 parameters, 11.3G multiply-adds."""
+    return imagenet_vgg("B", False, num_classes, dropout)
+
+
+def vgg16_c(num_classes=1000, dropout=0.5):
+    """VGG-16, configuration "C" (B + three 1x1 convs): 133,638,952 parameters, 11.8G
+    multiply-adds."""
+    return imagenet_vgg("C", False, num_classes, dropout)
+
+
+def vgg16(num_classes=1000, dropout=0.5):
+    """VGG-16, configuration "D": 138,357,544 parameters, 15.5G multiply-adds."""
+    return imagenet_vgg("D", False, num_classes, dropout)
+
+
+def vgg19(num_classes=1000, dropout=0.5):
+    """VGG-19, configuration "E": 143,667,240 parameters, 19.6G multiply-adds."""
+    return imagenet_vgg("E", False, num_classes, dropout)
+
+
+def vgg11_bn(num_classes=1000, dropout=0.5):
+    """VGG-11, configuration "A" with batch norm after every conv: 132,868,840 parameters."""
+    return imagenet_vgg("A", True, num_classes, dropout)
+
+
+def vgg13_bn(num_classes=1000, dropout=0.5):
+    """VGG-13, configuration "B" with batch norm after every conv: 133,053,736 parameters."""
+    return imagenet_vgg("B", True, num_classes, dropout)
+
+
+def vgg16_bn(num_classes=1000, dropout=0.5):
+    """VGG-16, configuration "D" with batch norm after every conv: 138,365,992 parameters."""
+    return imagenet_vgg("D", True, num_classes, dropout)
+
+
+def vgg19_bn(num_classes=1000, dropout=0.5):
+    """VGG-19, configuration "E" with batch norm after every conv: 143,678,248 parameters."""
+    return imagenet_vgg("E", True, num_classes, dropout)
+
+
+def cifar_vgg11(batch_norm=True, num_classes=10, width=64, input_size=32):
+    """CIFAR-10 VGG-11: 9,231,114 parameters with batch norm (9,225,610 without), 10 classes."""
+    return cifar_vgg(11, batch_norm, num_classes, width, input_size)
+
+
+def cifar_vgg13(batch_norm=True, num_classes=10, width=64, input_size=32):
+    """CIFAR-10 VGG-13: 9,416,010 parameters with batch norm (9,410,122 without), 10 classes."""
+    return cifar_vgg(13, batch_norm, num_classes, width, input_size)
+
+
+def cifar_vgg16(batch_norm=True, num_classes=10, width=64, input_size=32):
+    """CIFAR-10 VGG-16: 14,728,266 parameters with batch norm (14,719,818 without), 10 classes."""
+    return cifar_vgg(16, batch_norm, num_classes, width, input_size)
+
+
+def cifar_vgg19(batch_norm=True, num_classes=10, width=64, input_size=32):
+    """CIFAR-10 VGG-19: 20,040,522 parameters with batch norm (20,029,514 without), 10 classes."""
+    return cifar_vgg(19, batch_norm, num_classes, width, input_size)
+
+
+# name -> constructor, for the registry in tinyres/models/__init__.py: get_model("vgg16",
+# num_classes=10) calls vgg16(num_classes=10)
+MODELS = {f.__name__: f for f in (vgg11, vgg11_lrn, vgg13, vgg16_c, vgg16, vgg19, vgg11_bn,
+                                  vgg13_bn, vgg16_bn, vgg19_bn, cifar_vgg11, cifar_vgg13,
+                                  cifar_vgg16, cifar_vgg19)}
 
 # VGG with SGD at the ResNet recipe's lr 0.1 blows up within the first steps, in PyTorch as in
 # tinyres (docs/vgg.md); 0.02 trains. `tinyres train` starts VGG models from this rate.

@@ -6,7 +6,8 @@ im2col + matrix multiply of `tinyres/functional/conv.py`) on every forward.
 """
 import tinyres.functional as F
 from tinyres.errors import not_supported
-from tinyres.functional.conv import as_pair
+from tinyres.functional.conv import padding_of_string
+from tinyres.kernels.geometry import as_pair, window_arguments
 from tinyres.nn import init
 from tinyres.nn.module import Module, new_parameter
 
@@ -14,7 +15,8 @@ from tinyres.nn.module import Module, new_parameter
 class Conv2d(Module):
     """x (N, in_channels, H, W) -> (N, out_channels, OH, OW), OH = (H + 2*PH - KH) // SH + 1.
 
-    kernel_size, stride and padding are an int or a (height, width) pair; padding is zeros.
+    kernel_size, stride and padding are an int or a (height, width) pair, or padding "valid" or
+    "same" (stride 1, odd kernel) as in PyTorch; padding is zeros.
     PyTorch's arguments, in its order; dilation, groups and padding modes other than 'zeros'
     raise. device and dtype place and type the parameters, as in PyTorch.
     """
@@ -30,20 +32,16 @@ class Conv2d(Module):
         if padding_mode != "zeros":
             raise not_supported("Conv2d", f"padding_mode={padding_mode!r}", "use 'zeros', or "
                                 "pad the input with F.pad first")
-        if isinstance(padding, str):
-            raise not_supported("Conv2d", f"padding={padding!r}", "give the padding as numbers "
-                                "(k // 2 keeps the size for an odd kernel k at stride 1)")
+        if isinstance(padding, str):        # PyTorch's "valid" and "same", kept as numbers
+            padding = padding_of_string("Conv2d", padding,
+                                        as_pair(kernel_size, "kernel_size", "Conv2d"), stride)
         for label, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Conv2d: {label} must be a positive int, got {value!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = as_pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = as_pair(stride, "stride", "Conv2d")
-        self.padding = as_pair(padding, "padding", "Conv2d")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError(f"Conv2d: expected a positive kernel_size and stride and a "
-                             f"non-negative padding, got kernel_size={self.kernel_size}, "
-                             f"stride={self.stride}, padding={self.padding}")
+        # the window's arguments as pairs, checked where every path checks them
+        self.kernel_size, self.stride, self.padding = window_arguments("Conv2d", kernel_size,
+                                                                       stride, padding)
         self.weight = new_parameter(out_channels, in_channels, *self.kernel_size)
         if bias:
             self.bias = new_parameter(out_channels)

@@ -30,7 +30,6 @@ from tinyres.rng import generator, get_rng_state, manual_seed, set_rng_state  # 
 from tinyres.tensor import Tensor
 
 
-
 # -- fans and gains ------------------------------------------------------------------------------
 def fan_in_and_fan_out(tensor):
     """(fan_in, fan_out) of a weight: (out, in) for Linear, (out, in, KH, KW) for Conv2d."""

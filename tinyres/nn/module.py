@@ -153,12 +153,14 @@ class Module:
 
     def _register(self, registry, name, value, kind, method):
         """File `value` (a `kind`, or None) under `name` in `registry`, replacing whatever
-        had that name before (in any registry)."""
+        had that name before (in any registry). A replacement in the same registry keeps its
+        place, as in PyTorch: parameters() and state_dict() list it where the old one was."""
         self._check_new_name(name, kind.__name__.lower())
         if value is not None and not isinstance(value, kind):
             raise TypeError(f"{self.label}: {method}('{name}') needs a {kind.__name__} or None, "
                             f"got {type(value).__name__}")
-        self._forget(name)
+        if name not in registry:
+            self._forget(name)
         registry[name] = value
 
     def register_parameter(self, name, param):

@@ -5,7 +5,7 @@ uses a 3x3 stride-2 max pool after its first ImageNet conv, and global average p
 (``AdaptiveAvgPool2d(1)``) before the classifier: each channel's map becomes one number.
 """
 import tinyres.functional as F
-from tinyres.functional.conv import as_pair
+from tinyres.kernels.geometry import as_pair
 from tinyres.nn.module import Module
 
 

@@ -64,18 +64,16 @@ def finish_axis(ax, title, window):
 
 def plot_run(run_dir, image_path, title, window=20):
     """curves.png of one run directory (iterations.csv + metrics.csv)."""
-    import matplotlib
-    matplotlib.use("Agg")                     # files only: no screen needed
-    import matplotlib.pyplot as plt
+    from tinyres.plotting import off_screen_figure
 
     run_dir = Path(run_dir)
     steps = read_metrics(run_dir / "iterations.csv")
     epochs = read_metrics(run_dir / "metrics.csv")
     window = max(1, min(window, len(steps) // max(len(epochs), 1)))   # at most one epoch
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = off_screen_figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     draw_curves(ax, steps, epochs, "tab:blue", None, window)
     mark_lr_changes(ax, steps)
     finish_axis(ax, title, window)
     fig.tight_layout()
     fig.savefig(image_path, dpi=110)
-    plt.close(fig)

@@ -18,7 +18,6 @@ import re
 import time
 
 import numpy
-from tqdm import tqdm
 
 import tinyres
 import tinyres.functional as F
@@ -77,6 +76,7 @@ def train_epoch(model, loader, optimizer, scheduler, device, epoch, iteration,
     model.train()
     sums = epoch_sums() if sums is None else sums
     start = time.perf_counter() - sums["seconds"]
+    from tqdm import tqdm  # here: the CLI's parser imports this file
     bar = tqdm(loader, total=len(loader) - loader.batches_done, desc=f"epoch {epoch + 1}",
                unit="batch", disable=not show_progress, leave=False, dynamic_ncols=True)
     for images, labels in bar:

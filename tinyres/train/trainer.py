@@ -30,8 +30,8 @@ The Trainer composes small parts, each in its own file: the data (data.py: both 
 resolved source, pinned by a digest), the recipe (recipe.py: model, SGD, schedule), the run
 directory (run_directory.py: checked before any work, locked for the life of the training), the
 watches (watch.py: an exploding loss, Ctrl-C between steps), the checkpoint's checks
-(checkpoint.py), the metrics files (metrics.py), what the run says and draws (report.py). A write that fails
-(a full disk) ends the run with one line saying which checkpoint is kept.
+(checkpoint.py), the metrics files (metrics.py), what the run says and draws (report.py). A write
+that fails (a full disk) ends the run with one line saying which checkpoint is kept.
 
 Under `mpiexec -n N` the same Trainer runs on every rank, data-parallel (tinyres.distributed):
 each rank trains on its slice of every batch, the gradients are averaged, rank 0 alone prints and

@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 
-from tqdm import tqdm
 
 EXPLODING_FACTOR, EXPLODING_STEPS = 10, 5     # flag a loss 10x its first value, 5 steps running
 
@@ -31,6 +30,7 @@ class ExplosionWatch:
         self.high_steps = self.high_steps + 1 if loss > EXPLODING_FACTOR * self.first_loss else 0
         if self.high_steps == EXPLODING_STEPS and not self.flagged and self.speaks:
             self.flagged = True
+            from tqdm import tqdm  # here: the CLI's parser imports this file
             tqdm.write(f"warning: the loss is exploding: {loss:.4g} at step {iteration}, above "
                        f"{EXPLODING_FACTOR}x its first value ({self.first_loss:.4g}) for "
                        f"{EXPLODING_STEPS} steps in a row; the learning rate ({self.lr:g}) is "

@@ -1,5 +1,6 @@
 """The cases `tinyres gradcheck` runs: one module per op family, each registering its builders
-with `tinyres.gradcheck.register`. Importing this package registers them all."""
+with `register` (registry.py). Importing this package registers them all in `REGISTRY`."""
+from tinyres.course.checks.registry import REGISTRY  # noqa: F401  (the table, filled below)
 from tinyres.course.checks import core  # noqa: F401
 from tinyres.course.checks import conv  # noqa: F401
 from tinyres.course.checks import pooling  # noqa: F401

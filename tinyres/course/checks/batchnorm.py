@@ -4,9 +4,9 @@
 Training-mode batch norm is the op for which an all-ones projection is vacuous: sum(BN(x)) does
 not depend on x. gradcheck projects on a random direction, so these cases do test dx."""
 from tinyres.course.checks.inputs import leaf
+from tinyres.course.checks.registry import register
 from tinyres.functional.activation import relu as relu_op
 from tinyres.functional.batchnorm import batch_norm
-from tinyres.gradcheck import register
 from tinyres.tensor import Tensor
 
 

@@ -1,7 +1,7 @@
 """Gradient-check cases for conv2d (float64, small shapes: every element is perturbed)."""
 from tinyres.course.checks.inputs import leaf
+from tinyres.course.checks.registry import register
 from tinyres.functional.conv import conv2d
-from tinyres.gradcheck import register
 
 
 @register("conv2d")

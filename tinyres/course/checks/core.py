@@ -1,7 +1,7 @@
 """Gradient-check cases for the basic ops of tinyres.ops (float64, random shapes)."""
 from tinyres.course.checks.inputs import leaf
+from tinyres.course.checks.registry import register
 from tinyres import ops
-from tinyres.gradcheck import register
 
 
 @register("add sub mul div (broadcast)")

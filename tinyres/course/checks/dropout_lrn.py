@@ -3,9 +3,9 @@
 gradcheck calls the function once per perturbed element; dropout is seeded with the same int on
 every call, so every call draws the same mask and the function is deterministic."""
 from tinyres.course.checks.inputs import leaf
+from tinyres.course.checks.registry import register
 from tinyres.functional.dropout import dropout
 from tinyres.functional.lrn import local_response_norm
-from tinyres.gradcheck import register
 
 
 @register("dropout")

@@ -4,9 +4,9 @@ Max pool's gradient is only defined where the maximum of a window is unique; sta
 inputs have no ties, and a perturbation of 1e-6 does not change which element is the maximum.
 """
 from tinyres.course.checks.inputs import leaf
+from tinyres.course.checks.registry import register
 from tinyres.functional.pooling import (adaptive_avg_pool2d, avg_pool2d, global_avg_pool2d,
                                         max_pool2d)
-from tinyres.gradcheck import register
 
 
 def _window_cases(rng, pool, overlap_note):
