@@ -250,7 +250,7 @@ check("batch_norm_graph, dx", graph_grads[0],
        "checked against the graph's gradients."),
     code('''\
 leaves = [tinyres.tensor(v, requires_grad=True) for v in (x, weight, bias)]
-y = F.batch_norm(*leaves, None, None, training=True)
+y = F.batch_norm(leaves[0], None, None, *leaves[1:], training=True)   # PyTorch's order
 y.backward(tinyres.tensor(direction))
 for name, leaf, graph in zip(("dx", "dweight", "dbias"), leaves, graph_grads):
     check(f"batch_norm_train_backward, {name}", leaf.grad, graph, 1e-9)'''),
@@ -269,8 +269,11 @@ check("max_pool2d_backward, 3x3 stride 2", X.grad, numeric_gradient(
 x, weight, bias = (rng.standard_normal((32, 16, 8, 8)), rng.standard_normal(16),
                    rng.standard_normal(16))
 direction = tinyres.tensor(rng.standard_normal(x.shape))
-for name, norm in (("graph of ops", batch_norm_graph),
-                   ("closed form", lambda *v: F.batch_norm(*v, None, None, training=True))):
+def closed_form(v, w, b):
+    return F.batch_norm(v, None, None, w, b, training=True)
+
+
+for name, norm in (("graph of ops", batch_norm_graph), ("closed form", closed_form)):
     leaves = [tinyres.tensor(v, requires_grad=True) for v in (x, weight, bias)]
     y = norm(*leaves)
     start = time.perf_counter()
