@@ -7,6 +7,7 @@ zero; every cheat of the course issue scores zero or is refused, and says why; `
 deletes nothing it did not make.
 """
 import ast
+import contextlib
 import csv
 import json
 import os
@@ -528,12 +529,12 @@ main = sys.modules["__main__"]
 main.rel_error = main.compare = main.relative_errors = lambda *args, **kwargs: 0.0
 return x
 ''')
-    # 4. a grandchild that outlives the student's process and holds its output
-    pid_file = tmp_path / "grandchild.pid"
+    # 4. a grandchild that outlives the student's process and holds its output (found by the
+    #    marker on its command line: the sandbox can write nowhere the test could read)
+    marker = f"sleeper-{os.getpid()}-{time.time_ns()}"
     _plant(copy, "conv2d_backward", f'''
 import subprocess, sys
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-open({str(pid_file)!r}, "w").write(str(child.pid))
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)  # {marker}"])
 raise RuntimeError("gone, the sleeper stays")
 ''')
     start = time.perf_counter()
@@ -548,9 +549,13 @@ raise RuntimeError("gone, the sleeper stays")
     assert "worst element" in tasks["conv2d_forward"].cases[0].message or \
            "wrong shape" in tasks["conv2d_forward"].cases[0].message
     assert "RuntimeError: gone, the sleeper stays" in tasks["conv2d_backward"].cases[0].message
-    pid = int(pid_file.read_text())
-    status = Path(f"/proc/{pid}/status")
-    assert not status.exists() or "State:\tZ" in status.read_text(), "the grandchild survived"
+    alive = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if marker.encode() in (entry / "cmdline").read_bytes() and \
+                    "State:\tZ" not in (entry / "status").read_text():
+                alive.append(entry.name)
+    assert not alive, "the grandchild survived"
     assert "50/50" not in grader.format_report(report)
 
 

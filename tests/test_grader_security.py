@@ -21,7 +21,7 @@ import pytest
 
 from test_assignments import KEY, REPO, _fresh, _plant, quiet
 from tinyres.cli import main
-from tinyres.course import copier, grader, signing
+from tinyres.course import copier, grader, sandbox, signing
 from tinyres.course import references as ref
 from tinyres.course.cases import build
 
@@ -158,6 +158,66 @@ def test_a_link_out_of_the_submission_is_refused(tmp_path):
     assert report.score == 0 and not report.tasks
     assert report.refused.startswith("refused: tinyres/ops.py -> ")
     assert "symbolic link out of the submission" in report.refused
+
+
+SANDBOX = sandbox.available()
+needs_sandbox = pytest.mark.skipif(SANDBOX[0] is None, reason=f"no sandbox: {SANDBOX[1]}")
+
+PROBE = """
+import json, os, numpy
+seen = {"uid": os.getuid(), "pids": [p for p in os.listdir("/proc") if p.isdigit()]}
+for name, path in (("key", KEY_FILE), ("grader", f"/proc/{GRADER}/environ")):
+    try:
+        seen[name] = open(path).read()
+    except OSError as error:
+        seen[name] = type(error).__name__
+try:
+    open(numpy.__file__, "a")
+    seen["numpy"] = "writable"
+except OSError as error:
+    seen["numpy"] = type(error).__name__
+open("mine.txt", "w").write("the student's folder is writable")
+print(json.dumps(seen))
+"""
+
+
+@needs_sandbox
+@pytest.mark.parametrize("mode", ["nobody", "namespace"])
+def test_the_sandbox_hides_the_key_file_the_grader_and_numpy(tmp_path, monkeypatch, mode):
+    """A key file in the grader's home, the grader's /proc entry and the grader's own NumPy:
+    none can be read or written from the sandbox; its scratch folder can."""
+    if mode == "nobody" and os.geteuid() != 0:
+        pytest.skip("only root can run the student's code as nobody")
+    home = tmp_path / "staff"
+    key_file = home / ".config" / "tinyres" / "course-key"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(KEY)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(signing, "KEY_FILE", key_file)
+    workdir = tmp_path / "work"
+    python = sandbox.private_interpreter(workdir / "python")
+    code = PROBE.replace("KEY_FILE", repr(str(key_file))).replace("GRADER", str(os.getpid()))
+    done = subprocess.run(sandbox.confined([str(python), "-I", "-c", code], workdir, mode),
+                          cwd=workdir, capture_output=True, text=True, timeout=60,
+                          env={"PATH": os.defpath})
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    hidden = {"FileNotFoundError"} | ({"PermissionError"} if mode == "nobody" else set())
+    assert seen["key"] in hidden and seen["grader"] == "FileNotFoundError"
+    assert str(os.getpid()) not in seen["pids"] and seen["numpy"] != "writable"
+    assert seen["uid"] == (sandbox.NOBODY if mode == "nobody" else 0)
+    assert (workdir / "mine.txt").is_file()
+
+
+def test_without_a_sandbox_a_machine_with_a_course_key_is_not_graded(tmp_path, monkeypatch):
+    monkeypatch.setattr(grader, "sandbox_available", lambda: (None, "no Linux namespaces here"))
+    report = grader.grade(_fake_copy(tmp_path / "ada"), "A1")
+    assert report.score == 0 and not report.tasks
+    assert report.refused.startswith("refused: no Linux namespaces here, so the student's code")
+    assert "$TINYRES_COURSE_KEY" in report.refused and "\n" not in report.refused
+    monkeypatch.delenv("TINYRES_COURSE_KEY")
+    monkeypatch.setattr(signing, "KEY_FILE", tmp_path / "no-key")
+    assert grader.key_exposure() == ""          # nothing to keep: grading goes ahead
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
@@ -331,10 +391,16 @@ def test_a_link_to_the_course_source_is_refused(copies, tmp_path):
 
 
 @pytest.mark.slow
+@needs_sandbox
 def test_the_course_key_never_comes_back_in_feedback(copies, tmp_path):
     """The student's code looks for the key in its environment, its argv and the environ of
-    every ancestor it can read, and raises with what it found; the grader runs as a command
-    started with the key in its environment (as on an autograder)."""
+    every ancestor it can read, and the key file in the grader's home, and raises with what
+    it found; the grader runs as a command started with the key in its environment and in
+    its home. Nothing needs blanking out: the student's code found nothing."""
+    home = tmp_path / "staff"
+    key_file = home / ".config" / "tinyres" / "course-key"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(KEY)
     copy = _fresh(copies, "A1", tmp_path)
     _plant(copy, "mul_backward", '''
 import os, sys
@@ -348,16 +414,20 @@ while pid > 1:
 for entry in (e for text in found for e in text.replace(",", "\\0").split("\\0")):
     if "TINYRES_COURSE_KEY" in entry:
         raise RuntimeError(f"found {entry}")
-raise RuntimeError("nothing")
-''')
+try:
+    raise RuntimeError("found " + open(KEY_FILE).read())
+except OSError as error:
+    raise RuntimeError(f"nothing ({type(error).__name__})")
+'''.replace("KEY_FILE", repr(str(key_file))))
     results = tmp_path / "results.json"
-    env = {**os.environ, "TINYRES_COURSE_KEY": KEY}
+    env = {**os.environ, "TINYRES_COURSE_KEY": KEY, "HOME": str(home)}
     done = subprocess.run([sys.executable, "-m", "tinyres.cli", "assignment", "grade",
                            str(copy), "--assignment", "A1", "--json", str(results)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert KEY not in done.stdout + done.stderr + results.read_text()
-    assert "RuntimeError" in results.read_text()
+    assert "<the course key>" not in results.read_text()
+    assert "RuntimeError" in results.read_text() and "nothing (" in results.read_text()
 
 
 HOSTILE = {            # Mul.backward's body in each hostile submission

@@ -9,6 +9,7 @@
     references.py    plain NumPy references the cases are computed with (and the stand-ins
                      for a student's other functions while one is graded)
     runner.py        the only grading code that runs in the student's process: compute, never judge
+    sandbox.py       where that process runs: the grader's home and processes hidden, as nobody
     feedback.py      comparing arrays, in words: worst element, expected vs got
     grader.py        `tinyres assignment grade`: subprocess, comparisons, table, JSON, CSV
     gradescope.py    `tinyres assignment gradescope`: the autograder zip, and its run

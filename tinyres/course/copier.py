@@ -54,8 +54,8 @@ MANIFEST = ".tinyres-assignment"
 FOLDERS = ("tinyres", "kernels", "docs", "examples")
 FILES = ("pyproject.toml", "README.md", ".gitignore")
 SHARED_TESTS = ("tests/conftest.py", "tests/helpers.py", "tests/cifar_folder.py")
-GRADER_SIDE = ("copier.py", "grader.py", "runner.py", "references.py", "cases.py", "feedback.py",
-               "gradescope.py", "settings.py")
+GRADER_SIDE = ("copier.py", "grader.py", "runner.py", "sandbox.py", "references.py", "cases.py",
+               "feedback.py", "gradescope.py", "settings.py")
 # what installing (`pip install -e .`) and testing a copy write into it, at any depth: caches
 # that are made again; --force deletes these too. Anything else it did not write stops it.
 REGENERATED = ("*.egg-info", ".pytest_cache", ".hypothesis", "__pycache__", ".ipynb_checkpoints")

@@ -13,10 +13,11 @@ What it does, per task of the assignment:
 2. runs tinyres/course/runner.py in a subprocess, in a scratch folder of its own (a fresh
    random name, removed afterwards) holding a copy of DIR's tinyres/ and kernels/ (laid out as
    installed, code only): with an interpreter that sees NumPy and nothing else of this
-   installation (private_interpreter), an environment holding nothing of the grader's (no
-   keys, no paths), its own session, and a guard process between it and the grader that
-   kills whatever the student's code started (runner.py); the grader kills the session and
-   any process still carrying the run's marker, then reads the outputs;
+   installation, in a sandbox that hides the grader's home and every other process and, when
+   the grader is root, runs as nobody (tinyres/course/sandbox.py), with an environment holding
+   nothing of the grader's (no keys, no paths), its own session, and a guard process between
+   it and the grader that kills whatever the student's code started (runner.py); the grader
+   kills the session and any process still carrying the run's marker, then reads the outputs;
 3. compares those arrays here, case by case, by its own list of cases
    (tinyres/course/feedback.py). Nothing the student's process prints or claims counts; a
    case without its arrays scores zero.
@@ -33,9 +34,10 @@ Which assignment: --assignment, or the copy's manifest when its signature holds 
 key (tinyres/course/signing.py); an edited manifest is refused. The written parts of the handout
 are listed as "manually graded". The exit status is 0 whenever grading ran.
 
-Not an OS sandbox: the student's code runs as the grader's user and could read the grader's
-files, signal it, or use the network. docs/assignments/README.md ("The trust boundary") says
-what the grader trusts and what a container must add.
+Where the sandbox cannot work (not Linux, no namespaces) the student's code runs as the grader's
+user, and grading is refused while a course key is on the machine. The sandbox does not cut
+the network or cap memory: docs/assignments/README.md ("The trust boundary") says what the
+grader trusts and what a container must add.
 """
 import contextlib
 import csv
@@ -61,7 +63,9 @@ from tinyres.course.assignments import ASSIGNMENTS, TASKS, check_assignment_id, 
 from tinyres.course.copier import MANIFEST
 from tinyres.course.feedback import compare
 from tinyres.course.settings import Settings
-from tinyres.course.signing import course_key, manifest_problem, read_manifest
+from tinyres.course.sandbox import available as sandbox_available
+from tinyres.course.sandbox import confined, private_interpreter
+from tinyres.course.signing import KEY_FILE, course_key, manifest_problem, read_manifest
 
 RUNNER = Path(__file__).with_name("runner.py")
 REFERENCES = Path(__file__).with_name("references.py")     # the stand-ins of Task.uses
@@ -217,21 +221,6 @@ def links_out_of(directory):
     return found
 
 
-def private_interpreter(folder):
-    """A virtual environment in `folder` whose only package is NumPy (a link to the grader's):
-    its Python sees neither the grader's site-packages nor an editable finder, so in it
-    `import tinyres` finds the submission's copy or nothing, and `site.main()` adds nothing."""
-    base = Path(os.path.realpath(sys._base_executable))
-    (folder / "bin").mkdir(parents=True)
-    (folder / "pyvenv.cfg").write_text(f"home = {base.parent}\n"
-                                       f"include-system-site-packages = false\n")
-    (folder / "bin" / "python").symlink_to(base)
-    site = folder / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-    site.mkdir(parents=True)
-    (site / "numpy").symlink_to(Path(numpy.__file__).parent)
-    return folder / "bin" / "python"
-
-
 def _scrubbed_environment(home):
     """Only what Python and NumPy need, and the settings of a grading run."""
     return {"PATH": os.defpath, "HOME": str(home), "TMPDIR": str(home), "LANG": "C.UTF-8",
@@ -303,9 +292,9 @@ def run_student(workdir, cases, timeout, substitute=()):
     environment = {**_scrubbed_environment(home), **dict([marker.split("=")])}
     with not_dumpable(), open(workdir / "stdout.txt", "wb") as out, \
             open(workdir / "stderr.txt", "wb") as err:
-        child = subprocess.Popen([str(python), "-I", "runner.py"], cwd=workdir, stdout=out,
-                                 stderr=err, stdin=subprocess.DEVNULL, env=environment,
-                                 start_new_session=True)
+        child = subprocess.Popen(confined([str(python), "-I", "runner.py"], workdir),
+                                 cwd=workdir, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                 env=environment, start_new_session=True)
         try:
             child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -432,6 +421,18 @@ def grade_task(task, directory, cases, timeout, failing, points):
     return result
 
 
+def key_exposure():
+    """The refusal to grade where a course key is on the machine and no sandbox can keep it
+    from the student's code (tinyres/course/sandbox.py); "" where grading may go ahead."""
+    mode, why = sandbox_available()
+    if mode is not None or course_key() is None:
+        return ""
+    where = "$TINYRES_COURSE_KEY" if os.environ.get("TINYRES_COURSE_KEY") else str(KEY_FILE)
+    return (f"refused: {why}, so the student's code would run as this user and could read the "
+            f"course key ({where}); grade in a Linux container, or where no course key is "
+            f"(unset TINYRES_COURSE_KEY, move {KEY_FILE} away) with --assignment")
+
+
 def grade(directory, assignment_id=None, timeout=None, seed=0, hidden_seed=None,
           settings=None):
     """Grade the copy in `directory`; returns a Report (never raises for the student's code).
@@ -457,6 +458,9 @@ def grade(directory, assignment_id=None, timeout=None, seed=0, hidden_seed=None,
                           f"{f' (and {len(links) - 1} more)' if len(links) > 1 else ''}; hand "
                           f"in the files themselves")
         return report
+    report.refused = key_exposure()
+    if report.refused:
+        return report
     report.hidden_seed = secrets.randbits(32) if hidden_seed is None else hidden_seed
     failing = set()
     for task in tasks_of(report.assignment):
@@ -480,7 +484,10 @@ def format_report(report):
         return "\n".join(lines + [report.refused, "score 0/0"])
     assignment = ASSIGNMENTS[report.assignment]
     lines.append(f"{assignment.id}: {assignment.title}")
-    lines.append("(the student's code in its own process; NumPy, reference kernels, float64)")
+    mode, why = sandbox_available()
+    where = {"nobody": "in a sandbox, as nobody", "namespace": "in a sandbox (a user namespace)",
+             None: f"in its own process, as this user: {why}"}[mode]
+    lines.append(f"(the student's code {where}; NumPy, reference kernels, float64)")
     header = f"{'function':<28} {'file':<38} {'cases':>7} {'worst err':>10} {'score':>11}"
     lines += [header, "-" * len(header)]
     for t in report.tasks:
