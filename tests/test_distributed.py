@@ -243,6 +243,12 @@ def mpirun(*args, expect_fail=False):
     return done
 
 
+# float32 after one SGD step, summed in another order (one thread per rank against this
+# process's threads): up to 2.1e-5 apart on Zen 4's AVX-512 kernels, 2026-12-07; the per-rank
+# statistics move the step by more than 1e-4, so this still tells the two apart
+STEP_ATOL = 4e-5
+
+
 @pytest.mark.slow
 def test_one_step_on_two_ranks_is_one_step_on_one(mpi, tmp_path):
     """2 ranks x 8 images with --sync-bn == 1 process x 16 images; per-rank BN differs only
@@ -255,7 +261,7 @@ def test_one_step_on_two_ranks_is_one_step_on_one(mpi, tmp_path):
     reference = resnet8()
     one_step(reference, images, labels)
     for name, value in reference.state_dict().items():
-        numpy.testing.assert_allclose(got[f"sync_bn/{name}"], value, rtol=1e-4, atol=2e-6,
+        numpy.testing.assert_allclose(got[f"sync_bn/{name}"], value, rtol=1e-4, atol=STEP_ATOL,
                                       err_msg=name)
 
     # per-rank BN: the mean of the gradients of two 8-image batches, each normalised by its own
@@ -273,7 +279,7 @@ def test_one_step_on_two_ranks_is_one_step_on_one(mpi, tmp_path):
     optimizer.step()
     largest_bn_effect = 0.0
     for name, value in parameters(emulated).items():
-        numpy.testing.assert_allclose(got[f"per_rank_bn/{name}"], value, rtol=1e-4, atol=2e-6,
+        numpy.testing.assert_allclose(got[f"per_rank_bn/{name}"], value, rtol=1e-4, atol=STEP_ATOL,
                                       err_msg=name)
         largest_bn_effect = max(largest_bn_effect, float(numpy.abs(
             got[f"per_rank_bn/{name}"] - parameters(reference)[name]).max()))
@@ -283,7 +289,7 @@ def test_one_step_on_two_ranks_is_one_step_on_one(mpi, tmp_path):
     reference = resnet8().eval()
     one_step(reference, images, labels)
     for name, value in parameters(reference).items():
-        numpy.testing.assert_allclose(got[f"eval_bn/{name}"], value, rtol=1e-4, atol=2e-6,
+        numpy.testing.assert_allclose(got[f"eval_bn/{name}"], value, rtol=1e-4, atol=STEP_ATOL,
                                       err_msg=name)
 
     message = str(got["checksum_error"])
