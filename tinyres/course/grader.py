@@ -242,8 +242,8 @@ def _prctl(option, value=0):
 @contextlib.contextmanager
 def not_dumpable():
     """While open, this process's /proc files (environ, mem) are closed to the other processes
-    of its user (a root process still reads them: a container runs the student as another
-    user)."""
+    of its user (a root process still reads them; in the sandbox the student's code sees no
+    other process at all, and runs as nobody when the grader is root)."""
     dumpable = _prctl(PR_GET_DUMPABLE)
     _prctl(PR_SET_DUMPABLE, 0)
     try:
