@@ -290,16 +290,28 @@ def test_winograd_transforms_are_the_matrices_and_their_adjoints(seed, m, b, th,
     assert numpy.isclose(numpy.vdot(y, gy), numpy.vdot(M, dM), rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
 @pytest.mark.parametrize("m", [2, 4])
-def test_winograd_filter_transform_and_its_adjoint(m):
+def test_winograd_filter_transform_and_its_adjoint(m, dtype):
+    """U = G g G^T of every filter, in both layouts the convolutions read, from a strided weight,
+    in the weight's dtype; and the backward is its adjoint."""
     rng = numpy.random.default_rng(0)
     k = m + 2
-    g, gU = rng.standard_normal((5, 3, 3, 3)), rng.standard_normal((k * k, 5, 3))
+    g = rng.standard_normal((5, 6, 3, 3))[:, ::2].astype(dtype)        # (5, 3, 3, 3), strided
+    gU = rng.standard_normal((k * k, 5, 3)).astype(dtype)
+    expected = numpy.einsum("pa,ocab,qb->pqoc", winograd.G[m], g.astype(numpy.float64),
+                            winograd.G[m]).reshape(k * k, 5, 3)
+    tolerance = 1e-6 if dtype == numpy.float32 else 1e-12
     U = winograd.filter_transform(g, m)
-    expected = numpy.einsum("pa,ocab,qb->pqoc", winograd.G[m], g, winograd.G[m])
-    numpy.testing.assert_allclose(U, expected.reshape(k * k, 5, 3), rtol=1e-12)
-    assert numpy.isclose(numpy.vdot(U, gU), numpy.vdot(g, winograd.filter_transform_backward(gU)),
-                         rtol=1e-12)
+    U_T = winograd.filter_transform(g, m, out_channels_first=False)
+    assert U.dtype == U_T.dtype == dtype and U_T.shape == (k * k, 3, 5)
+    numpy.testing.assert_allclose(U, expected, rtol=tolerance, atol=tolerance)
+    numpy.testing.assert_allclose(U_T, expected.transpose(0, 2, 1), rtol=tolerance,
+                                  atol=tolerance)
+    gweight = winograd.filter_transform_backward(gU)
+    assert gweight.dtype == dtype and gweight.shape == g.shape and gweight.flags.c_contiguous
+    assert numpy.isclose(numpy.vdot(U.astype(numpy.float64), gU),
+                         numpy.vdot(g.astype(numpy.float64), gweight), rtol=tolerance)
 
 
 @pytest.mark.parametrize("route", ["winograd", "gemm"])

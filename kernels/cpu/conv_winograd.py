@@ -97,8 +97,8 @@ def forward(x, weight, geometry):
     N, C = x.shape[:2]
     OC, (OH, OW) = weight.shape[0], geometry.out_size
     m = tile_size(geometry.out_size, max(C, OC))
-    U_T = numpy.ascontiguousarray(winograd.filter_transform(weight.astype(x.dtype), m)
-                                  .transpose(0, 2, 1))         # (k*k, C, OC)
+    U_T = winograd.filter_transform(weight.astype(x.dtype, copy=False), m,
+                                    out_channels_first=False)  # (k*k, C, OC)
     y, y_cl = empty_channels_last((N, OC, OH, OW), x.dtype)   # y_cl (N, OH, OW, OC)
 
     def convolve(buffer, i, n0, B):
@@ -128,7 +128,7 @@ def backward(gy, x, weight, geometry, input_grad):
     _, _, (PH, PW), (OH, OW) = geometry
     m = tile_size(geometry.out_size, max(C, OC))
     k = m + 2
-    U = winograd.filter_transform(weight.astype(gy.dtype), m)  # (k*k, OC, C)
+    U = winograd.filter_transform(weight.astype(gy.dtype, copy=False), m)   # (k*k, OC, C)
     gx = empty_channels_last((N, C, H, W), gy.dtype)[0] if input_grad else None
     gy_cl = channels_last(gy)                                  # (N, OH, OW, OC), as the tiles
     if gy_cl is None or not gy_cl.flags.c_contiguous:          # transform reads it

@@ -346,25 +346,29 @@ def output_transform_adjoint(gy, dM, rows):
                             (Mf, (k * p * T + t0 + tw) * OC, T * OC, m * T * OC), OC)
 
 
-def filter_transform(weight, m):
-    """U[k*p + q, o, c] = (G g G^T)[p, q] of every 3x3 filter g = weight[o, c], F(m x m, 3x3):
-    weight (OC, C, 3, 3) -> U (k*k, OC, C), k = m + 2, in weight's dtype."""
-    OC, C, k = weight.shape[0], weight.shape[1], m + 2
-    G_ = G[m].astype(weight.dtype)
-    # Two matrix products, each over every filter at once (through BLAS), in a fixed order: an
-    # einsum of the three matrices chooses its order of products again at every call, which
-    # costs more than the products for narrow layers (docs/performance.md).
-    rows = (weight.reshape(OC * C * 3, 3) @ G_.T).reshape(OC, C, 3, k)     # g G^T
-    U = numpy.tensordot(G_, rows, axes=([1], [2]))                          # (k, OC, C, k)
-    return numpy.ascontiguousarray(U.transpose(0, 3, 1, 2)).reshape(k * k, OC, C)
+# The filter transforms as one matrix product each. Over the 9 taps g[i, j] of a filter, the
+# position (p, q) of G g G^T is sum_ij G[p, i] G[q, j] g[i, j]: the row k*p + q of the Kronecker
+# product GG = G (x) G, (k*k, 9), times the filter's taps. So every filter of a layer is
+# transformed by one GEMM, GG @ (9, filters), and the adjoint, G^T dU G, by GG^T @ dU; the
+# factors are taken in float64 and rounded once to the data's type.
+GG = {m: numpy.kron(G[m], G[m]) for m in G}                          # (k*k, 9)
+
+
+def filter_transform(weight, m, out_channels_first=True):
+    """U[k*p + q] = (G g G^T)[p, q] of every 3x3 filter g = weight[o, c], F(m x m, 3x3), in
+    weight's dtype: U (k*k, OC, C), or (k*k, C, OC) when not out_channels_first (the forward's
+    V @ U^T reads U^T). weight (OC, C, 3, 3)."""
+    OC, C = weight.shape[:2]
+    taps = weight if out_channels_first else weight.transpose(1, 0, 2, 3)
+    taps = taps.reshape(-1, 9).T                                     # (9, filters)
+    return (GG[m].astype(weight.dtype) @ taps).reshape(
+        (-1, OC, C) if out_channels_first else (-1, C, OC))
 
 
 def filter_transform_backward(gU):
-    """The adjoint of filter_transform: gU (k*k, OC, C) -> gweight (OC, C, 3, 3) = G^T dU G,
-    k*k = 16 or 36 positions for m = 2 or 4."""
+    """The adjoint of filter_transform (out_channels_first): gU (k*k, OC, C) -> gweight
+    (OC, C, 3, 3) = G^T dU G, k*k = 16 or 36 positions for m = 2 or 4."""
     positions, OC, C = gU.shape
-    k = round(positions ** 0.5)
-    G_ = G[k - 2].astype(gU.dtype)
-    rows = (G_.T @ gU.reshape(k, k * OC * C)).reshape(3, k, OC, C)       # G^T dU, over p
-    gweight = numpy.tensordot(rows, G_, axes=([1], [0]))                  # (3, OC, C, 3)
-    return numpy.ascontiguousarray(gweight.transpose(1, 2, 0, 3))
+    m = round(positions ** 0.5) - 2
+    taps = GG[m].T.astype(gU.dtype) @ gU.reshape(positions, OC * C)   # (9, OC*C)
+    return numpy.ascontiguousarray(taps.T).reshape(OC, C, 3, 3)
