@@ -37,7 +37,7 @@ step:
     dg     = G^T dU G                                       filter_transform_backward(dU)
 
 So the whole algorithm is four tile kernels, two transforms and their exact adjoints, each built
-from the 1-D transforms below; the filter transforms are two small matrix products in NumPy.
+from the 1-D transforms below; the filter transforms are one matrix product each, by G (x) G.
 F(2x2)'s matrices hold 0, +-1 and 0.5, exact in binary, so its float32 results differ from
 im2col + GEMM's by rounding only; F(4x4)'s hold 2, 4, 5, 8 and 1/6, 1/12, 1/24, which grow the
 transformed numbers and with them the rounding, 6 to 22 times F(2x2)'s (figures in
